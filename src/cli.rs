@@ -1,0 +1,106 @@
+//! The command line: flags, commands and the exit codes `--help` documents.
+
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0   nothing to do
+  10  scaled up (with --dry-run: would have)
+  11  scaled down (with --dry-run: would have)
+  1   unexpected error
+  2   usage or config error
+  3   lock held by another run
+  4   metrics unavailable (Prometheus down, slow or garbled)
+  5   an action failed (Docker or Kubernetes)
+  6   state file unreadable or corrupt (see `k3s-scale state reset`)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "k3s-scale",
+    version,
+    about = "One-shot autoscaler for k3s clusters whose worker nodes are Docker containers",
+    long_about = "One-shot autoscaler for k3s clusters whose worker nodes are Docker containers.\n\
+                  Run it every 30 s from a systemd timer or cron: each run reads the config and \
+                  state, queries Prometheus once, decides, acts, saves the state and exits with \
+                  a code that says what happened.",
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    /// Config file [default: ./config.yaml, then /etc/k3s-scale/config.yaml]
+    #[arg(long, global = true, value_name = "PATH", env = "K3S_SCALE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// State file (overrides state.path in the config)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+
+    /// Decide and print, change nothing (no Docker, Kubernetes or state writes)
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// More log output (-v info, -vv debug, -vvv trace); default: warnings and errors
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors in the log
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Log line format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One autoscaling run: query, decide, act, save (what the timer runs)
+    Evaluate {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Show the config summary, cooldowns, idle time, workers provisioning and recent events
+    Status {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Config file commands
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// State file commands
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config and print the effective values (defaults filled in)
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Move the state file aside (to <path>.bad-<time>) so the next run starts fresh
+    Reset,
+    /// Print the state file
+    Show,
+}

@@ -1,0 +1,289 @@
+//! One `evaluate` run: lock, state, snapshot, decision, actions, state save. The outside
+//! systems come in through `MetricsSource` and `Actuator`, so this flow is tested without
+//! them and the real clients are tested against the real services.
+
+use crate::config::Config;
+use crate::decide::{Action, decide};
+use crate::error::RunError;
+use crate::lock::RunLock;
+use crate::prometheus::MetricsSource;
+use crate::report::Report;
+use crate::state::{Provisioning, State};
+use crate::time::Timestamp;
+use std::path::PathBuf;
+
+/// An action that failed part-way: what it did manage, and why it stopped.
+#[derive(Debug)]
+pub struct ActionFailure {
+    pub done: Vec<String>,
+    pub message: String,
+}
+
+/// What a scale-down did.
+#[derive(Debug, Default)]
+pub struct Removal {
+    /// The worker removed; None when every candidate was unremovable.
+    pub removed: Option<String>,
+    pub evicted: Vec<String>,
+}
+
+/// Carries out plans on Docker and Kubernetes. Implementations leave nothing half-made.
+pub trait Actuator {
+    /// Starts workers with these names; on failure, the ones that started are in `done`.
+    fn start_workers(&mut self, names: &[String]) -> Result<(), ActionFailure>;
+    /// Removes the first removable of the candidates (best first), noting in the report
+    /// the ones passed over and the pods evicted. In dry-run, only reports.
+    fn remove_worker(
+        &mut self,
+        candidates: &[String],
+        dry_run: bool,
+        report: &mut Report,
+    ) -> Result<Removal, ActionFailure>;
+}
+
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub state_path: PathBuf,
+    pub dry_run: bool,
+    pub now: Timestamp,
+}
+
+/// A run's result: its report, and the error that ended it early if any.
+pub struct Outcome {
+    pub report: Report,
+    pub error: Option<RunError>,
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> u8 {
+        match &self.error {
+            Some(e) => e.exit_code(),
+            None => match self.report.action {
+                Action::ScaleUp if self.report.count > 0 => 10,
+                Action::ScaleDown if !self.report.removed.is_empty() => 11,
+                _ => 0,
+            },
+        }
+    }
+}
+
+pub fn evaluate(
+    ctx: &Context,
+    source: &dyn MetricsSource,
+    actuator: &mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
+) -> Outcome {
+    let mut report = Report::new(ctx.dry_run);
+    match run(ctx, source, actuator, &mut report) {
+        Ok(()) => Outcome { report, error: None },
+        Err(e) => {
+            report.error = Some(e.to_string());
+            Outcome {
+                report,
+                error: Some(e),
+            }
+        }
+    }
+}
+
+fn run(
+    ctx: &Context,
+    source: &dyn MetricsSource,
+    make_actuator: &mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
+    report: &mut Report,
+) -> Result<(), RunError> {
+    let cfg = ctx.config;
+    // A dry run writes nothing, not even the lock file; it only reads the state.
+    let _lock = if ctx.dry_run {
+        None
+    } else {
+        Some(RunLock::acquire(&cfg.state.lock_path)?)
+    };
+    let mut state = State::load(&ctx.state_path)?;
+    let now = ctx.now;
+
+    let snap = match source.snapshot() {
+        Ok(s) => s,
+        Err(e) => {
+            let e = RunError::Metrics(e);
+            if !ctx.dry_run {
+                // Counted, but nothing else changes: no cooldown, no idle timer.
+                state.totals.runs += 1;
+                state.count_error(e.kind());
+                state.record(now, "error", e.to_string());
+                state.save(&ctx.state_path)?;
+            }
+            return Err(e);
+        }
+    };
+    let plan = decide(&snap, &state, cfg, now);
+    *report = std::mem::replace(report, Report::new(ctx.dry_run)).with_plan(&snap, &plan);
+    state.low_since = plan.low_since;
+    state.provisioning.retain(|p| !plan.joined.contains(&p.name));
+    for name in &plan.joined {
+        log::info!("worker {name} is Ready; provisioning done");
+    }
+    state.totals.runs += 1;
+
+    let result = match plan.action {
+        Action::None => Ok(()),
+        Action::ScaleUp => scale_up(ctx, &mut state, plan.count, make_actuator, report),
+        Action::ScaleDown => scale_down(ctx, &mut state, &plan.candidates, make_actuator, report),
+    };
+    if let Err(e) = &result {
+        state.count_error(e.kind());
+    }
+    if !ctx.dry_run {
+        state.save(&ctx.state_path)?;
+    }
+    result
+}
+
+fn scale_up(
+    ctx: &Context,
+    state: &mut State,
+    count: u32,
+    make_actuator: &mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
+    report: &mut Report,
+) -> Result<(), RunError> {
+    let prefix = &ctx.config.docker.name_prefix;
+    let names: Vec<String> = (0..u64::from(count))
+        .map(|i| format!("{prefix}-{}", state.next_worker_index + i))
+        .collect();
+    report.started = names.clone();
+    if ctx.dry_run {
+        log::info!("dry run: would start {}", names.join(", "));
+        return Ok(());
+    }
+    // The counter moves before anything is created: a name is never handed out twice,
+    // even if this run dies half-way.
+    state.next_worker_index += u64::from(count);
+    let now = ctx.now;
+    let mut actuator = match make_actuator() {
+        Ok(a) => a,
+        Err(e) => {
+            record_failed_scale_up(state, now, &e.to_string());
+            report.started.clear();
+            return Err(e);
+        }
+    };
+    match actuator.start_workers(&names) {
+        Ok(()) => {
+            record_scale_up(state, now, &names);
+            Ok(())
+        }
+        Err(f) => {
+            report.started = f.done.clone();
+            if !f.done.is_empty() {
+                record_scale_up(state, now, &f.done);
+            }
+            record_failed_scale_up(state, now, &f.message);
+            Err(RunError::Action(f.message))
+        }
+    }
+}
+
+pub fn record_scale_up(state: &mut State, now: Timestamp, names: &[String]) {
+    state.last_scale_up = Some(now);
+    state.totals.scale_ups += 1;
+    state.totals.workers_added += names.len() as u64;
+    for n in names {
+        state.provisioning.push(Provisioning {
+            name: n.clone(),
+            started_at: now,
+        });
+    }
+    state.record(now, "scale_up", format!("started {}", names.join(", ")));
+}
+
+pub fn record_failed_scale_up(state: &mut State, now: Timestamp, message: &str) {
+    state.last_scale_up_failure = Some(now);
+    state.totals.failed_scale_ups += 1;
+    state.record(now, "scale_up_failed", message);
+}
+
+fn scale_down(
+    ctx: &Context,
+    state: &mut State,
+    candidates: &[String],
+    make_actuator: &mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
+    report: &mut Report,
+) -> Result<(), RunError> {
+    let now = ctx.now;
+    let mut actuator = match make_actuator() {
+        Ok(a) => a,
+        Err(e) => {
+            if !ctx.dry_run {
+                record_failed_scale_down(state, now, &e.to_string());
+            }
+            return Err(e);
+        }
+    };
+    match actuator.remove_worker(candidates, ctx.dry_run, report) {
+        Ok(removal) => {
+            report.evicted = removal.evicted.clone();
+            match removal.removed {
+                Some(name) => {
+                    report.removed = vec![name.clone()];
+                    if !ctx.dry_run {
+                        state.last_scale_down = Some(now);
+                        state.low_since = None;
+                        state.totals.scale_downs += 1;
+                        state.totals.workers_removed += 1;
+                        state.totals.evicted_pods += removal.evicted.len() as u64;
+                        state.record(now, "scale_down", format!("removed {name}"));
+                    }
+                }
+                None => {
+                    report.blocked_by.push(
+                        "every candidate is unremovable (see unremovable)".to_string(),
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(f) => {
+            if !ctx.dry_run {
+                state.totals.evicted_pods += f.done.len() as u64;
+                record_failed_scale_down(state, now, &f.message);
+            }
+            Err(RunError::Action(f.message))
+        }
+    }
+}
+
+pub fn record_failed_scale_down(state: &mut State, now: Timestamp, message: &str) {
+    state.last_scale_down_failure = Some(now);
+    state.totals.failed_scale_downs += 1;
+    state.record(now, "scale_down_failed", message);
+}
+
+/// Stands in where no Docker or Kubernetes client is configured: a dry run reports the
+/// best candidate, a real run refuses.
+pub struct PlanOnly;
+
+impl Actuator for PlanOnly {
+    fn start_workers(&mut self, _names: &[String]) -> Result<(), ActionFailure> {
+        Err(ActionFailure {
+            done: Vec::new(),
+            message: "no Docker client in this build: cannot start workers".into(),
+        })
+    }
+
+    fn remove_worker(
+        &mut self,
+        candidates: &[String],
+        dry_run: bool,
+        _report: &mut Report,
+    ) -> Result<Removal, ActionFailure> {
+        if dry_run {
+            return Ok(Removal {
+                removed: candidates.first().cloned(),
+                evicted: Vec::new(),
+            });
+        }
+        Err(ActionFailure {
+            done: Vec::new(),
+            message: "no Kubernetes client in this build: cannot remove workers".into(),
+        })
+    }
+}

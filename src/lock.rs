@@ -1,0 +1,89 @@
+//! The run lock: an exclusive, non-blocking flock on a lock file, held for the whole run
+//! and released by the kernel when the process ends (even by kill -9), so it never expires
+//! early and is never left stale.
+
+use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub enum LockError {
+    /// Another run holds the lock; the PID it wrote, when readable.
+    Held(PathBuf, Option<u32>),
+    Io(PathBuf, std::io::Error),
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::Held(p, Some(pid)) => write!(
+                f,
+                "another k3s-scale run (PID {pid}) holds the lock {}",
+                p.display()
+            ),
+            LockError::Held(p, None) => {
+                write!(f, "another k3s-scale run holds the lock {}", p.display())
+            }
+            LockError::Io(p, e) => write!(f, "cannot open lock file {}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+/// Holds the lock until dropped.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    pub fn acquire(path: &Path) -> Result<RunLock, LockError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let ioerr = |e| LockError::Io(path.into(), e);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(ioerr)?;
+        }
+        // Not truncated on open: the holder's PID must stay readable for the loser.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(ioerr)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(LockError::Held(path.into(), text.trim().parse().ok()));
+            }
+            Err(TryLockError::Error(e)) => return Err(ioerr(e)),
+        }
+        file.set_len(0).map_err(ioerr)?;
+        file.seek(SeekFrom::Start(0)).map_err(ioerr)?;
+        writeln!(file, "{}", std::process::id()).map_err(ioerr)?;
+        Ok(RunLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_is_refused_and_told_the_pid() {
+        let d = std::env::temp_dir().join(format!("k3s-scale-lock-{}", std::process::id()));
+        let p = d.join("run.lock");
+        let first = RunLock::acquire(&p).unwrap();
+        match RunLock::acquire(&p) {
+            Err(LockError::Held(_, Some(pid))) => assert_eq!(pid, std::process::id()),
+            other => panic!("expected Held, got {other:?}"),
+        }
+        drop(first);
+        RunLock::acquire(&p).expect("free again once the holder is gone");
+    }
+}

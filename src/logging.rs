@@ -1,0 +1,50 @@
+//! Log set-up: env_logger on stderr, text or one JSON object per line.
+
+use crate::cli::LogFormat;
+use std::io::Write;
+
+pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
+    let level = if quiet {
+        log::LevelFilter::Error
+    } else {
+        match verbose {
+            0 => log::LevelFilter::Warn,
+            1 => log::LevelFilter::Info,
+            2 => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        }
+    };
+    let mut b = env_logger::Builder::new();
+    // Our own crate at the chosen level; dependencies stay quieter unless RUST_LOG says.
+    b.filter_level(level.min(log::LevelFilter::Warn));
+    b.filter_module("k3s_scale", level);
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        b.parse_filters(&spec);
+    }
+    b.target(env_logger::Target::Stderr);
+    match format {
+        LogFormat::Text => {
+            b.format(|buf, r| {
+                writeln!(
+                    buf,
+                    "{} {:<5} {}",
+                    crate::time::Timestamp::now(),
+                    r.level(),
+                    r.args()
+                )
+            });
+        }
+        LogFormat::Json => {
+            b.format(|buf, r| {
+                let line = serde_json::json!({
+                    "ts": crate::time::Timestamp::now().to_string(),
+                    "level": r.level().as_str(),
+                    "target": r.target(),
+                    "msg": r.args().to_string(),
+                });
+                writeln!(buf, "{line}")
+            });
+        }
+    }
+    let _ = b.try_init();
+}

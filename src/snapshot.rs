@@ -1,0 +1,70 @@
+//! What one Prometheus query tells about the cluster: the signals the decision reads.
+//! `None` means unknown (no data), which is never the same as zero.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Pods that cannot be scheduled.
+    pub pending_pods: Option<f64>,
+    /// CPU cores requested by those pods.
+    pub pending_cpu_cores: Option<f64>,
+    /// Memory bytes requested by those pods.
+    pub pending_memory_bytes: Option<f64>,
+    /// Average CPU utilisation of the Ready workers, percent.
+    pub cpu: Option<f64>,
+    /// Average memory utilisation of the Ready workers, percent.
+    pub memory: Option<f64>,
+    /// Worker nodes (control plane excluded) by name; `None` when not known at all.
+    pub nodes: Option<BTreeMap<String, NodeSample>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeSample {
+    pub ready: bool,
+    /// CPU utilisation of this node, percent.
+    pub cpu: Option<f64>,
+    /// Memory utilisation of this node, percent.
+    pub memory: Option<f64>,
+}
+
+impl NodeSample {
+    /// The node's busiest resource, which is what decides whether it can go.
+    pub fn utilisation(&self) -> Option<f64> {
+        match (self.cpu, self.memory) {
+            (Some(c), Some(m)) => Some(c.max(m)),
+            (Some(v), None) | (None, Some(v)) => Some(v),
+            (None, None) => None,
+        }
+    }
+}
+
+impl Snapshot {
+    pub fn ready_workers(&self) -> impl Iterator<Item = &str> {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.iter())
+            .filter(|(_, s)| s.ready)
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// The scalar signals by name, for output and metrics.
+    pub fn signals(&self) -> Vec<(&'static str, Option<f64>)> {
+        let (ready, unready) = match &self.nodes {
+            Some(n) => {
+                let r = n.values().filter(|s| s.ready).count() as f64;
+                (Some(r), Some(n.len() as f64 - r))
+            }
+            None => (None, None),
+        };
+        vec![
+            ("pending_pods", self.pending_pods),
+            ("pending_cpu_cores", self.pending_cpu_cores),
+            ("pending_memory_bytes", self.pending_memory_bytes),
+            ("cpu", self.cpu),
+            ("memory", self.memory),
+            ("ready_workers", ready),
+            ("unready_workers", unready),
+        ]
+    }
+}
