@@ -11,6 +11,7 @@ pub mod lock;
 pub mod logging;
 pub mod prometheus;
 pub mod promql;
+pub mod reconcile;
 pub mod report;
 pub mod snapshot;
 pub mod state;

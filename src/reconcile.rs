@@ -1,0 +1,375 @@
+//! Drift repair planned at the start of every `evaluate`: from the Docker and Kubernetes
+//! listings of managed workers and the state's provisioning list, what must be cleaned up
+//! before deciding. Pure, like the decision; `apply` lives with the clients.
+
+use crate::config::Config;
+use crate::state::State;
+use crate::time::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A managed worker container as Docker lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerContainer {
+    pub name: String,
+    pub state: ContainerState,
+    pub created: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited,
+    Dead,
+    Removing,
+    Unknown,
+}
+
+impl ContainerState {
+    pub fn parse(s: &str) -> ContainerState {
+        match s {
+            "created" => ContainerState::Created,
+            "running" => ContainerState::Running,
+            "restarting" => ContainerState::Restarting,
+            "paused" => ContainerState::Paused,
+            "exited" => ContainerState::Exited,
+            "dead" => ContainerState::Dead,
+            "removing" => ContainerState::Removing,
+            _ => ContainerState::Unknown,
+        }
+    }
+}
+
+/// A Node of a managed worker as the API lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerNode {
+    pub name: String,
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Repair {
+    /// Started but not Ready within the provision timeout: remove the container and
+    /// volume, delete the Node if one registered; counts as a failed scale-up.
+    NeverReady {
+        name: String,
+        since: Timestamp,
+        node_registered: bool,
+    },
+    /// The Node of a managed worker whose container is gone: delete it and its
+    /// node-password secret.
+    OrphanNode { name: String },
+    /// A container that exited or died and is not restarting: remove it, and its Node.
+    DeadContainer {
+        name: String,
+        state: ContainerState,
+        node_registered: bool,
+    },
+    /// A provisioning entry with no container behind it: drop it.
+    StaleEntry { name: String },
+}
+
+impl Repair {
+    pub fn name(&self) -> &str {
+        match self {
+            Repair::NeverReady { name, .. }
+            | Repair::OrphanNode { name }
+            | Repair::DeadContainer { name, .. }
+            | Repair::StaleEntry { name } => name,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Repair::NeverReady {
+                name,
+                since,
+                node_registered,
+            } => format!(
+                "remove {name}: not Ready since it started at {since} (provision timeout){}",
+                if *node_registered {
+                    "; delete its Node"
+                } else {
+                    ""
+                }
+            ),
+            Repair::OrphanNode { name } => {
+                format!("delete Node {name}: its container is gone")
+            }
+            Repair::DeadContainer {
+                name,
+                state,
+                node_registered,
+            } => format!(
+                "remove {name}: container is {} and not restarting{}",
+                serde_json::to_value(state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                if *node_registered {
+                    "; delete its Node"
+                } else {
+                    ""
+                }
+            ),
+            Repair::StaleEntry { name } => {
+                format!("forget {name}: provisioning entry with no container")
+            }
+        }
+    }
+}
+
+/// What needs repair. Containers and nodes are only those k3s-scale manages (by label).
+pub fn plan_repairs(
+    containers: &[WorkerContainer],
+    nodes: &[WorkerNode],
+    state: &State,
+    cfg: &Config,
+    now: Timestamp,
+) -> Vec<Repair> {
+    let timeout = cfg.scaling.provision_timeout.get();
+    let by_name: BTreeMap<&str, &WorkerContainer> =
+        containers.iter().map(|c| (c.name.as_str(), c)).collect();
+    let node_by_name: BTreeMap<&str, &WorkerNode> =
+        nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let provisioning: BTreeMap<&str, Timestamp> = state
+        .provisioning
+        .iter()
+        .map(|p| (p.name.as_str(), p.started_at))
+        .collect();
+    let mut repairs = Vec::new();
+    let mut handled = BTreeSet::new();
+
+    for c in containers {
+        let node = node_by_name.get(c.name.as_str());
+        let registered = node.is_some();
+        match c.state {
+            ContainerState::Exited | ContainerState::Dead => {
+                repairs.push(Repair::DeadContainer {
+                    name: c.name.clone(),
+                    state: c.state,
+                    node_registered: registered,
+                });
+                handled.insert(c.name.as_str());
+                continue;
+            }
+            _ => {}
+        }
+        if node.is_some_and(|n| n.ready) {
+            continue;
+        }
+        // Not Ready: past the provision timeout since it started? A worker that was
+        // Ready once and went NotReady later is not a provisioning failure.
+        let started = provisioning
+            .get(c.name.as_str())
+            .copied()
+            .or(if registered { None } else { c.created });
+        if let Some(since) = started
+            && now.since(since) >= timeout
+        {
+            repairs.push(Repair::NeverReady {
+                name: c.name.clone(),
+                since,
+                node_registered: registered,
+            });
+            handled.insert(c.name.as_str());
+        }
+    }
+    for n in nodes {
+        if !by_name.contains_key(n.name.as_str()) {
+            repairs.push(Repair::OrphanNode {
+                name: n.name.clone(),
+            });
+        }
+    }
+    for p in &state.provisioning {
+        if !by_name.contains_key(p.name.as_str()) && !handled.contains(p.name.as_str()) {
+            repairs.push(Repair::StaleEntry {
+                name: p.name.clone(),
+            });
+        }
+    }
+    repairs
+}
+
+/// Updates the state for repairs that were carried out.
+pub fn record(state: &mut State, repairs: &[Repair], now: Timestamp) {
+    for r in repairs {
+        state.provisioning.retain(|p| p.name != r.name());
+        state.totals.repairs += 1;
+        if matches!(r, Repair::NeverReady { .. }) {
+            crate::evaluate::record_failed_scale_up(state, now, &r.describe());
+        } else {
+            state.record(now, "repair", r.describe());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Provisioning;
+
+    const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
+
+    fn ago(s: i64) -> Timestamp {
+        Timestamp::from_secs(1_800_000_000 - s)
+    }
+    fn c(name: &str, state: ContainerState, created_ago: i64) -> WorkerContainer {
+        WorkerContainer {
+            name: name.into(),
+            state,
+            created: Some(ago(created_ago)),
+        }
+    }
+    fn n(name: &str, ready: bool) -> WorkerNode {
+        WorkerNode {
+            name: name.into(),
+            ready,
+        }
+    }
+    fn booting(name: &str, started_ago: i64) -> Provisioning {
+        Provisioning {
+            name: name.into(),
+            started_at: ago(started_ago),
+        }
+    }
+
+    #[test]
+    fn repairs_table() {
+        use ContainerState::*;
+        let cfg = Config::default(); // provision timeout 15 min
+        let cases: Vec<(
+            &str,
+            Vec<WorkerContainer>,
+            Vec<WorkerNode>,
+            Vec<Provisioning>,
+            Vec<Repair>,
+        )> = vec![
+            (
+                "healthy worker: nothing",
+                vec![c("w-1", Running, 5000)],
+                vec![n("w-1", true)],
+                vec![],
+                vec![],
+            ),
+            (
+                "booting within the timeout: nothing",
+                vec![c("w-2", Running, 60)],
+                vec![],
+                vec![booting("w-2", 60)],
+                vec![],
+            ),
+            (
+                "booting past the timeout, never registered",
+                vec![c("w-2", Running, 1000)],
+                vec![],
+                vec![booting("w-2", 1000)],
+                vec![Repair::NeverReady {
+                    name: "w-2".into(),
+                    since: ago(1000),
+                    node_registered: false,
+                }],
+            ),
+            (
+                "registered but never Ready past the timeout",
+                vec![c("w-2", Running, 1000)],
+                vec![n("w-2", false)],
+                vec![booting("w-2", 1000)],
+                vec![Repair::NeverReady {
+                    name: "w-2".into(),
+                    since: ago(1000),
+                    node_registered: true,
+                }],
+            ),
+            (
+                "was Ready once, NotReady now, not provisioning: left alone (health guard covers it)",
+                vec![c("w-3", Running, 9000)],
+                vec![n("w-3", false)],
+                vec![],
+                vec![],
+            ),
+            (
+                "container gone by hand: orphan Node deleted",
+                vec![],
+                vec![n("w-4", true)],
+                vec![],
+                vec![Repair::OrphanNode { name: "w-4".into() }],
+            ),
+            (
+                "exited container removed with its Node",
+                vec![c("w-5", Exited, 100)],
+                vec![n("w-5", false)],
+                vec![],
+                vec![Repair::DeadContainer {
+                    name: "w-5".into(),
+                    state: Exited,
+                    node_registered: true,
+                }],
+            ),
+            (
+                "restarting container left to its restart policy",
+                vec![c("w-6", Restarting, 100)],
+                vec![n("w-6", false)],
+                vec![],
+                vec![],
+            ),
+            (
+                "provisioning entry with nothing behind it dropped",
+                vec![],
+                vec![],
+                vec![booting("w-7", 10)],
+                vec![Repair::StaleEntry { name: "w-7".into() }],
+            ),
+            (
+                "old container that never registered and is not in the state (state was reset)",
+                vec![c("w-8", Running, 5000)],
+                vec![],
+                vec![],
+                vec![Repair::NeverReady {
+                    name: "w-8".into(),
+                    since: ago(5000),
+                    node_registered: false,
+                }],
+            ),
+        ];
+        for (name, containers, nodes, prov, expected) in cases {
+            let state = State {
+                provisioning: prov,
+                ..State::fresh()
+            };
+            assert_eq!(
+                plan_repairs(&containers, &nodes, &state, &cfg, NOW),
+                expected,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn recording_counts_and_backs_off_never_ready_workers() {
+        let mut state = State {
+            provisioning: vec![booting("w-2", 1000), booting("w-7", 5)],
+            ..State::fresh()
+        };
+        let repairs = vec![
+            Repair::NeverReady {
+                name: "w-2".into(),
+                since: ago(1000),
+                node_registered: false,
+            },
+            Repair::StaleEntry { name: "w-7".into() },
+        ];
+        record(&mut state, &repairs, NOW);
+        assert!(state.provisioning.is_empty());
+        assert_eq!(state.totals.repairs, 2);
+        assert_eq!(state.totals.failed_scale_ups, 1);
+        assert_eq!(state.last_scale_up_failure, Some(NOW));
+        assert_eq!(state.events.len(), 2);
+    }
+}
