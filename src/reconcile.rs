@@ -244,13 +244,14 @@ mod tests {
     fn repairs_table() {
         use ContainerState::*;
         let cfg = Config::default(); // provision timeout 15 min
-        let cases: Vec<(
-            &str,
+        type Case = (
+            &'static str,
             Vec<WorkerContainer>,
             Vec<WorkerNode>,
             Vec<Provisioning>,
             Vec<Repair>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 "healthy worker: nothing",
                 vec![c("w-1", Running, 5000)],
