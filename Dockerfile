@@ -2,12 +2,12 @@
 # Build from the repository root: `docker build -t k3s-scale:local .`
 # (or `docker compose -f compose/docker-compose.yml build k3s-scale`).
 #
-# The runtime is debian:bookworm-slim, not scratch or distroless: the compose stack runs
+# The runtime is Debian 12 slim, not scratch or distroless: the compose stack runs
 # k3s-scale from a shell loop (k3s-scale-loop: sh, sed, sleep), and the binary is linked
 # against glibc, which the builder (Debian bookworm) and the runtime share.
 
-ARG RUST_IMAGE=rust:1.89-slim-bookworm
-ARG RUNTIME_IMAGE=debian:bookworm-slim
+ARG RUST_IMAGE=rust:1.89.0-slim-bookworm
+ARG RUNTIME_IMAGE=debian:12.11-slim
 
 FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
@@ -20,7 +20,7 @@ COPY src ./src
 # Touch so cargo rebuilds the crate itself over the stub build above.
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
-    && install -D -m 0755 target/release/k3s-scale /out/k3s-scale
+    && mkdir -p /out && cp target/release/k3s-scale /out/k3s-scale
 
 FROM ${RUNTIME_IMAGE} AS runtime
 # CA roots for an https:// Prometheus or API server signed by a public CA.

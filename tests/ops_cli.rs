@@ -18,7 +18,14 @@ fn k3s_scale(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-const SUBCOMMANDS: [&str; 6] = ["evaluate", "status", "config", "state", "completions", "man"];
+const SUBCOMMANDS: [&str; 6] = [
+    "evaluate",
+    "status",
+    "config",
+    "state",
+    "completions",
+    "man",
+];
 
 #[test]
 fn completions_for_each_shell_know_the_subcommands_and_flags() {
@@ -29,7 +36,10 @@ fn completions_for_each_shell_know_the_subcommands_and_flags() {
         for sub in SUBCOMMANDS {
             assert!(out.contains(sub), "{shell} completion lacks {sub}");
         }
-        assert!(out.contains("dry-run"), "{shell} completion lacks --dry-run");
+        assert!(
+            out.contains("dry-run"),
+            "{shell} completion lacks --dry-run"
+        );
     }
     let (code, _, err) = k3s_scale(&["completions", "powershell"]);
     assert_eq!(code, 2, "an unknown shell is a usage error: {err}");
@@ -49,7 +59,11 @@ fn bash_accepts_its_completion_script_and_completes_subcommands() {
     );
     let out = Command::new("bash").args(["-c", &probe]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.trim(), "evaluate", "{stdout}");
 }
 
@@ -57,7 +71,11 @@ fn bash_accepts_its_completion_script_and_completes_subcommands() {
 fn man_page_is_roff_naming_the_commands_and_exit_codes() {
     let (code, page, err) = k3s_scale(&["man"]);
     assert_eq!(code, 0, "{err}");
-    assert!(page.contains(".TH k3s-scale 1"), "{}", &page[..page.len().min(300)]);
+    assert!(
+        page.contains(".TH k3s-scale 1"),
+        "{}",
+        &page[..page.len().min(300)]
+    );
     for sub in SUBCOMMANDS {
         assert!(page.contains(sub), "man page lacks {sub}");
     }
@@ -66,8 +84,17 @@ fn man_page_is_roff_naming_the_commands_and_exit_codes() {
         let dir = ops_support::TempDir::new("man");
         let p = dir.join("k3s-scale.1");
         std::fs::write(&p, &page).unwrap();
-        let out = Command::new("man").arg("-l").arg(&p).env("MANWIDTH", "80").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("man")
+            .arg("-l")
+            .arg(&p)
+            .env("MANWIDTH", "80")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("One-shot autoscaler"));
     }
 }
@@ -88,5 +115,9 @@ fn generated_text_survives_a_reader_that_stops_early() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "status=0", "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "status=0",
+        "{err}"
+    );
 }

@@ -26,7 +26,10 @@ fn render(report: &Report, state: Option<&k3s_scale::state::State>, exit_code: u
 
 fn assert_promtool_ok(text: &str) {
     let (ok, out) = promtool_check_metrics(text);
-    assert!(ok, "promtool check metrics failed:\n{out}\n--- file ---\n{text}");
+    assert!(
+        ok,
+        "promtool check metrics failed:\n{out}\n--- file ---\n{text}"
+    );
 }
 
 #[test]
@@ -36,8 +39,14 @@ fn textfile_passes_promtool_check_metrics_in_every_shape() {
     unknown.signals.insert("cpu", None);
     unknown.signals.insert("ready_workers", None);
     let shapes = [
-        ("successful scale-up", render(&sample_report(), Some(&state), 10)),
-        ("failed before any snapshot", render(&Report::new(false), Some(&state), 4)),
+        (
+            "successful scale-up",
+            render(&sample_report(), Some(&state), 10),
+        ),
+        (
+            "failed before any snapshot",
+            render(&Report::new(false), Some(&state), 4),
+        ),
         ("state unreadable", render(&Report::new(false), None, 6)),
         ("some signals unknown", render(&unknown, Some(&state), 0)),
     ];
@@ -45,7 +54,10 @@ fn textfile_passes_promtool_check_metrics_in_every_shape() {
         assert!(!text.is_empty(), "{what}");
         assert_promtool_ok(text);
         for fam in families(text) {
-            assert!(fam.starts_with("k3s_scale_"), "{what}: {fam} lacks the prefix");
+            assert!(
+                fam.starts_with("k3s_scale_"),
+                "{what}: {fam} lacks the prefix"
+            );
         }
         assert!(!text.contains("k3s-token") && !text.to_lowercase().contains("token"));
     }
@@ -63,11 +75,23 @@ fn gauges_describe_the_run_and_counters_are_the_state_totals() {
     assert_eq!(v(r#"k3s_scale_last_action{action="scale_down"}"#), 0.0);
     assert_eq!(v(r#"k3s_scale_last_action{action="none"}"#), 0.0);
     assert_eq!(v(r#"k3s_scale_signal{signal="cpu"}"#), 85.5);
-    assert_eq!(v(r#"k3s_scale_signal{signal="pending_memory_bytes"}"#), 3221225472.0);
+    assert_eq!(
+        v(r#"k3s_scale_signal{signal="pending_memory_bytes"}"#),
+        3221225472.0
+    );
     assert_eq!(v(r#"k3s_scale_signal_known{signal="cpu"}"#), 1.0);
-    assert_eq!(v(r#"k3s_scale_threshold{signal="cpu",direction="up"}"#), 80.0);
-    assert_eq!(v(r#"k3s_scale_threshold{signal="memory",direction="down"}"#), 30.0);
-    assert_eq!(v(r#"k3s_scale_threshold{signal="pending_pods",direction="up"}"#), 1.0);
+    assert_eq!(
+        v(r#"k3s_scale_threshold{signal="cpu",direction="up"}"#),
+        80.0
+    );
+    assert_eq!(
+        v(r#"k3s_scale_threshold{signal="memory",direction="down"}"#),
+        30.0
+    );
+    assert_eq!(
+        v(r#"k3s_scale_threshold{signal="pending_pods",direction="up"}"#),
+        1.0
+    );
     assert_eq!(v(r#"k3s_scale_workers_limit{bound="max"}"#), 6.0);
     assert_eq!(v(r#"k3s_scale_workers{state="ready"}"#), 2.0);
     assert_eq!(v(r#"k3s_scale_workers{state="provisioning"}"#), 0.0);
@@ -86,7 +110,10 @@ fn gauges_describe_the_run_and_counters_are_the_state_totals() {
         (r#"k3s_scale_errors_total{kind="metrics"}"#, 9.0),
         (r#"k3s_scale_errors_total{kind="action"}"#, 0.0),
         ("k3s_scale_last_scale_up_timestamp_seconds", 1_800_000_000.0),
-        ("k3s_scale_last_scale_down_timestamp_seconds", 1_800_000_100.0),
+        (
+            "k3s_scale_last_scale_down_timestamp_seconds",
+            1_800_000_100.0,
+        ),
     ] {
         assert_eq!(v(series), want, "{series}");
     }
@@ -103,9 +130,18 @@ fn unknown_signals_have_no_sample_and_are_marked_unknown() {
         !text.contains(r#"k3s_scale_signal{signal="cpu"}"#),
         "unknown cpu must have no sample:\n{text}"
     );
-    assert_eq!(sample_value(&text, r#"k3s_scale_signal_known{signal="cpu"}"#), Some(0.0));
-    assert_eq!(sample_value(&text, r#"k3s_scale_signal{signal="memory"}"#), Some(40.0));
-    assert_eq!(sample_value(&text, r#"k3s_scale_signal_known{signal="memory"}"#), Some(1.0));
+    assert_eq!(
+        sample_value(&text, r#"k3s_scale_signal_known{signal="cpu"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample_value(&text, r#"k3s_scale_signal{signal="memory"}"#),
+        Some(40.0)
+    );
+    assert_eq!(
+        sample_value(&text, r#"k3s_scale_signal_known{signal="memory"}"#),
+        Some(1.0)
+    );
     // Workers could not be counted: no worker gauges at all, rather than zeros.
     assert!(!text.contains("k3s_scale_workers{"), "{text}");
     assert!(!text.contains("k3s_scale_workers_counted "), "{text}");
@@ -116,20 +152,29 @@ fn a_run_that_failed_before_its_snapshot_knows_no_signal_and_keeps_the_counters(
     let state = sample_state();
     let text = render(&Report::new(false), Some(&state), 4);
     assert_eq!(sample_value(&text, "k3s_scale_last_run_success"), Some(0.0));
-    assert_eq!(sample_value(&text, "k3s_scale_last_run_exit_code"), Some(4.0));
+    assert_eq!(
+        sample_value(&text, "k3s_scale_last_run_exit_code"),
+        Some(4.0)
+    );
     assert!(!text.contains("k3s_scale_signal{"), "{text}");
     for name in ["pending_pods", "cpu", "memory", "ready_workers"] {
         let series = format!(r#"k3s_scale_signal_known{{signal="{name}"}}"#);
         assert_eq!(sample_value(&text, &series), Some(0.0), "{series}");
     }
     assert_eq!(sample_value(&text, "k3s_scale_runs_total"), Some(41.0));
-    assert_eq!(sample_value(&text, r#"k3s_scale_last_action{action="none"}"#), Some(1.0));
+    assert_eq!(
+        sample_value(&text, r#"k3s_scale_last_action{action="none"}"#),
+        Some(1.0)
+    );
 }
 
 #[test]
 fn an_unreadable_state_leaves_the_counters_out_instead_of_zeroing_them() {
     let text = render(&Report::new(false), None, 6);
-    assert_eq!(sample_value(&text, "k3s_scale_last_run_exit_code"), Some(6.0));
+    assert_eq!(
+        sample_value(&text, "k3s_scale_last_run_exit_code"),
+        Some(6.0)
+    );
     assert!(!text.contains("_total"), "{text}");
 }
 
@@ -139,14 +184,26 @@ fn the_action_taken_is_what_happened_not_what_was_planned() {
     r.started.clear(); // the scale-up was planned but nothing started
     r.exit_code = 5;
     let text = render(&r, Some(&sample_state()), 5);
-    assert_eq!(sample_value(&text, r#"k3s_scale_last_action{action="none"}"#), Some(1.0));
-    assert_eq!(sample_value(&text, r#"k3s_scale_last_action{action="scale_up"}"#), Some(0.0));
-    assert_eq!(sample_value(&text, r#"k3s_scale_last_decision{action="scale_up"}"#), Some(1.0));
+    assert_eq!(
+        sample_value(&text, r#"k3s_scale_last_action{action="none"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample_value(&text, r#"k3s_scale_last_action{action="scale_up"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample_value(&text, r#"k3s_scale_last_decision{action="scale_up"}"#),
+        Some(1.0)
+    );
     let mut down = Report::new(false);
     down.action = Action::ScaleDown;
     down.removed = vec!["k3s-worker-3".into()];
     let text = render(&down, Some(&sample_state()), 11);
-    assert_eq!(sample_value(&text, r#"k3s_scale_last_action{action="scale_down"}"#), Some(1.0));
+    assert_eq!(
+        sample_value(&text, r#"k3s_scale_last_action{action="scale_down"}"#),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -158,12 +215,19 @@ fn the_textfile_is_written_atomically_with_mode_0644() {
     metrics::write_textfile(&path, "k3s_scale_x 1\n").unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "k3s_scale_x 1\n");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o644, "node-exporter runs unprivileged and must read it");
+    assert_eq!(
+        mode, 0o644,
+        "node-exporter runs unprivileged and must read it"
+    );
     let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec!["k3s-scale.prom".to_string()], "no temp file left behind");
+    assert_eq!(
+        names,
+        vec!["k3s-scale.prom".to_string()],
+        "no temp file left behind"
+    );
 }
 
 // --- the real binary -------------------------------------------------------------------
@@ -238,7 +302,8 @@ fn evaluate_writes_the_textfile_and_its_counters_rise_only_when_things_happen() 
     let textfile = dir.join("textfile/k3s-scale.prom");
     let quiet = run_config(&prom.url(), &dir, 0, 50);
     let read = || std::fs::read_to_string(&textfile).unwrap();
-    let v = |text: &str, s: &str| sample_value(text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
+    let v =
+        |text: &str, s: &str| sample_value(text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
 
     // 1, 2: nothing to do (at min_nodes, cpu between the thresholds).
     let (code, out) = evaluate(&quiet, &[]);
@@ -249,8 +314,17 @@ fn evaluate_writes_the_textfile_and_its_counters_rise_only_when_things_happen() 
     assert_eq!(v(&first, "k3s_scale_last_run_success"), 1.0);
     assert_eq!(v(&first, r#"k3s_scale_signal{signal="cpu"}"#), 50.0);
     assert_eq!(v(&first, r#"k3s_scale_workers{state="ready"}"#), 2.0);
-    assert!(!first.contains(r#"k3s_scale_signal{signal="pending_cpu_cores"}"#), "{first}");
-    assert_eq!(v(&first, r#"k3s_scale_signal_known{signal="pending_cpu_cores"}"#), 0.0);
+    assert!(
+        !first.contains(r#"k3s_scale_signal{signal="pending_cpu_cores"}"#),
+        "{first}"
+    );
+    assert_eq!(
+        v(
+            &first,
+            r#"k3s_scale_signal_known{signal="pending_cpu_cores"}"#
+        ),
+        0.0
+    );
     let (code, out) = evaluate(&quiet, &[]);
     assert_eq!(code, 0, "{out}");
     let second = read();
@@ -263,7 +337,11 @@ fn evaluate_writes_the_textfile_and_its_counters_rise_only_when_things_happen() 
         r#"k3s_scale_errors_total{kind="metrics"}"#,
         r#"k3s_scale_errors_total{kind="action"}"#,
     ] {
-        assert_eq!(v(&second, unchanged), 0.0, "{unchanged} moved without a cause");
+        assert_eq!(
+            v(&second, unchanged),
+            0.0,
+            "{unchanged} moved without a cause"
+        );
     }
     assert!(
         v(&second, "k3s_scale_last_run_timestamp_seconds")
@@ -304,11 +382,26 @@ fn evaluate_writes_the_textfile_and_its_counters_rise_only_when_things_happen() 
     let action_failed = read();
     assert_promtool_ok(&action_failed);
     assert_eq!(v(&action_failed, "k3s_scale_failed_scale_ups_total"), 1.0);
-    assert_eq!(v(&action_failed, r#"k3s_scale_errors_total{kind="action"}"#), 1.0);
+    assert_eq!(
+        v(&action_failed, r#"k3s_scale_errors_total{kind="action"}"#),
+        1.0
+    );
     assert_eq!(v(&action_failed, "k3s_scale_scale_ups_total"), 0.0);
     assert_eq!(v(&action_failed, "k3s_scale_workers_added_total"), 0.0);
-    assert_eq!(v(&action_failed, r#"k3s_scale_last_decision{action="scale_up"}"#), 1.0);
-    assert_eq!(v(&action_failed, r#"k3s_scale_last_action{action="none"}"#), 1.0);
+    assert_eq!(
+        v(
+            &action_failed,
+            r#"k3s_scale_last_decision{action="scale_up"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(&action_failed, r#"k3s_scale_last_action{action="none"}"#),
+        1.0
+    );
     assert_eq!(v(&action_failed, "k3s_scale_runs_total"), 4.0);
-    assert_eq!(v(&action_failed, r#"k3s_scale_errors_total{kind="metrics"}"#), 1.0);
+    assert_eq!(
+        v(&action_failed, r#"k3s_scale_errors_total{kind="metrics"}"#),
+        1.0
+    );
 }

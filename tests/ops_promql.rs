@@ -86,17 +86,38 @@ fn the_dashboard_loads_and_shows_what_the_issue_asks_for() {
         "Failures",
         "Run duration",
     ] {
-        assert!(titles.iter().any(|t| t == wanted), "no panel {wanted}: {titles:?}");
+        assert!(
+            titles.iter().any(|t| t == wanted),
+            "no panel {wanted}: {titles:?}"
+        );
     }
     let ann = d["annotations"]["list"].as_array().unwrap();
     let exprs: Vec<&str> = ann.iter().filter_map(|a| a["expr"].as_str()).collect();
-    assert!(exprs.iter().any(|e| e.contains("k3s_scale_scale_ups_total")), "{exprs:?}");
-    assert!(exprs.iter().any(|e| e.contains("k3s_scale_scale_downs_total")), "{exprs:?}");
+    assert!(
+        exprs
+            .iter()
+            .any(|e| e.contains("k3s_scale_scale_ups_total")),
+        "{exprs:?}"
+    );
+    assert!(
+        exprs
+            .iter()
+            .any(|e| e.contains("k3s_scale_scale_downs_total")),
+        "{exprs:?}"
+    );
     // Every panel has a target, and panel ids are unique.
     let mut ids = std::collections::BTreeSet::new();
     for p in d["panels"].as_array().unwrap() {
-        assert!(ids.insert(p["id"].as_i64().unwrap()), "duplicate id {}", p["id"]);
-        assert!(!p["targets"].as_array().unwrap().is_empty(), "{}", p["title"]);
+        assert!(
+            ids.insert(p["id"].as_i64().unwrap()),
+            "duplicate id {}",
+            p["id"]
+        );
+        assert!(
+            !p["targets"].as_array().unwrap().is_empty(),
+            "{}",
+            p["title"]
+        );
     }
 }
 
@@ -112,9 +133,15 @@ fn dashboard_and_alerts_use_only_metric_names_the_textfile_has() {
     for (_, e) in alert_exprs() {
         used.extend(k3s_scale_names(&e));
     }
-    assert!(used.len() > 20, "the dashboard is about k3s-scale: {used:?}");
+    assert!(
+        used.len() > 20,
+        "the dashboard is about k3s-scale: {used:?}"
+    );
     for name in used {
-        assert!(known.contains(&name), "{name} is not written by the textfile writer ({known:?})");
+        assert!(
+            known.contains(&name),
+            "{name} is not written by the textfile writer ({known:?})"
+        );
     }
 }
 
@@ -138,9 +165,14 @@ fn every_shipped_expression_is_accepted_by_prometheus() {
         assert_accepted(&prom, name, q);
         checked += 1;
     }
-    assert_accepted(&prom, "combined", &k3s_scale::promql::combined_query(&defaults));
+    assert_accepted(
+        &prom,
+        "combined",
+        &k3s_scale::promql::combined_query(&defaults),
+    );
     // The stack's own k3s-scale config overrides nothing, so the defaults are what runs.
-    let stack = k3s_scale::config::Config::parse(&read_repo("compose/k3s-scale/config.yaml")).unwrap();
+    let stack =
+        k3s_scale::config::Config::parse(&read_repo("compose/k3s-scale/config.yaml")).unwrap();
     for (name, q) in k3s_scale::promql::signal_queries(&stack.prometheus.queries) {
         assert_accepted(&prom, name, &q);
     }
@@ -216,7 +248,11 @@ fn the_textfile_is_scraped_and_every_k3s_scale_panel_shows_data() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(series(&prom.query(&scale_up)), 1, "the scale-up annotation fires: {scale_up}");
+    assert_eq!(
+        series(&prom.query(&scale_up)),
+        1,
+        "the scale-up annotation fires: {scale_up}"
+    );
 
     // Every dashboard query built only on k3s-scale's metrics returns data.
     let mut shown = 0;

@@ -88,13 +88,17 @@ fn volumes(svc: &Value) -> Vec<(String, String, bool)> {
                 (
                     parts[0].into(),
                     parts[1].into(),
-                    parts.get(2).is_some_and(|m| m.split(',').any(|x| x == "ro")),
+                    parts
+                        .get(2)
+                        .is_some_and(|m| m.split(',').any(|x| x == "ro")),
                 )
             }
             obj => (
                 s(&obj["source"]),
                 s(&obj["target"]),
-                obj.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+                obj.get("read_only")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             ),
         })
         .collect()
@@ -170,7 +174,9 @@ fn check_stack(c: &Value, bind: &str, grafana_port: &str) {
             continue;
         }
         let image = s(&svc["image"]);
-        let (_, tag) = image.rsplit_once(':').unwrap_or_else(|| panic!("{name}: {image} untagged"));
+        let (_, tag) = image
+            .rsplit_once(':')
+            .unwrap_or_else(|| panic!("{name}: {image} untagged"));
         assert!(
             tag != "latest" && tag.chars().any(|ch| ch.is_ascii_digit()),
             "{name}: {image} is not pinned"
@@ -184,12 +190,22 @@ fn check_stack(c: &Value, bind: &str, grafana_port: &str) {
         assert_eq!(svc["privileged"], Value::Bool(true), "{name}");
         let tmpfs: Vec<String> = svc["tmpfs"].as_array().unwrap().iter().map(s).collect();
         for t in ["/run", "/var/run"] {
-            assert!(tmpfs.iter().any(|x| x.split(':').next() == Some(t)), "{name}: tmpfs {t}");
+            assert!(
+                tmpfs.iter().any(|x| x.split(':').next() == Some(t)),
+                "{name}: tmpfs {t}"
+            );
         }
         assert!(svc["ulimits"].get("nproc").is_some() && svc["ulimits"].get("nofile").is_some());
-        assert!(env(svc, "K3S_TOKEN").is_none(), "{name}: no token in the environment");
+        assert!(
+            env(svc, "K3S_TOKEN").is_none(),
+            "{name}: no token in the environment"
+        );
         let token_file = env(svc, "K3S_TOKEN_FILE").expect("K3S_TOKEN_FILE");
-        assert_eq!(mounted_at(svc, &token_file).as_deref(), Some(token.as_str()), "{name}");
+        assert_eq!(
+            mounted_at(svc, &token_file).as_deref(),
+            Some(token.as_str()),
+            "{name}"
+        );
     }
     let server = &svcs["k3s-server"];
     let cmd = command(server);
@@ -199,17 +215,31 @@ fn check_stack(c: &Value, bind: &str, grafana_port: &str) {
     let (src, _) = mount_holding(server, &out).expect("kubeconfig output is mounted");
     assert_eq!(src, host_path("kubeconfig"));
     assert_eq!(env(server, "K3S_KUBECONFIG_MODE").as_deref(), Some("644"));
-    let kubeconfig_name = Path::new(&out).file_name().unwrap().to_str().unwrap().to_string();
+    let kubeconfig_name = Path::new(&out)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
 
     // The two permanent agents: joined to the server, and permanent in k3s-scale's config.
     for name in ["k3s-agent-1", "k3s-agent-2"] {
         let svc = &svcs[name];
         assert_eq!(command(svc), vec!["agent".to_string()]);
-        assert_eq!(env(svc, "K3S_URL").as_deref(), Some("https://k3s-server:6443"));
+        assert_eq!(
+            env(svc, "K3S_URL").as_deref(),
+            Some("https://k3s-server:6443")
+        );
         assert_eq!(env(svc, "K3S_NODE_NAME").as_deref(), Some(name));
-        assert!(cfg.kubernetes.permanent_nodes.contains(&name.to_string()), "{name}");
+        assert!(
+            cfg.kubernetes.permanent_nodes.contains(&name.to_string()),
+            "{name}"
+        );
     }
-    assert_eq!(cfg.limits.min_nodes, 2, "the two permanent agents are the floor");
+    assert_eq!(
+        cfg.limits.min_nodes, 2,
+        "the two permanent agents are the floor"
+    );
 
     // Published ports: 6443, 9090, 3000 (or as the env file says), on the chosen address.
     let mut published: Vec<(String, String)> = Vec::new();
@@ -236,16 +266,25 @@ fn check_stack(c: &Value, bind: &str, grafana_port: &str) {
     let (src, target) = mount_holding(ksm, &kpath).unwrap();
     assert_eq!(src, host_path("kubeconfig"));
     assert_eq!(kpath, format!("{target}/{kubeconfig_name}"));
-    assert_eq!(flag_value(&kcmd, "--apiserver").as_deref(), Some("https://k3s-server:6443"));
+    assert_eq!(
+        flag_value(&kcmd, "--apiserver").as_deref(),
+        Some("https://k3s-server:6443")
+    );
     let ksm_port = flag_value(&kcmd, "--port").unwrap();
 
     // node-exporter's textfile folder is the volume k3s-scale writes metrics.textfile into.
     let ne = &svcs["node-exporter"];
     let dir = flag_value(&command(ne), "--collector.textfile.directory").unwrap();
     let volume = mounted_at(ne, &dir).expect("textfile folder mounted");
-    assert!(c["volumes"].get(&volume).is_some(), "{volume} is a named volume");
+    assert!(
+        c["volumes"].get(&volume).is_some(),
+        "{volume} is a named volume"
+    );
     let textfile = cfg.metrics.textfile.clone().expect("metrics.textfile set");
-    assert!(textfile.extension().is_some_and(|e| e == "prom"), "the collector reads *.prom");
+    assert!(
+        textfile.extension().is_some_and(|e| e == "prom"),
+        "the collector reads *.prom"
+    );
     let ks = &svcs["k3s-scale"];
     assert_eq!(
         mounted_at(ks, textfile.parent().unwrap().to_str().unwrap()).as_deref(),
@@ -262,7 +301,8 @@ fn check_stack(c: &Value, bind: &str, grafana_port: &str) {
         mounted_at(prom, "/etc/prometheus/alerts.yml"),
         Some(host_path("prometheus/alerts.yml"))
     );
-    let pcfg: Value = serde_saphyr::from_str(&read_repo("compose/prometheus/prometheus.yml")).unwrap();
+    let pcfg: Value =
+        serde_saphyr::from_str(&read_repo("compose/prometheus/prometheus.yml")).unwrap();
     let targets: Vec<String> = pcfg["scrape_configs"]
         .as_array()
         .unwrap()
@@ -271,8 +311,14 @@ fn check_stack(c: &Value, bind: &str, grafana_port: &str) {
         .flat_map(|sc| sc["targets"].as_array().unwrap().clone())
         .map(|t| s(&t))
         .collect();
-    assert!(targets.contains(&format!("kube-state-metrics:{ksm_port}")), "{targets:?}");
-    assert!(targets.contains(&"node-exporter:9100".to_string()), "{targets:?}");
+    assert!(
+        targets.contains(&format!("kube-state-metrics:{ksm_port}")),
+        "{targets:?}"
+    );
+    assert!(
+        targets.contains(&"node-exporter:9100".to_string()),
+        "{targets:?}"
+    );
 
     // Grafana: the dashboard provider's path is a mount that really holds the dashboard.
     let graf = &svcs["grafana"];
@@ -280,9 +326,10 @@ fn check_stack(c: &Value, bind: &str, grafana_port: &str) {
         mounted_at(graf, "/etc/grafana/provisioning"),
         Some(host_path("grafana/provisioning"))
     );
-    let provider: Value =
-        serde_saphyr::from_str(&read_repo("compose/grafana/provisioning/dashboards/k3s-scale.yml"))
-            .unwrap();
+    let provider: Value = serde_saphyr::from_str(&read_repo(
+        "compose/grafana/provisioning/dashboards/k3s-scale.yml",
+    ))
+    .unwrap();
     let ppath = s(&provider["providers"][0]["options"]["path"]);
     let src = mounted_at(graf, &ppath).expect("the provider path is mounted");
     assert!(
@@ -296,23 +343,47 @@ fn check_stack(c: &Value, bind: &str, grafana_port: &str) {
         Some("/var/run/docker.sock")
     );
     let cpath = env(ks, "K3S_SCALE_CONFIG").unwrap();
-    assert_eq!(mounted_at(ks, &cpath), Some(host_path("k3s-scale/config.yaml")));
+    assert_eq!(
+        mounted_at(ks, &cpath),
+        Some(host_path("k3s-scale/config.yaml"))
+    );
     let tf = cfg.docker.token_file.clone().unwrap();
     assert_eq!(mounted_at(ks, tf.to_str().unwrap()), Some(token.clone()));
-    let state_dir = cfg.state.path.parent().unwrap().to_str().unwrap().to_string();
+    let state_dir = cfg
+        .state
+        .path
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let state_vol = mounted_at(ks, &state_dir).expect("state folder mounted");
-    assert!(c["volumes"].get(&state_vol).is_some(), "state survives restarts in a volume");
-    assert_eq!(cfg.state.lock_path.parent().unwrap().to_str().unwrap(), state_dir);
+    assert!(
+        c["volumes"].get(&state_vol).is_some(),
+        "state survives restarts in a volume"
+    );
+    assert_eq!(
+        cfg.state.lock_path.parent().unwrap().to_str().unwrap(),
+        state_dir
+    );
     let src_kc = env(ks, "K3S_SCALE_KUBECONFIG_SOURCE").unwrap();
-    assert_eq!(mount_holding(ks, &src_kc).unwrap().0, host_path("kubeconfig"));
+    assert_eq!(
+        mount_holding(ks, &src_kc).unwrap().0,
+        host_path("kubeconfig")
+    );
     assert!(src_kc.ends_with(&kubeconfig_name));
     let kc = cfg.kubernetes.kubeconfig.clone().unwrap();
     let tmpfs: Vec<String> = ks["tmpfs"].as_array().unwrap().iter().map(s).collect();
     assert!(
-        tmpfs.iter().any(|t| kc.starts_with(t.split(':').next().unwrap())),
+        tmpfs
+            .iter()
+            .any(|t| kc.starts_with(t.split(':').next().unwrap())),
         "{kc:?} lives on a tmpfs ({tmpfs:?})"
     );
-    assert_eq!(env(ks, "K3S_SCALE_API_SERVER").as_deref(), Some("https://k3s-server:6443"));
+    assert_eq!(
+        env(ks, "K3S_SCALE_API_SERVER").as_deref(),
+        Some("https://k3s-server:6443")
+    );
     assert_eq!(cfg.docker.server_url, "https://k3s-server:6443");
     assert!(cfg.prometheus.url.starts_with("http://prometheus:9090"));
     assert!(svcs.get("prometheus").is_some());
@@ -348,7 +419,12 @@ fn compose_file_parses_and_wires_the_stack_together() {
 #[test]
 fn no_secret_or_kubeconfig_is_committed() {
     let out = Command::new("git")
-        .args(["ls-files", "compose/secrets", "compose/kubeconfig", "compose/.env"])
+        .args([
+            "ls-files",
+            "compose/secrets",
+            "compose/kubeconfig",
+            "compose/.env",
+        ])
         .current_dir(repo())
         .output();
     let Some(out) = out.ok().filter(|o| o.status.success()) else {
@@ -358,8 +434,15 @@ fn no_secret_or_kubeconfig_is_committed() {
     let files = String::from_utf8(out.stdout).unwrap();
     let mut files: Vec<&str> = files.lines().collect();
     files.sort();
-    assert_eq!(files, vec!["compose/kubeconfig/.gitkeep", "compose/secrets/.gitkeep"]);
-    for f in ["compose/docker-compose.yml", "compose/.env.example", "compose/k3s-scale/config.yaml"] {
+    assert_eq!(
+        files,
+        vec!["compose/kubeconfig/.gitkeep", "compose/secrets/.gitkeep"]
+    );
+    for f in [
+        "compose/docker-compose.yml",
+        "compose/.env.example",
+        "compose/k3s-scale/config.yaml",
+    ] {
         let text = read_repo(f);
         assert!(!text.contains("K3S_TOKEN="), "{f} sets a token");
         assert!(!text.contains("K3S_TOKEN:"), "{f} sets a token");
@@ -380,20 +463,28 @@ fn prometheus_config_and_rules_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 rule files found"), "the rules are loaded: {text}");
+    assert!(
+        text.contains("1 rule files found"),
+        "the rules are loaded: {text}"
+    );
     let out = Command::new("promtool")
         .args(["check", "rules", "alerts.yml"])
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn grafana_datasource_is_the_one_the_dashboard_uses() {
-    let ds: Value =
-        serde_saphyr::from_str(&read_repo("compose/grafana/provisioning/datasources/prometheus.yml"))
-            .unwrap();
+    let ds: Value = serde_saphyr::from_str(&read_repo(
+        "compose/grafana/provisioning/datasources/prometheus.yml",
+    ))
+    .unwrap();
     let ds = &ds["datasources"][0];
     assert_eq!(s(&ds["type"]), "prometheus");
     assert_eq!(s(&ds["url"]), "http://prometheus:9090");
@@ -457,9 +548,15 @@ fn systemd_units_say_what_the_readme_promises() {
         defaults.state.lock_path.parent().unwrap(),
         Path::new("/var/lib/node-exporter/textfile"),
     ] {
-        assert!(rw.contains(&needed.to_str().unwrap()), "{needed:?} not in {rw:?}");
+        assert!(
+            rw.contains(&needed.to_str().unwrap()),
+            "{needed:?} not in {rw:?}"
+        );
     }
-    assert!(svc.contains("Docker-socket") && svc.contains("root"), "says what the socket implies");
+    assert!(
+        svc.contains("Docker-socket") && svc.contains("root"),
+        "says what the socket implies"
+    );
     let timer = unit("k3s-scale.timer");
     for line in [
         "OnBootSec=30s",
@@ -491,13 +588,21 @@ fn systemd_units_pass_systemd_analyze_verify() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
     // Unknown keys and bad values are only warnings: any about our units is a failure.
     let ours: Vec<&str> = stderr.lines().filter(|l| l.contains("k3s-scale")).collect();
-    assert!(ours.is_empty(), "systemd-analyze warns:\n{}", ours.join("\n"));
+    assert!(
+        ours.is_empty(),
+        "systemd-analyze warns:\n{}",
+        ours.join("\n")
+    );
 
     // The check itself catches a typo (so the assertion above can fail).
-    let bad = unit("k3s-scale.service").replace("/usr/local/bin/k3s-scale", bin)
+    let bad = unit("k3s-scale.service")
+        .replace("/usr/local/bin/k3s-scale", bin)
         .replace("ProtectHome=yes", "ProtectHom=yes");
     std::fs::write(dir.join("k3s-scale.service"), bad).unwrap();
     let out = Command::new("systemd-analyze")
@@ -522,7 +627,10 @@ fn cron_entry_runs_every_30_seconds_into_syslog() {
     // The command part is valid sh.
     for job in jobs {
         let command = job.splitn(7, ' ').nth(6).unwrap();
-        let ok = Command::new("sh").args(["-n", "-c", command]).status().unwrap();
+        let ok = Command::new("sh")
+            .args(["-n", "-c", command])
+            .status()
+            .unwrap();
         assert!(ok.success(), "{command}");
     }
 }

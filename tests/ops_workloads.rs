@@ -60,12 +60,17 @@ fn every_document_is_a_deployment_with_no_unknown_field() {
     for doc in &docs {
         assert_eq!(doc["apiVersion"], "apps/v1");
         assert_eq!(doc["kind"], "Deployment");
-        let d = strict_deployment(doc).unwrap_or_else(|e| panic!("{}: {e}", doc["metadata"]["name"]));
+        let d =
+            strict_deployment(doc).unwrap_or_else(|e| panic!("{}: {e}", doc["metadata"]["name"]));
         let spec = d.spec;
         let selector = spec.selector.match_labels.unwrap();
         let labels = spec.template.metadata.unwrap().labels.unwrap();
         for (k, v) in &selector {
-            assert_eq!(labels.get(k), Some(v), "the selector matches the pod template");
+            assert_eq!(
+                labels.get(k),
+                Some(v),
+                "the selector matches the pod template"
+            );
         }
         assert_eq!(
             labels.get("app.kubernetes.io/part-of").map(String::as_str),
@@ -79,13 +84,21 @@ fn every_document_is_a_deployment_with_no_unknown_field() {
 fn a_misspelt_field_is_caught() {
     let mut doc = documents().remove(1);
     let c = &mut doc["spec"]["template"]["spec"]["containers"][0];
-    let res = c["resources"].as_object_mut().unwrap().remove("requests").unwrap();
+    let res = c["resources"]
+        .as_object_mut()
+        .unwrap()
+        .remove("requests")
+        .unwrap();
     c["resources"]["requets"] = res;
     let e = strict_deployment(&doc).unwrap_err();
     assert!(e.contains("requets"), "{e}");
     let mut doc = documents().remove(0);
     doc["spec"]["replica"] = Value::from(3);
-    assert!(strict_deployment(&doc).unwrap_err().contains(".spec.replica"));
+    assert!(
+        strict_deployment(&doc)
+            .unwrap_err()
+            .contains(".spec.replica")
+    );
     // A wrong type is refused by the typed parse itself.
     let mut doc = documents().remove(0);
     doc["spec"]["replicas"] = Value::from("two");
@@ -98,13 +111,20 @@ fn container(d: &Deployment) -> k8s_openapi::api::core::v1::Container {
 
 fn quantity(c: &k8s_openapi::api::core::v1::Container, kind: &str, res: &str) -> String {
     let r = c.resources.clone().unwrap();
-    let map = if kind == "requests" { r.requests } else { r.limits };
+    let map = if kind == "requests" {
+        r.requests
+    } else {
+        r.limits
+    };
     map.unwrap()[res].0.clone()
 }
 
 #[test]
 fn the_workloads_are_the_ones_the_readme_describes() {
-    let docs: Vec<Deployment> = documents().iter().map(|d| strict_deployment(d).unwrap()).collect();
+    let docs: Vec<Deployment> = documents()
+        .iter()
+        .map(|d| strict_deployment(d).unwrap())
+        .collect();
     let by_name = |n: &str| {
         docs.iter()
             .find(|d| d.metadata.name.as_deref() == Some(n))
@@ -122,10 +142,19 @@ fn the_workloads_are_the_ones_the_readme_describes() {
     let c = container(&stress);
     let image = c.image.clone().unwrap();
     let tag = image.rsplit_once(':').map(|x| x.1).unwrap_or("");
-    assert!(tag.chars().any(|ch| ch.is_ascii_digit()) && tag != "latest", "{image} pinned");
+    assert!(
+        tag.chars().any(|ch| ch.is_ascii_digit()) && tag != "latest",
+        "{image} pinned"
+    );
     // It burns CPU, and only within what it asks for.
-    assert!(c.command.clone().unwrap().join(" ").contains("while"), "a busy loop");
-    assert_eq!(quantity(&c, "requests", "cpu"), quantity(&c, "limits", "cpu"));
+    assert!(
+        c.command.clone().unwrap().join(" ").contains("while"),
+        "a busy loop"
+    );
+    assert_eq!(
+        quantity(&c, "requests", "cpu"),
+        quantity(&c, "limits", "cpu")
+    );
     assert!(c.resources.unwrap().limits.unwrap().contains_key("memory"));
 }
 
@@ -156,7 +185,11 @@ fn tools(dir: &TempDir) {
     }
 }
 
-fn run_script(dir: &TempDir, args: &[&str], kubeconfig: &std::path::Path) -> (bool, String, String) {
+fn run_script(
+    dir: &TempDir,
+    args: &[&str],
+    kubeconfig: &std::path::Path,
+) -> (bool, String, String) {
     let out = Command::new("/bin/bash")
         .arg(repo().join("workloads/deploy-workloads.sh"))
         .args(args)
@@ -191,14 +224,20 @@ fn deploy_script_uses_the_compose_kubeconfig_then_falls_back_to_docker_exec() {
     assert_eq!(stdin, manifest, "the manifest goes in on stdin");
     let (ok, calls, _) = run_script(&dir, &["delete"], &kc);
     assert!(ok);
-    assert!(calls.contains("delete --ignore-not-found=true --wait=false -f -"), "{calls}");
+    assert!(
+        calls.contains("delete --ignore-not-found=true --wait=false -f -"),
+        "{calls}"
+    );
 
     // No kubectl on the host: `docker exec` into the server container.
     let dir = TempDir::new("deploy-docker");
     recorder(&dir, "docker", 0);
     let (ok, calls, stdin) = run_script(&dir, &["apply"], &kc);
     assert!(ok);
-    assert!(calls.contains("docker exec -i k3s-server kubectl apply -f -"), "{calls}");
+    assert!(
+        calls.contains("docker exec -i k3s-server kubectl apply -f -"),
+        "{calls}"
+    );
     assert_eq!(stdin, manifest);
 
     // Neither: a clear error, non-zero.
@@ -212,7 +251,10 @@ fn deploy_script_uses_the_compose_kubeconfig_then_falls_back_to_docker_exec() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("need kubectl"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("need kubectl"),
+        "{out:?}"
+    );
     // An unknown command is a usage error.
     let (ok, _, _) = run_script(&dir, &["explode"], &kc);
     assert!(!ok);

@@ -118,7 +118,10 @@ impl TestPrometheus {
             let mut child = KillOnDrop(
                 Command::new("prometheus")
                     .arg(format!("--config.file={}", cfg.display()))
-                    .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                    .arg(format!(
+                        "--storage.tsdb.path={}",
+                        dir.join("data").display()
+                    ))
                     .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                     .arg("--log.level=warn")
                     .stdout(Stdio::null())
@@ -193,7 +196,11 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     Ok((status, body))
 }
 
@@ -262,7 +269,8 @@ pub fn sample_report() -> Report {
     r.count = 2;
     r.signals.insert("pending_pods", Some(3.0));
     r.signals.insert("pending_cpu_cores", Some(1.5));
-    r.signals.insert("pending_memory_bytes", Some(3.0 * 1024.0 * 1024.0 * 1024.0));
+    r.signals
+        .insert("pending_memory_bytes", Some(3.0 * 1024.0 * 1024.0 * 1024.0));
     r.signals.insert("cpu", Some(85.5));
     r.signals.insert("memory", Some(40.0));
     r.signals.insert("ready_workers", Some(2.0));
@@ -387,10 +395,8 @@ pub fn promtool_check_metrics(text: &str) -> (bool, String) {
 
 /// The value of the one sample `name{labels}` in a text-format document.
 pub fn sample_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (s, v) = l.rsplit_once(' ')?;
-            (s == series).then(|| v.parse().ok()).flatten()
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (s, v) = l.rsplit_once(' ')?;
+        (s == series).then(|| v.parse().ok()).flatten()
+    })
 }
