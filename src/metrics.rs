@@ -180,7 +180,7 @@ pub fn render(run: &RunRecord) -> String {
         "last_decision",
         "gauge",
         "1 for the action the last run's decision asked for, 0 for the others; differs from \
-         last_action when the action was blocked in dry-run or failed.",
+         last_action when the action failed or every scale-down candidate was unremovable.",
     );
     for a in [Action::ScaleUp, Action::ScaleDown, Action::None] {
         o.sample(

@@ -541,7 +541,10 @@ fn systemd_units_say_what_the_readme_promises() {
         .lines()
         .find_map(|l| l.strip_prefix("ReadWritePaths="))
         .expect("ReadWritePaths");
-    let rw: Vec<&str> = rw.split_whitespace().collect();
+    let rw: Vec<&str> = rw
+        .split_whitespace()
+        .map(|p| p.trim_start_matches('-'))
+        .collect();
     let defaults = default_config();
     for needed in [
         defaults.state.path.parent().unwrap(),
