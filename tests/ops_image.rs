@@ -104,6 +104,16 @@ fn the_build_context_holds_everything_cargo_needs_and_no_secret() {
     if repo().join("build.rs").exists() {
         needed.push("build.rs".into());
     }
+    // Targets declared without a path live in cargo's default folders.
+    for (section, folder) in [
+        ("[[bench]]", "benches"),
+        ("[[example]]", "examples"),
+        ("[[test]]", "tests"),
+    ] {
+        if manifest.lines().any(|l| l.trim() == section) {
+            needed.push(folder.into());
+        }
+    }
     for p in needed {
         let top = p.split('/').next().unwrap().to_string();
         assert!(
