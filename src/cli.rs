@@ -89,6 +89,20 @@ pub enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// Print a shell completion script (e.g. `k3s-scale completions bash > /etc/bash_completion.d/k3s-scale`)
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page in roff (e.g. `k3s-scale man > /usr/local/share/man/man1/k3s-scale.1`)
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@ use crate::cli::{Cli, Command, ConfigCommand, OutputFormat, StateCommand};
 use crate::config::Config;
 use crate::error::RunError;
 use crate::evaluate::{self, Actuator, Context};
-use crate::prometheus::{MetricsSource, PromClient};
+use crate::prometheus::{MetricsSource, PromClient, PromError};
 use crate::state::State;
 use crate::time::Timestamp;
 use std::path::PathBuf;
@@ -33,6 +33,7 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
     match &cli.command {
         Command::Evaluate { output } => {
             let cfg = load_config(cli)?;
+            let started = std::time::Instant::now();
             let dry_run = cli.dry_run || cfg.dry_run;
             let ctx = Context {
                 config: &cfg,
@@ -40,7 +41,13 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
                 dry_run,
                 now: Timestamp::now(),
             };
-            let source: Box<dyn MetricsSource> = Box::new(PromClient::new(&cfg.prometheus)?);
+            // A client that cannot be set up (unreadable token or CA file) fails the run
+            // inside `evaluate`, so it is counted and shows in the metrics like any other
+            // metrics error.
+            let source: Box<dyn MetricsSource> = match PromClient::new(&cfg.prometheus) {
+                Ok(c) => Box::new(c),
+                Err(e) => Box::new(Unavailable(e.to_string())),
+            };
             let mut make_actuator = || -> Result<Box<dyn Actuator>, RunError> {
                 Ok(Box::new(crate::evaluate::PlanOnly))
             };
@@ -55,8 +62,23 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             if let Some(e) = &outcome.error {
                 log::error!("{e}");
             }
+            if !dry_run
+                && let Err(e) = crate::metrics::after_run(
+                    &cfg,
+                    &ctx.state_path,
+                    &report,
+                    code,
+                    started.elapsed(),
+                )
+            {
+                // The run's outcome stands; a stale textfile shows as an old
+                // k3s_scale_last_run_timestamp_seconds (alert K3sScaleNotRunning).
+                log::error!("{e}");
+            }
             Ok(code)
         }
+        Command::Completions { shell } => print_bytes(&crate::completions::completions(*shell)),
+        Command::Man => print_bytes(&crate::completions::man_page()),
         Command::Status { output } => {
             let cfg = load_config(cli)?;
             let path = state_path(cli, &cfg);
@@ -93,6 +115,27 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
                 StateCommand::Reset => reset_state(&cfg, &path, cli.dry_run),
             }
         }
+    }
+}
+
+/// Writes generated text to stdout; a reader that went away early (`| head`) is no error.
+fn print_bytes(bytes: &[u8]) -> Result<u8, RunError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(RunError::Internal(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// Stands in for a Prometheus client that could not be set up: every snapshot fails with
+/// the setup error.
+struct Unavailable(String);
+
+impl MetricsSource for Unavailable {
+    fn snapshot(&self) -> Result<crate::snapshot::Snapshot, PromError> {
+        Err(PromError::Setup(self.0.clone()))
     }
 }
 

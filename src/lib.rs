@@ -3,12 +3,14 @@
 
 pub mod cli;
 pub mod commands;
+pub mod completions;
 pub mod config;
 pub mod decide;
 pub mod error;
 pub mod evaluate;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod prometheus;
 pub mod promql;
 pub mod reconcile;

@@ -8,6 +8,9 @@ need_pkgs=()
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
+# The compose-file test reads the stack with `docker compose` or Debian's docker-compose.
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
+    || need_pkgs+=(docker-compose)
 if ((${#need_pkgs[@]})); then
     echo "installing: ${need_pkgs[*]}"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
