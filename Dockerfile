@@ -13,10 +13,12 @@ FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
 # Manifests first, with stub sources, so the dependency layer is cached across code edits.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+RUN mkdir src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && echo 'fn main() {}' > benches/scale.rs \
     && cargo build --release --locked \
-    && rm -rf src
+    && rm -rf src benches
 COPY src ./src
+COPY benches ./benches
 # Touch so cargo rebuilds the crate itself over the stub build above.
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
