@@ -96,6 +96,26 @@ pub enum Command {
     },
     /// Print the man page in roff (e.g. `k3s-scale man > /usr/local/share/man/man1/k3s-scale.1`)
     Man,
+    /// Cordon and drain one node through the Eviction API (PDBs honoured); a k3s-scale
+    /// worker is then removed (Node, node-password secret, container, volume), any other
+    /// node is left cordoned and nothing is deleted. Exit 11 removed, 0 drained, 5 failed
+    Drain {
+        /// The node, e.g. k3s-worker-3
+        node: String,
+        /// Leave the node cordoned after the drain instead of removing it
+        #[arg(long)]
+        keep_cordoned: bool,
+        /// Delete the pods (with their grace period) instead of evicting them: PDBs are
+        /// NOT consulted (as kubectl drain --disable-eviction)
+        #[arg(long)]
+        disable_eviction: bool,
+        /// Drain even pods without a controller, with local storage or annotated
+        /// cluster-autoscaler.kubernetes.io/safe-to-evict: "false" (they are lost)
+        #[arg(long)]
+        force: bool,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
