@@ -142,6 +142,8 @@ impl std::error::Error for KubeError {}
 pub trait Cluster {
     /// The Node, or None when there is none by that name.
     fn node(&self, name: &str) -> Result<Option<Node>, KubeError>;
+    /// Every Node (for drift repair).
+    fn nodes(&self) -> Result<Vec<Node>, KubeError>;
     /// Cordons (`true`) or uncordons (`false`) the node.
     fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError>;
     /// Every pod bound to the node, in every namespace.
@@ -155,6 +157,14 @@ pub trait Cluster {
     fn delete_node(&self, name: &str) -> Result<bool, KubeError>;
     /// Deletes k3s's `<node>.node-password.k3s` secret; false when there was none.
     fn delete_node_password(&self, node: &str) -> Result<bool, KubeError>;
+}
+
+/// Whether the Node's Ready condition is True.
+pub fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The name of k3s's node-password secret for a node.
@@ -264,6 +274,13 @@ impl Cluster for KubeCluster {
         self.call(&format!("get node {name}"), |c| async move {
             Api::<Node>::all(c).get_opt(name).await
         })
+    }
+
+    fn nodes(&self) -> Result<Vec<Node>, KubeError> {
+        self.call("list nodes", |c| async move {
+            Api::<Node>::all(c).list(&ListParams::default()).await
+        })
+        .map(|l| l.items)
     }
 
     fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {

@@ -74,6 +74,14 @@ pub enum Verdict {
     Unremovable(String),
 }
 
+/// The outcome of checking the candidates: the worker to remove with its pods, and the
+/// candidates passed over (with why).
+#[derive(Debug)]
+pub struct Choice {
+    pub chosen: Option<(String, PodPlan)>,
+    pub passed: Vec<Unremovable>,
+}
+
 /// Scale-down on a cluster and its worker containers.
 pub struct ScaleDown {
     cluster: Box<dyn Cluster>,
@@ -112,15 +120,17 @@ impl ScaleDown {
     }
 
     /// The first removable candidate (best first) with its pods, and the ones passed over.
-    pub fn choose(
-        &self,
-        candidates: &[String],
-    ) -> Result<(Option<(String, PodPlan)>, Vec<Unremovable>), ScaleDownError> {
+    pub fn choose(&self, candidates: &[String]) -> Result<Choice, ScaleDownError> {
         let mut passed = Vec::new();
         let mut pdbs = None;
         for c in candidates {
             match self.check(c, &mut pdbs)? {
-                Verdict::Removable(plan) => return Ok((Some((c.clone(), plan)), passed)),
+                Verdict::Removable(plan) => {
+                    return Ok(Choice {
+                        chosen: Some((c.clone(), plan)),
+                        passed,
+                    });
+                }
                 Verdict::Unremovable(reason) => {
                     log::info!("not removing {c}: {reason}");
                     passed.push(Unremovable {
@@ -130,7 +140,10 @@ impl ScaleDown {
                 }
             }
         }
-        Ok((None, passed))
+        Ok(Choice {
+            chosen: None,
+            passed,
+        })
     }
 
     /// Checks one candidate: its Node, whether k3s-scale manages it, then its pods.
@@ -323,7 +336,7 @@ impl ScaleDown {
         dry_run: bool,
         report: &mut Report,
     ) -> Result<Removal, ActionFailure> {
-        let (chosen, passed) = self.choose(candidates).map_err(|e| ActionFailure {
+        let Choice { chosen, passed } = self.choose(candidates).map_err(|e| ActionFailure {
             done: Vec::new(),
             message: format!("scale-down: {e}"),
         })?;
