@@ -493,6 +493,11 @@ impl DrainReport {
         }
         let n = &self.node;
         let head = match (&self.error, self.dry_run, &self.kept_because) {
+            // The pods are listed below; the full message is in the log and the JSON.
+            (Some(_), _, _) if !self.not_moved.is_empty() => format!(
+                "error: drain of {n} failed: {} pod(s) not moved\n",
+                self.not_moved.len()
+            ),
             (Some(e), _, _) => format!("error: {e}\n"),
             (None, true, None) => format!(
                 "would drain {n} ({} pod(s)), then remove it: Node, node-password secret, container and volume\n",

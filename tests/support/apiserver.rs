@@ -117,6 +117,9 @@ pub struct Logged {
     pub query: String,
     /// 0 when the connection was dropped.
     pub status: u16,
+    /// When the request was read, and when it was answered (or dropped).
+    pub started: Instant,
+    pub finished: Instant,
 }
 
 /// A pod deletion the stand-in carried out.
@@ -352,6 +355,23 @@ impl ApiServer {
             .count()
     }
 
+    /// The most requests matching `method` and `path` that were being served at once.
+    pub fn max_concurrent(&self, method: &str, path: &str) -> usize {
+        let log = self.world().log.clone();
+        let reqs: Vec<&Logged> = log
+            .iter()
+            .filter(|l| l.method == method && l.path.contains(path))
+            .collect();
+        reqs.iter()
+            .map(|a| {
+                reqs.iter()
+                    .filter(|b| b.started <= a.started && a.started < b.finished)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn deletions(&self) -> Vec<Deletion> {
         self.world().deletions.clone()
     }
@@ -400,6 +420,7 @@ struct Request {
     content_type: String,
     body: Vec<u8>,
     close: bool,
+    received: Instant,
 }
 
 fn serve(conn: TcpStream, shared: &Shared) {
@@ -503,6 +524,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Result<Option<Request>, u16> {
         content_type,
         body,
         close,
+        received: Instant::now(),
     }))
 }
 
@@ -770,6 +792,8 @@ impl World {
             path: req.path.clone(),
             query: req.raw_query.clone(),
             status,
+            started: req.received,
+            finished: Instant::now(),
         });
     }
 
