@@ -222,10 +222,13 @@ pub fn budget_blocker(pod: &Pod, pdbs: &[PodDisruptionBudget]) -> Option<Blocker
         })
 }
 
-/// Every blocker among the pods a drain would move; empty when the node may go.
+/// Every blocker among the pods a drain would move; empty when the node may go. A pod
+/// already terminating blocks nothing: it is leaving whatever happens (and its eviction
+/// skips the budget check).
 pub fn blockers(plan: &PodPlan, pdbs: Option<&[PodDisruptionBudget]>) -> Vec<PodBlocker> {
     plan.to_move
         .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| {
             pod_blocker(p)
                 .or_else(|| pdbs.and_then(|b| budget_blocker(p, b)))

@@ -333,6 +333,12 @@ fn blockers_of_a_plan_list_every_pod() {
             .host_path("logs")
             .build(),
         pod("web").on("w1").label("app", "web").build(),
+        pod("leaving")
+            .on("w1")
+            .no_controller()
+            .label("app", "web")
+            .terminating()
+            .build(),
     ];
     let plan = plan_pods(&pods);
     let pdbs = vec![pdb("web").selecting("app", "web").allowing(0).build()];
@@ -347,7 +353,12 @@ fn blockers_of_a_plan_list_every_pod() {
             "pod default/disk has local storage (volume tmp) that would be lost",
             "pod default/web PodDisruptionBudget default/web allows no disruption now",
         ],
-        "a DaemonSet pod's hostPath blocks nothing: it is not moved"
+        "a DaemonSet pod's hostPath blocks nothing (it is not moved), nor does a pod already terminating"
+    );
+    assert_eq!(
+        plan.to_move.len(),
+        5,
+        "the terminating pod is still waited on"
     );
     // Without PDBs (the post-cordon recheck) only the pod rules apply.
     assert_eq!(drain::blockers(&plan, None).len(), 2);

@@ -83,6 +83,11 @@ impl PodBuilder {
         }
         self
     }
+    /// Being deleted already (deletionTimestamp set).
+    pub fn terminating(mut self) -> Self {
+        self.0["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
+        self
+    }
     pub fn unready(mut self) -> Self {
         self.0["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
         self
