@@ -329,19 +329,19 @@ impl Mover {
         let uid = pod.metadata.uid.clone();
         let grace = drain::grace_seconds(&pod, self.how.max_grace);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let verb = match self.how.mode {
-            MoveMode::Evict => "evict",
-            MoveMode::Delete => "delete",
+        let (verb, done) = match self.how.mode {
+            MoveMode::Evict => ("evict", "evicted"),
+            MoveMode::Delete => ("delete", "deleted"),
         };
         let what = format!("{verb} pod {key}");
 
         let mut last: Option<String> = None;
         loop {
             if let Some(why) = self.stopped() {
-                return Fate::Kept(format!("not {verb}ed: the drain stopped ({why})"));
+                return Fate::Kept(format!("not {done}: the drain stopped ({why})"));
             }
             let Some(left) = self.time_left() else {
-                return Fate::Kept(self.deadline_reason(last.as_deref(), verb));
+                return Fate::Kept(self.deadline_reason(last.as_deref(), done));
             };
             let answer = {
                 let _permit = self.permits.acquire().await;
@@ -354,11 +354,11 @@ impl Mover {
                         timed(&what, limit, delete(&api, &name, uid.clone(), grace)).await
                     }
                 };
-                classify(res)
+                classify(res, self.how.mode)
             };
             match answer {
                 Answer::Accepted => {
-                    log::info!("{verb}ed {key} (grace {grace}s)");
+                    log::info!("{done} {key} (grace {grace}s)");
                     break;
                 }
                 Answer::AlreadyGone => return Fate::Gone,
@@ -379,11 +379,11 @@ impl Mover {
         loop {
             if self.stopped().is_some() {
                 return Fate::Terminating(format!(
-                    "{verb}ed, still terminating when the drain stopped"
+                    "{done}, still terminating when the drain stopped"
                 ));
             }
             let Some(left) = self.time_left() else {
-                let mut why = format!("{verb}ed, but still terminating at the drain deadline");
+                let mut why = format!("{done}, but still terminating at the drain deadline");
                 if let Some(l) = last {
                     why.push_str(&format!(" (last check: {l})"));
                 }
@@ -417,13 +417,13 @@ impl Mover {
         (!left.is_zero()).then_some(left)
     }
 
-    fn deadline_reason(&self, last: Option<&str>, verb: &str) -> String {
+    fn deadline_reason(&self, last: Option<&str>, done: &str) -> String {
         match last {
             Some(l) => format!(
                 "{l}; retried every {} until the drain deadline",
                 crate::units::format_duration(self.how.retry_interval)
             ),
-            None => format!("not {verb}ed before the drain deadline"),
+            None => format!("not {done} before the drain deadline"),
         }
     }
 
@@ -438,7 +438,7 @@ impl Mover {
     }
 }
 
-fn classify(res: Result<serde_json::Value, KubeError>) -> Answer {
+fn classify(res: Result<serde_json::Value, KubeError>, mode: MoveMode) -> Answer {
     let e = match res {
         Ok(_) => return Answer::Accepted,
         Err(e) => e,
@@ -451,7 +451,7 @@ fn classify(res: Result<serde_json::Value, KubeError>) -> Answer {
         } if message.contains("Precondition failed") => Answer::AlreadyGone,
         KubeError::Api {
             code: 429, message, ..
-        } => Answer::Retry(format!(
+        } if mode == MoveMode::Evict => Answer::Retry(format!(
             "eviction refused by a PodDisruptionBudget (429): {message}"
         )),
         KubeError::Api {
