@@ -96,9 +96,14 @@ pub enum Command {
     },
     /// Print the man page in roff (e.g. `k3s-scale man > /usr/local/share/man/man1/k3s-scale.1`)
     Man,
-    /// Cordon and drain one node through the Eviction API (PDBs honoured); a k3s-scale
-    /// worker is then removed (Node, node-password secret, container, volume), any other
-    /// node is left cordoned and nothing is deleted. Exit 11 removed, 0 drained, 5 failed
+    /// Cordon and drain one node by eviction; remove it if it is a k3s-scale worker
+    ///
+    /// Cordons the node and evicts its pods through the Eviction API (PodDisruptionBudgets
+    /// honoured, blocked evictions retried until drain.timeout). A k3s-scale worker is then
+    /// removed: Node, node-password secret, container and volume. Any other node (and a
+    /// worker with --keep-cordoned) is left cordoned and nothing is deleted. If the drain
+    /// fails the node is uncordoned. Exit 11 removed, 0 drained, 5 failed or refused,
+    /// 2 no such node.
     Drain {
         /// The node, e.g. k3s-worker-3
         node: String,
