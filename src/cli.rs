@@ -96,6 +96,31 @@ pub enum Command {
     },
     /// Print the man page in roff (e.g. `k3s-scale man > /usr/local/share/man/man1/k3s-scale.1`)
     Man,
+    /// Cordon and drain one node by eviction; remove it if it is a k3s-scale worker
+    ///
+    /// Cordons the node and evicts its pods through the Eviction API (PodDisruptionBudgets
+    /// honoured, blocked evictions retried until drain.timeout). A k3s-scale worker is then
+    /// removed: Node, node-password secret, container and volume. Any other node (and a
+    /// worker with --keep-cordoned) is left cordoned and nothing is deleted. If the drain
+    /// fails the node is uncordoned. Exit 11 removed, 0 drained, 5 failed or refused,
+    /// 2 no such node.
+    Drain {
+        /// The node, e.g. k3s-worker-3
+        node: String,
+        /// Leave the node cordoned after the drain instead of removing it
+        #[arg(long)]
+        keep_cordoned: bool,
+        /// Delete the pods (with their grace period) instead of evicting them: PDBs are
+        /// NOT consulted (as kubectl drain --disable-eviction)
+        #[arg(long)]
+        disable_eviction: bool,
+        /// Drain even pods without a controller, with local storage or annotated
+        /// cluster-autoscaler.kubernetes.io/safe-to-evict: "false" (they are lost)
+        #[arg(long)]
+        force: bool,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

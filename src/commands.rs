@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::error::RunError;
 use crate::evaluate::{self, Actuator, Context};
 use crate::prometheus::{MetricsSource, PromClient, PromError};
+use crate::scale_down::{DrainRequest, ScaleDown, WorkerContainers};
 use crate::state::State;
 use crate::time::Timestamp;
 use std::path::PathBuf;
@@ -100,6 +101,20 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             );
             Ok(0)
         }
+        Command::Drain {
+            node,
+            keep_cordoned,
+            disable_eviction,
+            force,
+            output,
+        } => {
+            let req = DrainRequest {
+                keep_cordoned: *keep_cordoned,
+                force: *force,
+                dry_run: false,
+            };
+            drain(cli, node, req, *disable_eviction, *output)
+        }
         Command::State { command } => {
             let cfg = load_config(cli)?;
             let path = state_path(cli, &cfg);
@@ -163,4 +178,75 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
         aside.display()
     );
     Ok(0)
+}
+
+/// The container side for scale-down and `drain`. No Docker client is plugged in yet, so
+/// every node counts as unmanaged and nothing is deleted. (The Docker implementation of
+/// `WorkerContainers` goes here.)
+fn worker_containers(_cfg: &Config) -> Result<Box<dyn WorkerContainers>, RunError> {
+    Ok(Box::new(crate::scale_down::NoContainers))
+}
+
+/// `k3s-scale drain NODE`: under the run lock, drain; record what happened in the state.
+fn drain(
+    cli: &Cli,
+    node: &str,
+    mut req: DrainRequest,
+    disable_eviction: bool,
+    output: OutputFormat,
+) -> Result<u8, RunError> {
+    let cfg = load_config(cli)?;
+    req.dry_run = cli.dry_run || cfg.dry_run;
+    if !crate::config::is_dns_subdomain(node) {
+        return Err(RunError::Usage(format!(
+            "{node:?} is not a valid Kubernetes node name"
+        )));
+    }
+    // The drain runs under the run lock: an evaluate must not scale around it.
+    let _lock = if req.dry_run {
+        None
+    } else {
+        Some(crate::lock::RunLock::acquire(&cfg.state.lock_path)?)
+    };
+    let path = state_path(cli, &cfg);
+    let mut state = if req.dry_run {
+        None
+    } else {
+        Some(State::load(&path)?)
+    };
+    let cluster = crate::kube::KubeCluster::connect(&cfg.kubernetes)
+        .map_err(|e| RunError::Action(e.to_string()))?;
+    let mode = if disable_eviction {
+        crate::drain_run::MoveMode::Delete
+    } else {
+        crate::drain_run::MoveMode::Evict
+    };
+    let mut down = ScaleDown::new(Box::new(cluster), worker_containers(&cfg)?, &cfg, mode);
+    let rep = down.drain_named(node, &req);
+    match output {
+        OutputFormat::Json => println!("{}", rep.to_json()),
+        OutputFormat::Text => print!("{}", rep.to_text()),
+    }
+    if let Some(state) = state.as_mut()
+        && rep.exit_code != 2
+    {
+        let now = Timestamp::now();
+        state.totals.evicted_pods += rep.evicted.len() as u64;
+        if rep.removed {
+            state.last_scale_down = Some(now);
+            state.totals.scale_downs += 1;
+            state.totals.workers_removed += 1;
+            state.record(now, "scale_down", format!("removed {node} (drain command)"));
+        } else if let Some(e) = &rep.error {
+            state.count_error("action");
+            state.record(now, "drain_failed", e.clone());
+        } else {
+            state.record(now, "drain", format!("drained {node}; left cordoned"));
+        }
+        state.save(&path)?;
+    }
+    if let Some(e) = &rep.error {
+        log::error!("{e}");
+    }
+    Ok(rep.exit_code)
 }

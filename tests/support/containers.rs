@@ -1,0 +1,62 @@
+//! An in-memory `WorkerContainers`: which workers have a managed container, which were
+//! removed, and switches to make it fail. Cloned handles share one state, so a test keeps
+//! one to look at after handing a boxed clone to the code under test.
+
+use k3s_scale::scale_down::{ContainerError, WorkerContainers};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Inner {
+    containers: BTreeSet<String>,
+    removed: Vec<String>,
+    fail_remove: bool,
+    fail_query: bool,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeContainers(Arc<Mutex<Inner>>);
+
+impl FakeContainers {
+    /// Managed containers (with their volumes) for these workers.
+    pub fn with(names: &[&str]) -> FakeContainers {
+        let f = FakeContainers::default();
+        f.0.lock().unwrap().containers = names.iter().map(|s| s.to_string()).collect();
+        f
+    }
+    pub fn exists(&self, name: &str) -> bool {
+        self.0.lock().unwrap().containers.contains(name)
+    }
+    pub fn removed(&self) -> Vec<String> {
+        self.0.lock().unwrap().removed.clone()
+    }
+    pub fn fail_remove(&self) {
+        self.0.lock().unwrap().fail_remove = true;
+    }
+    pub fn fail_query(&self) {
+        self.0.lock().unwrap().fail_query = true;
+    }
+    pub fn boxed(&self) -> Box<dyn WorkerContainers> {
+        Box::new(self.clone())
+    }
+}
+
+impl WorkerContainers for FakeContainers {
+    fn is_managed(&self, worker: &str) -> Result<bool, ContainerError> {
+        let i = self.0.lock().unwrap();
+        if i.fail_query {
+            return Err("fake: Docker unreachable".into());
+        }
+        Ok(i.containers.contains(worker))
+    }
+
+    fn remove(&mut self, worker: &str) -> Result<(), ContainerError> {
+        let mut i = self.0.lock().unwrap();
+        if i.fail_remove {
+            return Err("fake: container removal failed".into());
+        }
+        i.containers.remove(worker);
+        i.removed.push(worker.to_string());
+        Ok(())
+    }
+}

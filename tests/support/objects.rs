@@ -1,0 +1,208 @@
+//! Small builders for the Kubernetes objects tests need:
+//! `pod("p").on("w1").owned_by_daemonset()`, `node("w1").control_plane()`,
+//! `pdb("web").selecting("app", "web").min_available(2)`.
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use serde_json::{Value, json};
+
+pub struct PodBuilder(Value);
+
+/// A Running, Ready pod in `default`, owned by a ReplicaSet (movable) unless told otherwise.
+pub fn pod(name: &str) -> PodBuilder {
+    PodBuilder(json!({
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "labels": {},
+            "annotations": {},
+            "ownerReferences": [owner("ReplicaSet", &format!("{name}-rs"))],
+        },
+        "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }))
+}
+
+fn owner(kind: &str, name: &str) -> Value {
+    let api = match kind {
+        "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Deployment" => "apps/v1",
+        "Job" => "batch/v1",
+        _ => "v1",
+    };
+    json!({"apiVersion": api, "kind": kind, "name": name, "uid": format!("uid-{name}"), "controller": true})
+}
+
+impl PodBuilder {
+    pub fn ns(mut self, ns: &str) -> Self {
+        self.0["metadata"]["namespace"] = json!(ns);
+        self
+    }
+    pub fn on(mut self, node: &str) -> Self {
+        self.0["spec"]["nodeName"] = json!(node);
+        self
+    }
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.0["metadata"]["labels"][k] = json!(v);
+        self
+    }
+    pub fn annotate(mut self, k: &str, v: &str) -> Self {
+        self.0["metadata"]["annotations"][k] = json!(v);
+        self
+    }
+    pub fn owned_by(mut self, kind: &str, name: &str) -> Self {
+        self.0["metadata"]["ownerReferences"] = json!([owner(kind, name)]);
+        self
+    }
+    pub fn owned_by_daemonset(self) -> Self {
+        self.owned_by("DaemonSet", "ds")
+    }
+    /// An owner reference that is not a controller (e.g. a garbage-collection link).
+    pub fn non_controller_owner(mut self) -> Self {
+        let mut o = owner("ConfigMap", "cm");
+        o["controller"] = json!(false);
+        self.0["metadata"]["ownerReferences"] = json!([o]);
+        self
+    }
+    pub fn no_controller(mut self) -> Self {
+        self.0["metadata"]["ownerReferences"] = json!([]);
+        self
+    }
+    /// The API copy of a static pod, as the kubelet creates it.
+    pub fn mirror(self) -> Self {
+        let b = self.annotate("kubernetes.io/config.mirror", "abc123");
+        let node = b.0["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or("node")
+            .to_string();
+        b.owned_by("Node", &node)
+    }
+    pub fn phase(mut self, phase: &str) -> Self {
+        self.0["status"]["phase"] = json!(phase);
+        if phase != "Running" {
+            self.0["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+        }
+        self
+    }
+    /// Being deleted already (deletionTimestamp set).
+    pub fn terminating(mut self) -> Self {
+        self.0["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
+        self
+    }
+    pub fn unready(mut self) -> Self {
+        self.0["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+        self
+    }
+    pub fn grace(mut self, secs: i64) -> Self {
+        self.0["spec"]["terminationGracePeriodSeconds"] = json!(secs);
+        self
+    }
+    fn volume(mut self, v: Value) -> Self {
+        let vols = self.0["spec"]
+            .as_object_mut()
+            .unwrap()
+            .entry("volumes")
+            .or_insert(json!([]));
+        vols.as_array_mut().unwrap().push(v);
+        self
+    }
+    pub fn host_path(self, name: &str) -> Self {
+        self.volume(json!({"name": name, "hostPath": {"path": "/var/data"}}))
+    }
+    pub fn empty_dir(self, name: &str) -> Self {
+        self.volume(json!({"name": name, "emptyDir": {}}))
+    }
+    pub fn empty_dir_memory(self, name: &str) -> Self {
+        self.volume(json!({"name": name, "emptyDir": {"medium": "Memory"}}))
+    }
+    pub fn config_map_volume(self, name: &str) -> Self {
+        self.volume(json!({"name": name, "configMap": {"name": "cfg"}}))
+    }
+    pub fn build(self) -> Pod {
+        serde_json::from_value(self.0).expect("pod builder makes a valid Pod")
+    }
+}
+
+pub struct NodeBuilder(Value);
+
+/// A Ready worker node.
+pub fn node(name: &str) -> NodeBuilder {
+    NodeBuilder(json!({
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}, "annotations": {}},
+        "spec": {},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }))
+}
+
+impl NodeBuilder {
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.0["metadata"]["labels"][k] = json!(v);
+        self
+    }
+    pub fn annotate(mut self, k: &str, v: &str) -> Self {
+        self.0["metadata"]["annotations"][k] = json!(v);
+        self
+    }
+    /// Labelled as k3s labels its server nodes.
+    pub fn control_plane(self) -> Self {
+        self.label("node-role.kubernetes.io/control-plane", "true")
+            .label("node-role.kubernetes.io/master", "true")
+    }
+    pub fn cordoned(mut self) -> Self {
+        self.0["spec"]["unschedulable"] = json!(true);
+        self
+    }
+    pub fn build(self) -> Node {
+        serde_json::from_value(self.0).expect("node builder makes a valid Node")
+    }
+}
+
+pub struct PdbBuilder(Value);
+
+/// A PDB in `default` with an empty selector (set one with `selecting`).
+pub fn pdb(name: &str) -> PdbBuilder {
+    PdbBuilder(json!({
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {}}},
+    }))
+}
+
+impl PdbBuilder {
+    pub fn ns(mut self, ns: &str) -> Self {
+        self.0["metadata"]["namespace"] = json!(ns);
+        self
+    }
+    pub fn selecting(mut self, k: &str, v: &str) -> Self {
+        self.0["spec"]["selector"]["matchLabels"][k] = json!(v);
+        self
+    }
+    pub fn expression(mut self, key: &str, op: &str, values: &[&str]) -> Self {
+        let e = json!({"key": key, "operator": op, "values": values});
+        let sel = self.0["spec"]["selector"].as_object_mut().unwrap();
+        sel.entry("matchExpressions")
+            .or_insert(json!([]))
+            .as_array_mut()
+            .unwrap()
+            .push(e);
+        self
+    }
+    pub fn min_available(mut self, n: i32) -> Self {
+        self.0["spec"]["minAvailable"] = json!(n);
+        self
+    }
+    pub fn min_available_pct(mut self, pct: &str) -> Self {
+        self.0["spec"]["minAvailable"] = json!(pct);
+        self
+    }
+    pub fn max_unavailable(mut self, n: i32) -> Self {
+        self.0["spec"]["maxUnavailable"] = json!(n);
+        self
+    }
+    /// The status a disruption controller would have written.
+    pub fn allowing(mut self, n: i32) -> Self {
+        self.0["status"] = json!({"disruptionsAllowed": n, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0});
+        self
+    }
+    pub fn build(self) -> PodDisruptionBudget {
+        serde_json::from_value(self.0).expect("pdb builder makes a valid PDB")
+    }
+}
