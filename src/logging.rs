@@ -18,6 +18,11 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
     // Our own crate at the chosen level; dependencies stay quieter unless RUST_LOG says.
     b.filter_level(level.min(log::LevelFilter::Warn));
     b.filter_module("k3s_scale", level);
+    // kube's client logs every non-2xx answer as an error of its own; k3s-scale reports
+    // those itself with context, so the duplicate is shown only from -vv.
+    if verbose < 2 {
+        b.filter_module("kube_client", log::LevelFilter::Off);
+    }
     if let Ok(spec) = std::env::var("RUST_LOG") {
         b.parse_filters(&spec);
     }
