@@ -112,9 +112,8 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
     }
     // Hold the run lock so a running evaluate is not pulled from under.
     let _lock = crate::lock::RunLock::acquire(&cfg.state.lock_path)?;
-    std::fs::rename(path, &aside).map_err(|e| {
-        RunError::State(crate::state::StateError::Write(path.to_path_buf(), e))
-    })?;
+    std::fs::rename(path, &aside)
+        .map_err(|e| RunError::State(crate::state::StateError::Write(path.to_path_buf(), e)))?;
     println!(
         "moved {} to {}; the next run starts from a fresh state",
         path.display(),

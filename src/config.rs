@@ -21,7 +21,10 @@ pub enum ConfigError {
     WorldWritable(PathBuf),
     Parse(PathBuf, String),
     /// A value that parsed but makes no sense: the dotted key and why.
-    Invalid { key: String, reason: String },
+    Invalid {
+        key: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -60,6 +63,7 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     pub prometheus: Prometheus,
     pub thresholds: Thresholds,
@@ -175,23 +179,6 @@ pub struct StatePaths {
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
     pub textfile: Option<PathBuf>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            prometheus: Prometheus::default(),
-            thresholds: Thresholds::default(),
-            limits: Limits::default(),
-            scaling: Scaling::default(),
-            docker: Docker::default(),
-            kubernetes: Kubernetes::default(),
-            drain: Drain::default(),
-            state: StatePaths::default(),
-            metrics: Metrics::default(),
-            dry_run: false,
-        }
-    }
 }
 
 impl Default for Prometheus {
@@ -329,8 +316,7 @@ impl Config {
             return Err(ConfigError::TooLarge(path.into(), meta.len()));
         }
         refuse_world_writable(path, &meta)?;
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
         Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse(_, msg) => ConfigError::Parse(path.into(), msg),
             other => other,
@@ -421,7 +407,10 @@ impl Config {
             return Err(invalid("drain.timeout", "must be above zero"));
         }
         if d.eviction_retry_interval.get().is_zero() {
-            return Err(invalid("drain.eviction_retry_interval", "must be above zero"));
+            return Err(invalid(
+                "drain.eviction_retry_interval",
+                "must be above zero",
+            ));
         }
         if d.concurrency == 0 {
             return Err(invalid("drain.concurrency", "must be at least 1"));
@@ -466,7 +455,10 @@ impl Config {
                 ));
             }
             if q.trim().is_empty() {
-                return Err(invalid(&format!("prometheus.queries.{name}"), "empty query"));
+                return Err(invalid(
+                    &format!("prometheus.queries.{name}"),
+                    "empty query",
+                ));
             }
         }
         Ok(())
@@ -475,7 +467,10 @@ impl Config {
     fn validate_docker(&self) -> Result<(), ConfigError> {
         let d = &self.docker;
         if d.image.trim().is_empty() || d.image.chars().any(char::is_whitespace) {
-            return Err(invalid("docker.image", format!("{:?} is not an image reference", d.image)));
+            return Err(invalid(
+                "docker.image",
+                format!("{:?} is not an image reference", d.image),
+            ));
         }
         if !is_docker_name(&d.network) {
             return Err(invalid(
@@ -505,11 +500,17 @@ impl Config {
         if !(d.server_url.starts_with("https://") || d.server_url.starts_with("http://")) {
             return Err(invalid(
                 "docker.server_url",
-                format!("{:?} must be a URL such as https://k3s-server:6443", d.server_url),
+                format!(
+                    "{:?} must be a URL such as https://k3s-server:6443",
+                    d.server_url
+                ),
             ));
         }
         if !(d.cpus > 0.0 && d.cpus <= 1024.0) {
-            return Err(invalid("docker.cpus", format!("{} must be above 0", d.cpus)));
+            return Err(invalid(
+                "docker.cpus",
+                format!("{} must be above 0", d.cpus),
+            ));
         }
         if d.memory.0 < (64 << 20) {
             return Err(invalid("docker.memory", "must be at least 64Mi"));
@@ -609,8 +610,8 @@ mod tests {
 
     #[test]
     fn durations_accept_integers_and_units() {
-        let c = Config::parse("limits:\n  scale_up_cooldown: 90\n  scale_down_cooldown: 5m\n")
-            .unwrap();
+        let c =
+            Config::parse("limits:\n  scale_up_cooldown: 90\n  scale_down_cooldown: 5m\n").unwrap();
         assert_eq!(c.limits.scale_up_cooldown.get().as_secs(), 90);
         assert_eq!(c.limits.scale_down_cooldown.get().as_secs(), 300);
     }
@@ -626,26 +627,50 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let cases = [
-            ("limits:\n  min_nodes: 7\n  max_nodes: 3\n", "limits.min_nodes"),
-            ("thresholds:\n  cpu_threshold: 120\n", "thresholds.cpu_threshold"),
-            ("thresholds:\n  memory_scale_down: -1\n", "thresholds.memory_scale_down"),
-            ("thresholds:\n  cpu_scale_down: 80\n", "thresholds.cpu_scale_down"),
+            (
+                "limits:\n  min_nodes: 7\n  max_nodes: 3\n",
+                "limits.min_nodes",
+            ),
+            (
+                "thresholds:\n  cpu_threshold: 120\n",
+                "thresholds.cpu_threshold",
+            ),
+            (
+                "thresholds:\n  memory_scale_down: -1\n",
+                "thresholds.memory_scale_down",
+            ),
+            (
+                "thresholds:\n  cpu_scale_down: 80\n",
+                "thresholds.cpu_scale_down",
+            ),
             (
                 "thresholds:\n  memory_threshold: 50\n  memory_scale_down: 50\n",
                 "thresholds.memory_scale_down",
             ),
             ("prometheus:\n  url: ftp://x\n", "prometheus.url"),
             ("prometheus:\n  timeout: 0\n", "prometheus.timeout"),
-            ("prometheus:\n  queries:\n    cpuu: up\n", "prometheus.queries.cpuu"),
+            (
+                "prometheus:\n  queries:\n    cpuu: up\n",
+                "prometheus.queries.cpuu",
+            ),
             ("scaling:\n  max_step: 0\n", "scaling.max_step"),
             ("docker:\n  name_prefix: Bad_Name\n", "docker.name_prefix"),
             ("docker:\n  network: 'a b'\n", "docker.network"),
-            ("docker:\n  agent_args: ['--token=abc']\n", "docker.agent_args[0]"),
-            ("kubernetes:\n  permanent_nodes: ['Node_1']\n", "kubernetes.permanent_nodes[0]"),
+            (
+                "docker:\n  agent_args: ['--token=abc']\n",
+                "docker.agent_args[0]",
+            ),
+            (
+                "kubernetes:\n  permanent_nodes: ['Node_1']\n",
+                "kubernetes.permanent_nodes[0]",
+            ),
         ];
         for (text, key) in cases {
             let e = err(text);
-            assert!(e.contains(key), "{text:?} gave {e:?}, expected it to name {key}");
+            assert!(
+                e.contains(key),
+                "{text:?} gave {e:?}, expected it to name {key}"
+            );
         }
     }
 

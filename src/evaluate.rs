@@ -74,7 +74,10 @@ pub fn evaluate(
 ) -> Outcome {
     let mut report = Report::new(ctx.dry_run);
     match run(ctx, source, actuator, &mut report) {
-        Ok(()) => Outcome { report, error: None },
+        Ok(()) => Outcome {
+            report,
+            error: None,
+        },
         Err(e) => {
             report.error = Some(e.to_string());
             Outcome {
@@ -118,7 +121,9 @@ fn run(
     let plan = decide(&snap, &state, cfg, now);
     *report = std::mem::replace(report, Report::new(ctx.dry_run)).with_plan(&snap, &plan);
     state.low_since = plan.low_since;
-    state.provisioning.retain(|p| !plan.joined.contains(&p.name));
+    state
+        .provisioning
+        .retain(|p| !plan.joined.contains(&p.name));
     for name in &plan.joined {
         log::info!("worker {name} is Ready; provisioning done");
     }
@@ -234,9 +239,9 @@ fn scale_down(
                     }
                 }
                 None => {
-                    report.blocked_by.push(
-                        "every candidate is unremovable (see unremovable)".to_string(),
-                    );
+                    report
+                        .blocked_by
+                        .push("every candidate is unremovable (see unremovable)".to_string());
                 }
             }
             Ok(())
