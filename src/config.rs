@@ -61,9 +61,8 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-#[derive(Default)]
 pub struct Config {
     pub prometheus: Prometheus,
     pub thresholds: Thresholds,
