@@ -317,7 +317,8 @@ fn one_snapshot_is_exactly_one_query_request() {
 fn failing_servers_are_classified_and_never_read_as_data() {
     let timeout = Duration::from_millis(700);
     let prom_error = r#"{"status":"error","errorType":"unavailable","error":"TSDB not ready"}"#;
-    let cases: Vec<(Misbehaviour, fn(&PromError) -> bool)> = vec![
+    type Check = fn(&PromError) -> bool;
+    let cases: Vec<(Misbehaviour, Check)> = vec![
         (Misbehaviour::Refuse, |e| matches!(e, PromError::Connect(_))),
         (Misbehaviour::Hang, |e| matches!(e, PromError::Timeout(_))),
         (
