@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
-use support::prom::{BadServer, Cluster, GIB, Misbehaviour, PromServer};
+use support::prom::{BadServer, Cluster, CountingProxy, GIB, Misbehaviour, PromServer};
 use support::{Run, TempDir, k3s_scale};
 
 /// A temp dir with a config pointing at `url`; state and lock go under `state/`.
@@ -164,6 +164,19 @@ fn nothing_to_do_exits_0_with_the_report_fields() {
     assert_eq!(text.code, 0);
     assert!(text.stdout.starts_with("no action\n"), "{text:?}");
     assert!(text.stdout.contains("cpu=50"), "{text:?}");
+}
+
+#[test]
+fn one_run_sends_exactly_one_query() {
+    let prom = PromServer::with_cluster(&steady());
+    let proxy = CountingProxy::start(&prom.addr());
+    let s = Setup::new(&proxy.url(), "5s", "");
+    for (args, runs) in [(&["--dry-run", "evaluate"][..], 1), (&["evaluate"], 2)] {
+        let r = s.run(args);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert_eq!(proxy.queries(), runs, "{args:?}");
+        assert_eq!(proxy.requests().len(), runs, "no other request");
+    }
 }
 
 #[test]

@@ -314,6 +314,50 @@ fn one_snapshot_is_exactly_one_query_request() {
 }
 
 #[test]
+fn credentials_from_files_reach_prometheus_as_the_authorization_header() {
+    use std::os::unix::fs::PermissionsExt;
+    let prom = PromServer::with_cluster(&busy_cluster());
+    let proxy = CountingProxy::start(&prom.addr());
+    let dir = support::TempDir::new("creds");
+    let secret = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let bearer = config::Prometheus {
+        url: proxy.url(),
+        bearer_token_file: Some(secret("token", "s3cret-token\n")),
+        ..config::Prometheus::default()
+    };
+    let basic = config::Prometheus {
+        url: proxy.url(),
+        basic_auth: Some(config::BasicAuth {
+            username: "k3s-scale".into(),
+            password_file: secret("password", "pa55"),
+        }),
+        ..config::Prometheus::default()
+    };
+    for cfg in [bearer, basic] {
+        let snap = PromClient::new(&cfg).unwrap().snapshot().unwrap();
+        assert_eq!(snap.pending_pods, Some(3.0));
+    }
+    let auth: Vec<String> = proxy
+        .requests()
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    // base64("k3s-scale:pa55") = azNzLXNjYWxlOnBhNTU=
+    assert_eq!(auth, ["Bearer s3cret-token", "Basic azNzLXNjYWxlOnBhNTU="]);
+}
+
+#[test]
 fn failing_servers_are_classified_and_never_read_as_data() {
     let timeout = Duration::from_millis(700);
     let prom_error = r#"{"status":"error","errorType":"unavailable","error":"TSDB not ready"}"#;
