@@ -38,6 +38,21 @@ impl Setup {
         self.dir.join("config.yaml")
     }
 
+    /// A second config file with the same state and lock paths but another Prometheus.
+    fn another_config(&self, url: &str) -> PathBuf {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let first_line = text.lines().nth(1).unwrap();
+        let p = self.dir.join("another.yaml");
+        std::fs::write(&p, text.replacen(first_line, &format!("  url: {url}"), 1)).unwrap();
+        p
+    }
+
+    fn run_with(&self, config: &std::path::Path, args: &[&str]) -> Run {
+        let mut c = k3s_scale(self.dir.path());
+        c.arg("--config").arg(config).args(args);
+        Run::from_output(c.output().expect("run k3s-scale"))
+    }
+
     fn state_path(&self) -> PathBuf {
         self.dir.join("state/state.json")
     }
@@ -517,20 +532,23 @@ fn config_check_prints_the_effective_config_and_help_lists_exit_codes() {
 }
 
 #[test]
-fn a_second_run_exits_3_while_the_first_holds_the_lock() {
+fn a_second_run_exits_3_while_the_first_holds_the_lock_and_not_after_it_died() {
     // The first run takes the lock, then waits on a Prometheus that never answers.
     let hang = BadServer::start(Misbehaviour::Hang);
-    let s = Setup::new(&hang.url(), "2s", "");
+    let s = Setup::new(&hang.url(), "60s", "");
+    // The same state and lock, but a Prometheus that refuses at once.
+    let refused = BadServer::start(Misbehaviour::Refuse);
+    let quick = s.another_config(&refused.url());
     let mut first = ChildGuard(
         s.command(&["evaluate"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
     hang.wait_for_requests(1, Duration::from_secs(30));
 
-    let second = s.run(&["evaluate"]);
+    let second = s.run_with(&quick, &["evaluate"]);
     assert_eq!(second.code, 3, "{second:?}");
     assert!(
         second.stderr.contains(&format!("(PID {})", first.0.id())),
@@ -540,19 +558,18 @@ fn a_second_run_exits_3_while_the_first_holds_the_lock() {
         second.stderr.contains(&s.lock_path().display().to_string()),
         "{second:?}"
     );
-    // A dry run takes no lock: it goes on to the (hanging) Prometheus and times out.
-    let dry = s.run(&["--dry-run", "evaluate"]);
+    // A dry run takes no lock: it goes on to Prometheus.
+    let dry = s.run_with(&quick, &["--dry-run", "evaluate"]);
     assert_eq!(dry.code, 4, "{dry:?}");
 
-    let status = first.0.wait().unwrap();
+    // kill -9 the holder: the kernel drops its flock, so no stale lock is left behind.
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let third = s.run_with(&quick, &["evaluate"]);
     assert_eq!(
-        status.code(),
-        Some(4),
-        "the first run timed out on Prometheus"
+        third.code, 4,
+        "gets the lock, then finds Prometheus down: {third:?}"
     );
-    // The lock died with its holder: the next run gets it (and times out again).
-    let third = s.run(&["evaluate"]);
-    assert_eq!(third.code, 4, "{third:?}");
 }
 
 #[test]

@@ -27,6 +27,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_POLL: Duration = Duration::from_millis(10);
 /// Attempts when the port we picked was taken by another process before Prometheus bound it.
 const PORT_TRIES: usize = 5;
+/// Pause between restart attempts on the same port.
+const RESTART_PAUSE: Duration = Duration::from_millis(200);
 /// Socket read/write limit inside the proxy and the misbehaving server: they serve tests
 /// on loopback, so anything slower than this is a stuck peer, not a slow one.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
@@ -447,10 +449,21 @@ impl PromServer {
     pub fn load(&mut self, samples: &[Sample]) {
         self.stop();
         self.backfill(samples);
-        // The port was ours a moment ago; Go listens with SO_REUSEADDR, so it binds again.
-        if let Err(e) = self.spawn() {
-            panic!("prometheus did not restart on port {}: {e}", self.port);
+        // The port was ours a moment ago and Go listens with SO_REUSEADDR, so it binds
+        // again; should a short-lived outgoing connection have taken it meanwhile, it is
+        // free again shortly.
+        let mut last_err = String::new();
+        for _ in 0..PORT_TRIES {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) => last_err = e,
+            }
+            std::thread::sleep(RESTART_PAUSE);
         }
+        panic!(
+            "prometheus did not restart on port {}: {last_err}",
+            self.port
+        );
     }
 
     pub fn load_cluster(&mut self, c: &Cluster) {
