@@ -48,12 +48,12 @@ pub fn default_query(signal: &str) -> Option<String> {
         "pending_memory_bytes" => pending_requests("memory"),
         "cpu" => average("cpu"),
         "memory" => average("memory"),
-        // 1 for a Ready worker, 0 for one that is not. When kube-state-metrics reports
-        // nodes but none is a worker, one `workers="none"` series says so: zero workers is
-        // then known, and the run can scale up to min_nodes (`or on()` adds it only when
-        // the left side is empty).
+        // 1 for a Ready worker, 0 for one that is not. When kube-state-metrics reports the
+        // Ready condition of nodes but none is a worker, one `workers="none"` series says
+        // so: zero workers is then known, and the run can scale up to min_nodes. (`or on()`
+        // adds it only when the left side is empty.)
         "node_ready" => format!(
-            r#"(max by (node) (kube_node_status_condition{{condition="Ready",status="true"}}) {WORKER}) or on() label_replace(group(kube_node_info), "{NO_WORKERS_LABEL}", "{NO_WORKERS_VALUE}", "", "")"#
+            r#"(max by (node) (kube_node_status_condition{{condition="Ready",status="true"}}) {WORKER}) or on() label_replace(group(kube_node_status_condition{{condition="Ready"}}), "{NO_WORKERS_LABEL}", "{NO_WORKERS_VALUE}", "", "")"#
         ),
         "node_cpu" => per_node("cpu"),
         "node_memory" => per_node("memory"),

@@ -182,12 +182,17 @@ fn a_cluster_without_workers_has_zero_workers_not_unknown() {
         .pod("web-1")
         .unschedulable()
         .requests(0.5, GIB);
-    let prom = PromServer::with_cluster(&cluster);
+    let mut prom = PromServer::with_cluster(&cluster);
     let s = snapshot(&prom.url());
     assert_eq!(s.nodes, Some(BTreeMap::new()));
     assert_eq!(s.pending_pods, Some(1.0));
     assert_eq!(s.cpu, None, "no Ready worker: no average to speak of");
     assert_eq!(s.memory, None);
+
+    // Nodes listed but no Ready condition reported for any (a trimmed kube-state-metrics):
+    // that is not evidence of zero workers.
+    prom.load(&[sample("kube_node_info", &[("node", "server")], 1.0)]);
+    assert_eq!(snapshot(&prom.url()).nodes, None);
 }
 
 #[test]
