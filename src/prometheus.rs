@@ -239,6 +239,9 @@ struct Labels<'a> {
     signal: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     node: Option<Cow<'a, str>>,
+    /// `promql::NO_WORKERS_LABEL`: marks "nodes known, none is a worker".
+    #[serde(default, borrow)]
+    workers: Option<Cow<'a, str>>,
 }
 
 fn api_error(body: &[u8]) -> Option<String> {
@@ -301,6 +304,13 @@ pub fn parse_response(body: &[u8]) -> Result<Snapshot, PromError> {
             "pending_memory_bytes" => scalar(&mut snap.pending_memory_bytes)?,
             "cpu" => scalar(&mut snap.cpu)?,
             "memory" => scalar(&mut snap.memory)?,
+            "node_ready"
+                if s.metric.node.is_none()
+                    && s.metric.workers.as_deref() == Some(promql::NO_WORKERS_VALUE) =>
+            {
+                // Nodes are known and none is a worker: zero workers, not unknown.
+                ready.get_or_insert_with(BTreeMap::new);
+            }
             "node_ready" | "node_cpu" | "node_memory" => {
                 let node = s
                     .metric
@@ -412,6 +422,16 @@ mod tests {
         assert_eq!(snap.cpu, None);
         assert_eq!(snap.memory, None);
         assert_eq!(snap.nodes, None);
+    }
+
+    #[test]
+    fn the_no_workers_series_means_zero_workers_and_nothing_else_does() {
+        let none = r#"{"metric":{"signal":"node_ready","workers":"none"},"value":[1,"1"]}"#;
+        let snap = parse_response(&body(none)).unwrap();
+        assert_eq!(snap.nodes, Some(BTreeMap::new()));
+        // Without the marker label, a node_ready series without `node` is a wrong query.
+        let e = parse_response(&body(&s("node_ready", None, "1"))).unwrap_err();
+        assert!(e.to_string().contains("`node` label"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,10 @@
 
 use std::collections::BTreeMap;
 
+/// The label (and value) of the one `node_ready` series that says "no worker at all".
+pub const NO_WORKERS_LABEL: &str = "workers";
+pub const NO_WORKERS_VALUE: &str = "none";
+
 const WORKER: &str = r#"unless on(node) kube_node_role{role=~"control-plane|master|etcd"}"#;
 
 /// Pods that have been found unschedulable. 0 when kube-state-metrics reports nodes but no
@@ -44,9 +48,12 @@ pub fn default_query(signal: &str) -> Option<String> {
         "pending_memory_bytes" => pending_requests("memory"),
         "cpu" => average("cpu"),
         "memory" => average("memory"),
-        // 1 for a Ready worker, 0 for one that is not.
+        // 1 for a Ready worker, 0 for one that is not. When kube-state-metrics reports the
+        // Ready condition of nodes but none is a worker, one `workers="none"` series says
+        // so: zero workers is then known, and the run can scale up to min_nodes. (`or on()`
+        // adds it only when the left side is empty.)
         "node_ready" => format!(
-            r#"max by (node) (kube_node_status_condition{{condition="Ready",status="true"}}) {WORKER}"#
+            r#"(max by (node) (kube_node_status_condition{{condition="Ready",status="true"}}) {WORKER}) or on() label_replace(group(kube_node_status_condition{{condition="Ready"}}), "{NO_WORKERS_LABEL}", "{NO_WORKERS_VALUE}", "", "")"#
         ),
         "node_cpu" => per_node("cpu"),
         "node_memory" => per_node("memory"),
@@ -93,6 +100,6 @@ mod tests {
         assert_eq!(cpu.1, "vector(42)");
         let combined = combined_query(&qs);
         assert!(combined.contains(r#"label_replace((vector(42)), "signal", "cpu", "", "")"#));
-        assert_eq!(combined.matches("label_replace(").count(), qs.len());
+        assert_eq!(combined.matches(r#", "signal", ""#).count(), qs.len());
     }
 }

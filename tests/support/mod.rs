@@ -1,10 +1,103 @@
-//! Test support shared by the Kubernetes tests: the API server stand-in (a simulator),
-//! object builders, an in-memory `WorkerContainers`, and configs pointing at the stand-in.
+//! Shared test support for the integration suites: per-test temp dirs, free loopback
+//! ports, running the built binary; `prom` holds the real-Prometheus harness, `apiserver`
+//! the Kubernetes API stand-in (a simulator), `objects` Kubernetes object builders and
+//! `containers` an in-memory `WorkerContainers`.
+//! Each suite uses part of it, so unused items are expected here.
 #![allow(dead_code)]
 
 pub mod apiserver;
 pub mod containers;
 pub mod objects;
+pub mod prom;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A value unique to this process and call: for temp dir names, labels, worker names.
+pub fn unique(tag: &str) -> String {
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh directory under the system temp dir, removed (with its contents) on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let path = std::env::temp_dir().join(unique(&format!("k3s-scale-test-{tag}")));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A loopback port that was free a moment ago (the OS picks it). Whoever binds it next
+/// may lose a race with another process; callers that start servers retry on failure.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// The built `k3s-scale` binary, with an environment that cannot leak into the run:
+/// no config from $K3S_SCALE_CONFIG or the working directory, no RUST_LOG.
+pub fn k3s_scale(cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_k3s-scale"));
+    c.current_dir(cwd)
+        .env_remove("K3S_SCALE_CONFIG")
+        .env_remove("RUST_LOG")
+        .env_remove("KUBECONFIG")
+        .env_remove("DOCKER_HOST")
+        .env_remove("K3S_TOKEN");
+    c
+}
+
+/// What a finished run left: exit code and its output as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from_output(o: Output) -> Run {
+        Run {
+            code: o.status.code().expect("exited, not killed by a signal"),
+            stdout: String::from_utf8(o.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(o.stderr).expect("stderr is UTF-8"),
+        }
+    }
+
+    /// stdout as the one JSON object `--output json` prints.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {self:?}"))
+    }
+}
 
 use apiserver::ApiServer;
 use k3s_scale::config::Config;

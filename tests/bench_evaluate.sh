@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): whole-process `k3s-scale --dry-run evaluate` of the release build
+# against a local test Prometheus; reports median wall time (hyperfine) and peak RSS
+# (/usr/bin/time) over repeated runs. Target: median <= 10 ms, peak RSS <= 10 MiB.
+#
+# Usage: tests/bench_evaluate.sh            (RUNS=200 WORKERS=6 PODS_PER_WORKER=10 to change)
+# Needs: prometheus + promtool (Debian package prometheus), hyperfine, GNU time; installs
+# the missing ones with apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-200}
+RSS_RUNS=${RSS_RUNS:-50}
+WORKERS=${WORKERS:-6}
+PODS_PER_WORKER=${PODS_PER_WORKER:-10}
+TARGET_MS=10
+TARGET_KIB=$((10 * 1024))
+# Prometheus on a tiny TSDB is ready in ~0.1-0.3 s; 30 s covers a loaded machine.
+READY_TRIES=300
+
+need_pkgs=()
+command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v hyperfine >/dev/null 2>&1 || need_pkgs+=(hyperfine)
+[ -x /usr/bin/time ] || need_pkgs+=(time)
+if ((${#need_pkgs[@]})); then
+    echo "installing: ${need_pkgs[*]}"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+cargo build --release --locked --quiet
+BIN=$PWD/target/release/k3s-scale
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/k3s-scale-bench.XXXXXX")
+prom_pid=""
+cleanup() {
+    if [ -n "$prom_pid" ]; then kill "$prom_pid" 2>/dev/null || true; wait "$prom_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# kube-state-metrics series of a steady cluster: a k3s server, WORKERS Ready workers of
+# 4 cores / 8 GiB, each running PODS_PER_WORKER pods of 200m / 400Mi (~50 %: no action).
+ts=$(($(date +%s) - 5))
+ksm='job="kube-state-metrics",instance="kube-state-metrics:8080"'
+{
+    nodes="server"
+    for i in $(seq 1 "$WORKERS"); do nodes="$nodes k3s-worker-$i"; done
+    echo "# TYPE kube_node_info gauge"
+    for n in $nodes; do echo "kube_node_info{node=\"$n\",$ksm} 1 $ts"; done
+    echo "# TYPE kube_node_role gauge"
+    for r in control-plane master; do echo "kube_node_role{node=\"server\",role=\"$r\",$ksm} 1 $ts"; done
+    echo "# TYPE kube_node_status_condition gauge"
+    for n in $nodes; do
+        for s in true false unknown; do
+            v=0; [ "$s" = true ] && v=1
+            echo "kube_node_status_condition{node=\"$n\",condition=\"Ready\",status=\"$s\",$ksm} $v $ts"
+        done
+    done
+    echo "# TYPE kube_node_status_allocatable gauge"
+    for n in $nodes; do
+        echo "kube_node_status_allocatable{node=\"$n\",resource=\"cpu\",unit=\"core\",$ksm} 4 $ts"
+        echo "kube_node_status_allocatable{node=\"$n\",resource=\"memory\",unit=\"byte\",$ksm} 8589934592 $ts"
+    done
+    echo "# TYPE kube_pod_status_phase gauge"
+    for i in $(seq 1 "$WORKERS"); do
+        for j in $(seq 1 "$PODS_PER_WORKER"); do
+            for ph in Pending Running Succeeded Failed Unknown; do
+                v=0; [ "$ph" = Running ] && v=1
+                echo "kube_pod_status_phase{namespace=\"default\",pod=\"app-$i-$j\",uid=\"u-$i-$j\",phase=\"$ph\",$ksm} $v $ts"
+            done
+        done
+    done
+    echo "# TYPE kube_pod_container_resource_requests gauge"
+    for i in $(seq 1 "$WORKERS"); do
+        for j in $(seq 1 "$PODS_PER_WORKER"); do
+            l="namespace=\"default\",pod=\"app-$i-$j\",uid=\"u-$i-$j\",container=\"main\",node=\"k3s-worker-$i\""
+            echo "kube_pod_container_resource_requests{$l,resource=\"cpu\",unit=\"core\",$ksm} 0.2 $ts"
+            echo "kube_pod_container_resource_requests{$l,resource=\"memory\",unit=\"byte\",$ksm} 419430400 $ts"
+        done
+    done
+    echo "# EOF"
+} >"$work/data.om"
+promtool tsdb create-blocks-from openmetrics "$work/data.om" "$work/data" >/dev/null
+printf 'global: {}\nscrape_configs: []\n' >"$work/prometheus.yml"
+
+# A free loopback port: nothing answers on it, and Prometheus managed to bind it.
+ready() { (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /-/ready HTTP/1.0\r\n\r\n' >&3 && head -c 12 <&3 | grep -q ' 200') 2>/dev/null; }
+for _ in 1 2 3 4 5; do
+    port=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+    prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
+        --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$port" \
+        --log.level=warn >"$work/prometheus.log" 2>&1 &
+    prom_pid=$!
+    for _ in $(seq 1 "$READY_TRIES"); do
+        ready "$port" && break
+        kill -0 "$prom_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    ready "$port" && break
+    kill "$prom_pid" 2>/dev/null || true; wait "$prom_pid" 2>/dev/null || true; prom_pid=""
+done
+[ -n "$prom_pid" ] || { echo "prometheus did not start:"; cat "$work/prometheus.log"; exit 1; }
+
+# $1: file; stdin: extra lines for the prometheus section.
+write_config() {
+    {
+        printf 'prometheus:\n  url: http://127.0.0.1:%s\n  timeout: 5s\n' "$port"
+        cat
+        printf 'state:\n  path: %s/state/state.json\n  lock_path: %s/state/k3s-scale.lock\n' "$work" "$work"
+    } >"$1"
+}
+write_config "$work/config.yaml" </dev/null
+# The same run with every signal overridden by a constant: Prometheus answers at once, so
+# this is k3s-scale's own share (start-up, config, HTTP, parsing, decision, output).
+write_config "$work/constant.yaml" <<'EOF'
+  queries:
+    pending_pods: vector(0)
+    pending_cpu_cores: vector(0)
+    pending_memory_bytes: vector(0)
+    cpu: vector(50)
+    memory: vector(50)
+    node_ready: label_replace(vector(1), "node", "k3s-worker-1", "", "") or label_replace(vector(1), "node", "k3s-worker-2", "", "")
+    node_cpu: label_replace(vector(50), "node", "k3s-worker-1", "", "")
+    node_memory: label_replace(vector(50), "node", "k3s-worker-1", "", "")
+EOF
+
+cmd="$BIN --config $work/config.yaml --dry-run evaluate"
+echo "== one run (expect exit 0, no action):"
+$cmd
+echo
+echo "== $(nproc) CPUs; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== wall time, $RUNS runs each. Reference points: version = process start-up and clap;"
+echo "   config check = + config parse, no network; constant queries = a whole evaluate whose"
+echo "   PromQL costs Prometheus nothing (k3s-scale's own share). The last one is the benchmark."
+hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$work/hyperfine.json" \
+    -n version "$BIN --version" \
+    -n "config check" "$BIN --config $work/config.yaml config check" \
+    -n "evaluate --dry-run, constant queries" "$BIN --config $work/constant.yaml --dry-run evaluate" \
+    -n "evaluate --dry-run" "$cmd"
+
+# Medians straight from hyperfine's JSON (one "median" per command, in order).
+mapfile -t medians < <(grep -o '"median": *[0-9.e-]*' "$work/hyperfine.json" | sed 's/.*: *//')
+ms() { awk -v s="$1" 'BEGIN { printf "%.2f", s * 1000 }'; }
+median_ms=$(ms "${medians[3]}")
+echo
+echo "medians: version $(ms "${medians[0]}") ms, config check $(ms "${medians[1]}") ms," \
+    "constant queries $(ms "${medians[2]}") ms, evaluate --dry-run ${median_ms} ms"
+echo "Prometheus evaluating the default PromQL: about $(awk -v a="${medians[3]}" -v b="${medians[2]}" 'BEGIN { printf "%.2f", (a - b) * 1000 }') ms of that (evaluate minus constant queries)"
+
+echo
+echo "== peak RSS, $RSS_RUNS runs of evaluate --dry-run (GNU time, max resident set size)"
+: >"$work/rss"
+for _ in $(seq 1 "$RSS_RUNS"); do
+    /usr/bin/time -a -o "$work/rss" -f '%M' $cmd >/dev/null
+done
+rss_median=$(sort -n "$work/rss" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+rss_max=$(sort -n "$work/rss" | tail -1)
+echo "median ${rss_median} KiB, max ${rss_max} KiB"
+
+echo
+verdict() { if awk -v v="$1" -v t="$2" 'BEGIN { exit !(v <= t) }'; then echo "meets"; else echo "MISSES"; fi; }
+echo "RESULT evaluate --dry-run: median wall ${median_ms} ms ($(verdict "$median_ms" "$TARGET_MS") <= ${TARGET_MS} ms);" \
+    "peak RSS max ${rss_max} KiB = $(awk -v k="$rss_max" 'BEGIN { printf "%.1f", k / 1024 }') MiB" \
+    "($(verdict "$rss_max" "$TARGET_KIB") <= 10 MiB)"

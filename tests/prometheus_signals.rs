@@ -1,0 +1,406 @@
+//! The signals as the real `PromClient` reads them from a real Prometheus fed with
+//! kube-state-metrics series: each default PromQL, absent data, config overrides, one HTTP
+//! request per snapshot, and how each kind of failing server is classified.
+
+mod support;
+
+use k3s_scale::config;
+use k3s_scale::prometheus::{MetricsSource, PromClient, PromError};
+use k3s_scale::snapshot::{NodeSample, Snapshot};
+use k3s_scale::units::Secs;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use support::prom::{
+    BadServer, Cluster, CountingProxy, GIB, MIB, Misbehaviour, PromServer, sample,
+};
+
+fn client(url: &str, overrides: &[(&str, &str)], timeout: Duration) -> PromClient {
+    let cfg = config::Prometheus {
+        url: url.to_string(),
+        timeout: Secs(timeout),
+        queries: overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..config::Prometheus::default()
+    };
+    PromClient::new(&cfg).expect("client")
+}
+
+fn snapshot(url: &str) -> Snapshot {
+    client(url, &[], Duration::from_secs(10))
+        .snapshot()
+        .expect("snapshot")
+}
+
+/// Float results of PromQL arithmetic, compared to 1e-9.
+fn assert_near(what: &str, got: Option<f64>, want: f64) {
+    match got {
+        Some(v) if (v - want).abs() < 1e-9 => {}
+        other => panic!("{what}: got {other:?}, want {want}"),
+    }
+}
+
+fn node_names(s: &Snapshot) -> Vec<&str> {
+    s.nodes
+        .as_ref()
+        .expect("nodes known")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+/// Three scheduled workers plus one lost one; pods in every phase that matters.
+fn busy_cluster() -> Cluster {
+    Cluster::new()
+        .control_plane("server")
+        .alloc(4.0, 8.0 * GIB)
+        .worker("k3s-worker-1")
+        .alloc(4.0, 8.0 * GIB)
+        .worker("k3s-worker-2")
+        .alloc(2.0, 4.0 * GIB)
+        .worker("k3s-worker-3")
+        .ready(false)
+        .worker("k3s-worker-4")
+        .ready_unknown()
+        // On the control plane: not a worker's load.
+        .pod("coredns")
+        .namespace("kube-system")
+        .on("server")
+        .requests(0.1, 70.0 * MIB)
+        // Worker 1: 2 cores, 4 GiB of 4 cores, 8 GiB (two containers in web-1).
+        .pod("web-1")
+        .on("k3s-worker-1")
+        .requests(1.0, GIB)
+        .requests(0.5, GIB)
+        .pod("web-2")
+        .on("k3s-worker-1")
+        .requests(0.5, 2.0 * GIB)
+        // Worker 2: a pod placed but still starting counts; a finished one does not.
+        .pod("db-1")
+        .on("k3s-worker-2")
+        .phase("Pending")
+        .requests(1.0, GIB)
+        .pod("job-1")
+        .on("k3s-worker-2")
+        .phase("Succeeded")
+        .requests(1.0, GIB)
+        // On the NotReady worker: its own utilisation, not the Ready average.
+        .pod("stuck-1")
+        .on("k3s-worker-3")
+        .requests(1.0, GIB)
+        // Unschedulable: 1.5 cores and 3 GiB wanted.
+        .pod("big-1")
+        .unschedulable()
+        .requests(0.5, GIB)
+        .pod("big-2")
+        .unschedulable()
+        .requests(0.5, GIB)
+        .pod("big-3")
+        .namespace("batch")
+        .unschedulable()
+        .requests(0.25, 512.0 * MIB)
+        .requests(0.25, 512.0 * MIB)
+}
+
+#[test]
+fn default_queries_read_every_signal_of_a_busy_cluster() {
+    let prom = PromServer::with_cluster(&busy_cluster());
+    let s = snapshot(&prom.url());
+
+    assert_eq!(s.pending_pods, Some(3.0), "unschedulable pods only");
+    assert_near("pending_cpu_cores", s.pending_cpu_cores, 1.5);
+    assert_near("pending_memory_bytes", s.pending_memory_bytes, 3.0 * GIB);
+    // Ready workers 1 and 2: (2 + 1) cores of (4 + 2); (4 + 1) GiB of (8 + 4).
+    assert_near("cpu", s.cpu, 50.0);
+    assert_near("memory", s.memory, 500.0 / 12.0);
+
+    assert_eq!(
+        node_names(&s),
+        [
+            "k3s-worker-1",
+            "k3s-worker-2",
+            "k3s-worker-3",
+            "k3s-worker-4"
+        ],
+        "workers by name, control plane excluded"
+    );
+    let nodes = s.nodes.as_ref().unwrap();
+    let expect = |ready: bool, cpu: f64, memory: f64| NodeSample {
+        ready,
+        cpu: Some(cpu),
+        memory: Some(memory),
+    };
+    assert_eq!(nodes["k3s-worker-1"], expect(true, 50.0, 50.0));
+    assert_eq!(nodes["k3s-worker-2"], expect(true, 50.0, 25.0));
+    assert_eq!(nodes["k3s-worker-3"], expect(false, 50.0, 25.0), "NotReady");
+    assert_eq!(
+        nodes["k3s-worker-4"],
+        expect(false, 0.0, 0.0),
+        "Ready=unknown is not Ready; no pods is 0"
+    );
+    let ready: Vec<&str> = s.ready_workers().collect();
+    assert_eq!(ready, ["k3s-worker-1", "k3s-worker-2"]);
+}
+
+#[test]
+fn an_idle_cluster_reads_zero_not_unknown() {
+    let cluster = Cluster::new()
+        .control_plane("server")
+        .worker("k3s-worker-1")
+        .worker("k3s-worker-2")
+        .pod("coredns")
+        .namespace("kube-system")
+        .on("server")
+        .requests(0.1, 70.0 * MIB);
+    let prom = PromServer::with_cluster(&cluster);
+    let s = snapshot(&prom.url());
+    assert_eq!(s.pending_pods, Some(0.0));
+    assert_eq!(s.pending_cpu_cores, Some(0.0));
+    assert_eq!(s.pending_memory_bytes, Some(0.0));
+    assert_eq!(s.cpu, Some(0.0));
+    assert_eq!(s.memory, Some(0.0));
+    let idle = NodeSample {
+        ready: true,
+        cpu: Some(0.0),
+        memory: Some(0.0),
+    };
+    let want: BTreeMap<String, NodeSample> = [
+        ("k3s-worker-1".to_string(), idle.clone()),
+        ("k3s-worker-2".to_string(), idle),
+    ]
+    .into();
+    assert_eq!(s.nodes, Some(want));
+}
+
+#[test]
+fn a_cluster_without_workers_has_zero_workers_not_unknown() {
+    // A fresh k3s server before any agent joined: kube-state-metrics reports the server,
+    // so "no workers" is the truth, and the run must be able to scale up to min_nodes.
+    let cluster = Cluster::new()
+        .control_plane("server")
+        .pod("web-1")
+        .unschedulable()
+        .requests(0.5, GIB);
+    let mut prom = PromServer::with_cluster(&cluster);
+    let s = snapshot(&prom.url());
+    assert_eq!(s.nodes, Some(BTreeMap::new()));
+    assert_eq!(s.pending_pods, Some(1.0));
+    assert_eq!(s.cpu, None, "no Ready worker: no average to speak of");
+    assert_eq!(s.memory, None);
+
+    // Nodes listed but no Ready condition reported for any (a trimmed kube-state-metrics):
+    // that is not evidence of zero workers.
+    prom.load(&[sample("kube_node_info", &[("node", "server")], 1.0)]);
+    assert_eq!(snapshot(&prom.url()).nodes, None);
+}
+
+#[test]
+fn without_kube_state_metrics_every_signal_is_unknown() {
+    // First a cluster, so the swap below also shows old series do not linger.
+    let mut prom = PromServer::with_cluster(&busy_cluster());
+    assert_eq!(snapshot(&prom.url()).pending_pods, Some(3.0));
+
+    // Prometheus up, node-exporter scraped, kube-state-metrics target down.
+    let others = vec![
+        sample("up", &[("job", "kube-state-metrics")], 0.0),
+        sample("up", &[("job", "node-exporter")], 1.0),
+        sample(
+            "node_memory_MemTotal_bytes",
+            &[("job", "node-exporter")],
+            16.0 * GIB,
+        ),
+        sample(
+            "node_memory_MemAvailable_bytes",
+            &[("job", "node-exporter")],
+            8.0 * GIB,
+        ),
+    ];
+    prom.load(&others);
+    let s = snapshot(&prom.url());
+    assert_eq!(s, Snapshot::default(), "all unknown, none zero");
+    assert!(s.signals().iter().all(|(_, v)| v.is_none()), "{s:?}");
+
+    // A Prometheus that knows no series at all.
+    prom.load(&[]);
+    assert_eq!(snapshot(&prom.url()), Snapshot::default());
+}
+
+#[test]
+fn config_overrides_replace_the_default_queries() {
+    let prom = PromServer::with_cluster(&busy_cluster());
+    let c = client(
+        &prom.url(),
+        &[
+            ("cpu", "vector(42)"),
+            // Every Pending pod, scheduled or not: 4 here, where the default says 3.
+            (
+                "pending_pods",
+                r#"count(kube_pod_status_phase{phase="Pending"} == 1)"#,
+            ),
+            // Counts the control plane as a worker.
+            (
+                "node_ready",
+                r#"max by (node) (kube_node_status_condition{condition="Ready",status="true"})"#,
+            ),
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(c.query_text().contains("vector(42)"));
+    let s = c.snapshot().unwrap();
+    assert_eq!(s.cpu, Some(42.0));
+    assert_eq!(s.pending_pods, Some(4.0));
+    assert!(node_names(&s).contains(&"server"), "{s:?}");
+    assert!(s.nodes.as_ref().unwrap()["server"].ready);
+    // Signals not overridden keep their defaults.
+    assert_near("memory", s.memory, 500.0 / 12.0);
+    assert_near("pending_cpu_cores", s.pending_cpu_cores, 1.5);
+}
+
+#[test]
+fn wrong_overrides_are_errors_not_guesses() {
+    let prom = PromServer::with_cluster(&busy_cluster());
+    let timeout = Duration::from_secs(10);
+
+    // Prometheus refuses the expression: HTTP 400 with its parse error.
+    match client(&prom.url(), &[("cpu", "sum((")], timeout).snapshot() {
+        Err(PromError::Status(400, msg)) => assert!(msg.contains("bad_data"), "{msg}"),
+        other => panic!("expected HTTP 400 bad_data, got {other:?}"),
+    }
+    // One series per worker where one number is wanted.
+    match client(&prom.url(), &[("memory", "kube_node_info")], timeout).snapshot() {
+        Err(PromError::Malformed(msg)) => {
+            assert!(msg.contains("memory has more than one series"), "{msg}")
+        }
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+    // A per-node signal whose series carry no node label.
+    match client(
+        &prom.url(),
+        &[("node_cpu", "vector(1) or vector(2)")],
+        timeout,
+    )
+    .snapshot()
+    {
+        Err(PromError::Malformed(msg)) => assert!(msg.contains("`node` label"), "{msg}"),
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+}
+
+#[test]
+fn one_snapshot_is_exactly_one_query_request() {
+    let prom = PromServer::with_cluster(&busy_cluster());
+    let proxy = CountingProxy::start(&prom.addr());
+    let c = client(&proxy.url(), &[], Duration::from_secs(10));
+
+    let through_proxy = c.snapshot().unwrap();
+    let reqs = proxy.requests();
+    assert_eq!(reqs.len(), 1, "one HTTP request in all: {reqs:?}");
+    assert_eq!(proxy.queries(), 1);
+    assert_eq!(reqs[0].method, "POST");
+    let form = String::from_utf8_lossy(&reqs[0].body);
+    assert!(form.starts_with("query="), "{form}");
+    // Every signal travels in that one request.
+    for name in config::SIGNAL_NAMES {
+        assert!(
+            form.contains(&format!("%22{name}%22")),
+            "{name} missing: {form}"
+        );
+    }
+
+    c.snapshot().unwrap();
+    assert_eq!(proxy.queries(), 2, "one more per further snapshot");
+    assert_eq!(proxy.requests().len(), 2);
+    assert_eq!(
+        through_proxy,
+        snapshot(&prom.url()),
+        "the proxy changes nothing"
+    );
+}
+
+#[test]
+fn credentials_from_files_reach_prometheus_as_the_authorization_header() {
+    use std::os::unix::fs::PermissionsExt;
+    let prom = PromServer::with_cluster(&busy_cluster());
+    let proxy = CountingProxy::start(&prom.addr());
+    let dir = support::TempDir::new("creds");
+    let secret = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let bearer = config::Prometheus {
+        url: proxy.url(),
+        bearer_token_file: Some(secret("token", "s3cret-token\n")),
+        ..config::Prometheus::default()
+    };
+    let basic = config::Prometheus {
+        url: proxy.url(),
+        basic_auth: Some(config::BasicAuth {
+            username: "k3s-scale".into(),
+            password_file: secret("password", "pa55"),
+        }),
+        ..config::Prometheus::default()
+    };
+    for cfg in [bearer, basic] {
+        let snap = PromClient::new(&cfg).unwrap().snapshot().unwrap();
+        assert_eq!(snap.pending_pods, Some(3.0));
+    }
+    let auth: Vec<String> = proxy
+        .requests()
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    // base64("k3s-scale:pa55") = azNzLXNjYWxlOnBhNTU=
+    assert_eq!(auth, ["Bearer s3cret-token", "Basic azNzLXNjYWxlOnBhNTU="]);
+}
+
+#[test]
+fn failing_servers_are_classified_and_never_read_as_data() {
+    let timeout = Duration::from_millis(700);
+    let prom_error = r#"{"status":"error","errorType":"unavailable","error":"TSDB not ready"}"#;
+    type Check = fn(&PromError) -> bool;
+    let cases: Vec<(Misbehaviour, Check)> = vec![
+        (Misbehaviour::Refuse, |e| matches!(e, PromError::Connect(_))),
+        (Misbehaviour::Hang, |e| matches!(e, PromError::Timeout(_))),
+        (
+            Misbehaviour::Status(500, "internal error"),
+            |e| matches!(e, PromError::Status(500, m) if m.contains("internal error")),
+        ),
+        (
+            Misbehaviour::Status(503, prom_error),
+            |e| matches!(e, PromError::Status(503, m) if m == "unavailable: TSDB not ready"),
+        ),
+        (Misbehaviour::Body("<html>Bad Gateway</html>"), |e| {
+            matches!(e, PromError::Malformed(_))
+        }),
+        (
+            Misbehaviour::Body(r#"{"status":"success"}"#),
+            |e| matches!(e, PromError::Malformed(m) if m.contains("no `data`")),
+        ),
+        (
+            Misbehaviour::CutOff,
+            |e| matches!(e, PromError::Malformed(m) if m.contains("cut off")),
+        ),
+    ];
+    for (how, is_expected) in cases {
+        let server = BadServer::start(how.clone());
+        let started = std::time::Instant::now();
+        let result = client(&server.url(), &[], timeout).snapshot();
+        match result {
+            Err(e) if is_expected(&e) => {
+                assert!(e.is_transient(), "{how:?}: {e}");
+                // Not a speed check: proof that the configured timeout bounds the call.
+                assert!(started.elapsed() < Duration::from_secs(10), "{how:?}");
+            }
+            other => panic!("{how:?}: unexpected {other:?}"),
+        }
+    }
+}
