@@ -21,7 +21,10 @@ pub enum ConfigError {
     WorldWritable(PathBuf),
     Parse(PathBuf, String),
     /// A value that parsed but makes no sense: the dotted key and why.
-    Invalid { key: String, reason: String },
+    Invalid {
+        key: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -58,7 +61,7 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub prometheus: Prometheus,
@@ -137,6 +140,10 @@ pub struct Docker {
     pub cpus: f64,
     pub memory: Bytes,
     pub stop_timeout: Secs,
+    /// Open-file limit (soft = hard) of each worker; k3s's own compose file uses 65535.
+    pub ulimit_nofile: u64,
+    /// Process limit (soft = hard) of each worker; k3s's own compose file uses 65535.
+    pub ulimit_nproc: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -175,23 +182,6 @@ pub struct StatePaths {
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
     pub textfile: Option<PathBuf>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            prometheus: Prometheus::default(),
-            thresholds: Thresholds::default(),
-            limits: Limits::default(),
-            scaling: Scaling::default(),
-            docker: Docker::default(),
-            kubernetes: Kubernetes::default(),
-            drain: Drain::default(),
-            state: StatePaths::default(),
-            metrics: Metrics::default(),
-            dry_run: false,
-        }
-    }
 }
 
 impl Default for Prometheus {
@@ -261,6 +251,8 @@ impl Default for Docker {
             cpus: 2.0,
             memory: Bytes(2 << 30),
             stop_timeout: Secs::from_secs(30),
+            ulimit_nofile: 65535,
+            ulimit_nproc: 65535,
         }
     }
 }
@@ -329,8 +321,7 @@ impl Config {
             return Err(ConfigError::TooLarge(path.into(), meta.len()));
         }
         refuse_world_writable(path, &meta)?;
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
         Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse(_, msg) => ConfigError::Parse(path.into(), msg),
             other => other,
@@ -421,7 +412,10 @@ impl Config {
             return Err(invalid("drain.timeout", "must be above zero"));
         }
         if d.eviction_retry_interval.get().is_zero() {
-            return Err(invalid("drain.eviction_retry_interval", "must be above zero"));
+            return Err(invalid(
+                "drain.eviction_retry_interval",
+                "must be above zero",
+            ));
         }
         if d.concurrency == 0 {
             return Err(invalid("drain.concurrency", "must be at least 1"));
@@ -466,7 +460,10 @@ impl Config {
                 ));
             }
             if q.trim().is_empty() {
-                return Err(invalid(&format!("prometheus.queries.{name}"), "empty query"));
+                return Err(invalid(
+                    &format!("prometheus.queries.{name}"),
+                    "empty query",
+                ));
             }
         }
         Ok(())
@@ -475,7 +472,10 @@ impl Config {
     fn validate_docker(&self) -> Result<(), ConfigError> {
         let d = &self.docker;
         if d.image.trim().is_empty() || d.image.chars().any(char::is_whitespace) {
-            return Err(invalid("docker.image", format!("{:?} is not an image reference", d.image)));
+            return Err(invalid(
+                "docker.image",
+                format!("{:?} is not an image reference", d.image),
+            ));
         }
         if !is_docker_name(&d.network) {
             return Err(invalid(
@@ -505,17 +505,47 @@ impl Config {
         if !(d.server_url.starts_with("https://") || d.server_url.starts_with("http://")) {
             return Err(invalid(
                 "docker.server_url",
-                format!("{:?} must be a URL such as https://k3s-server:6443", d.server_url),
+                format!(
+                    "{:?} must be a URL such as https://k3s-server:6443",
+                    d.server_url
+                ),
             ));
         }
         if !(d.cpus > 0.0 && d.cpus <= 1024.0) {
-            return Err(invalid("docker.cpus", format!("{} must be above 0", d.cpus)));
+            return Err(invalid(
+                "docker.cpus",
+                format!("{} must be above 0", d.cpus),
+            ));
         }
         if d.memory.0 < (64 << 20) {
             return Err(invalid("docker.memory", "must be at least 64Mi"));
         }
         if d.timeout.get().is_zero() {
             return Err(invalid("docker.timeout", "must be above zero"));
+        }
+        if let Some(host) = &d.host {
+            let known = ["unix://", "tcp://", "http://", "https://"];
+            if !known.iter().any(|s| host.starts_with(s)) || known.contains(&host.as_str()) {
+                return Err(invalid(
+                    "docker.host",
+                    format!("{host:?} must be unix:///path or tcp://host:port"),
+                ));
+            }
+            if d.tls.is_some() && host.starts_with("unix://") {
+                return Err(invalid(
+                    "docker.tls",
+                    "TLS applies to a tcp:// docker.host only",
+                ));
+            }
+        }
+        // Below a few thousand, k3s (kubelet, containerd) runs out of files or threads.
+        for (key, v) in [
+            ("docker.ulimit_nofile", d.ulimit_nofile),
+            ("docker.ulimit_nproc", d.ulimit_nproc),
+        ] {
+            if !(1024..=1 << 30).contains(&v) {
+                return Err(invalid(key, format!("{v} must be between 1024 and 2^30")));
+            }
         }
         for (i, a) in d.agent_args.iter().enumerate() {
             if a.to_ascii_lowercase().contains("token") {
@@ -609,8 +639,8 @@ mod tests {
 
     #[test]
     fn durations_accept_integers_and_units() {
-        let c = Config::parse("limits:\n  scale_up_cooldown: 90\n  scale_down_cooldown: 5m\n")
-            .unwrap();
+        let c =
+            Config::parse("limits:\n  scale_up_cooldown: 90\n  scale_down_cooldown: 5m\n").unwrap();
         assert_eq!(c.limits.scale_up_cooldown.get().as_secs(), 90);
         assert_eq!(c.limits.scale_down_cooldown.get().as_secs(), 300);
     }
@@ -626,26 +656,57 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let cases = [
-            ("limits:\n  min_nodes: 7\n  max_nodes: 3\n", "limits.min_nodes"),
-            ("thresholds:\n  cpu_threshold: 120\n", "thresholds.cpu_threshold"),
-            ("thresholds:\n  memory_scale_down: -1\n", "thresholds.memory_scale_down"),
-            ("thresholds:\n  cpu_scale_down: 80\n", "thresholds.cpu_scale_down"),
+            (
+                "limits:\n  min_nodes: 7\n  max_nodes: 3\n",
+                "limits.min_nodes",
+            ),
+            (
+                "thresholds:\n  cpu_threshold: 120\n",
+                "thresholds.cpu_threshold",
+            ),
+            (
+                "thresholds:\n  memory_scale_down: -1\n",
+                "thresholds.memory_scale_down",
+            ),
+            (
+                "thresholds:\n  cpu_scale_down: 80\n",
+                "thresholds.cpu_scale_down",
+            ),
             (
                 "thresholds:\n  memory_threshold: 50\n  memory_scale_down: 50\n",
                 "thresholds.memory_scale_down",
             ),
             ("prometheus:\n  url: ftp://x\n", "prometheus.url"),
             ("prometheus:\n  timeout: 0\n", "prometheus.timeout"),
-            ("prometheus:\n  queries:\n    cpuu: up\n", "prometheus.queries.cpuu"),
+            (
+                "prometheus:\n  queries:\n    cpuu: up\n",
+                "prometheus.queries.cpuu",
+            ),
             ("scaling:\n  max_step: 0\n", "scaling.max_step"),
             ("docker:\n  name_prefix: Bad_Name\n", "docker.name_prefix"),
             ("docker:\n  network: 'a b'\n", "docker.network"),
-            ("docker:\n  agent_args: ['--token=abc']\n", "docker.agent_args[0]"),
-            ("kubernetes:\n  permanent_nodes: ['Node_1']\n", "kubernetes.permanent_nodes[0]"),
+            (
+                "docker:\n  agent_args: ['--token=abc']\n",
+                "docker.agent_args[0]",
+            ),
+            ("docker:\n  host: ssh://x\n", "docker.host"),
+            ("docker:\n  host: tcp://\n", "docker.host"),
+            (
+                "docker:\n  host: unix:///s\n  tls: {ca_file: a, cert_file: b, key_file: c}\n",
+                "docker.tls",
+            ),
+            ("docker:\n  ulimit_nofile: 10\n", "docker.ulimit_nofile"),
+            (
+                "kubernetes:\n  permanent_nodes: ['Node_1']\n",
+                "kubernetes.permanent_nodes[0]",
+            ),
         ];
         for (text, key) in cases {
             let e = err(text);
-            assert!(e.contains(key), "{text:?} gave {e:?}, expected it to name {key}");
+            assert!(
+                e.contains(key),
+                "{text:?} gave {e:?}, expected it to name {key}"
+            );
         }
     }
 

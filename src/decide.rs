@@ -81,9 +81,8 @@ pub fn decide(snap: &Snapshot, state: &State, cfg: &Config, now: Timestamp) -> P
     let th = &cfg.thresholds;
     let Some(nodes) = &snap.nodes else {
         let mut plan = Plan::none(WorkerCounts::default());
-        plan.blocked_by.push(
-            "signal node_ready is unknown: cannot count workers, so no action".to_string(),
-        );
+        plan.blocked_by
+            .push("signal node_ready is unknown: cannot count workers, so no action".to_string());
         plan.joined = Vec::new();
         plan.low_since = None;
         return plan;
@@ -141,10 +140,8 @@ pub fn decide(snap: &Snapshot, state: &State, cfg: &Config, now: Timestamp) -> P
     if let Some(p) = snap.pending_pods
         && p >= f64::from(th.pending_pods)
     {
-        plan.reasons.push(format!(
-            "pending_pods {p} >= {}",
-            th.pending_pods
-        ));
+        plan.reasons
+            .push(format!("pending_pods {p} >= {}", th.pending_pods));
         want_up = want_up.max(pods_to_workers(snap, cfg));
     }
     for (name, value, threshold) in [
@@ -216,9 +213,11 @@ pub fn decide(snap: &Snapshot, state: &State, cfg: &Config, now: Timestamp) -> P
     ] {
         match value {
             None => unknown.push(name),
-            Some(v) if v >= threshold => {
-                high.push(format!("{name} {} >= scale-down threshold {}", pct(v), pct(threshold)))
-            }
+            Some(v) if v >= threshold => high.push(format!(
+                "{name} {} >= scale-down threshold {}",
+                pct(v),
+                pct(threshold)
+            )),
             Some(_) => {}
         }
     }
@@ -243,7 +242,11 @@ pub fn decide(snap: &Snapshot, state: &State, cfg: &Config, now: Timestamp) -> P
         pct(snap.memory.unwrap_or_default()),
         pct(th.memory_scale_down)
     ));
-    if let Some(end) = running(Some(low_since), cfg.scaling.scale_down_unneeded_time.get(), now) {
+    if let Some(end) = running(
+        Some(low_since),
+        cfg.scaling.scale_down_unneeded_time.get(),
+        now,
+    ) {
         plan.blocked_by.push(format!(
             "low since {low_since}; scale_down_unneeded_time runs until {end}"
         ));
@@ -255,9 +258,8 @@ pub fn decide(snap: &Snapshot, state: &State, cfg: &Config, now: Timestamp) -> P
         ));
     }
     if still_provisioning > 0 {
-        plan.blocked_by.push(format!(
-            "{still_provisioning} worker(s) still provisioning"
-        ));
+        plan.blocked_by
+            .push(format!("{still_provisioning} worker(s) still provisioning"));
     }
     let registered = workers.ready + workers.unready;
     if workers.unready > MAX_UNREADY_NODES as u32
@@ -281,9 +283,8 @@ pub fn decide(snap: &Snapshot, state: &State, cfg: &Config, now: Timestamp) -> P
         cfg.scaling.scale_down_delay_after_scale_up.get(),
         now,
     ) {
-        plan.blocked_by.push(format!(
-            "scale_down_delay_after_scale_up until {end}"
-        ));
+        plan.blocked_by
+            .push(format!("scale_down_delay_after_scale_up until {end}"));
     }
     if let Some(end) = running(
         state.last_scale_down_failure,
@@ -339,15 +340,14 @@ pub fn rank_candidates(snap: &Snapshot, cfg: &Config) -> Vec<String> {
             (name, util, worker_number(name))
         })
         .collect();
-    list.sort_by(|a, b| {
-        a.1.total_cmp(&b.1)
-            .then(b.2.cmp(&a.2))
-            .then(b.0.cmp(a.0))
-    });
+    list.sort_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)).then(b.0.cmp(a.0)));
     list.into_iter().map(|(n, _, _)| n.clone()).collect()
 }
 
 /// The trailing number of `<prefix>-<n>`; 0 when there is none.
 pub fn worker_number(name: &str) -> u64 {
-    name.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    name.rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }

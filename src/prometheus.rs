@@ -40,7 +40,11 @@ impl fmt::Display for PromError {
             PromError::Setup(m) => write!(f, "Prometheus client setup: {m}"),
             PromError::Connect(m) => write!(f, "cannot reach Prometheus: {m}"),
             PromError::Timeout(d) => {
-                write!(f, "Prometheus did not answer within {}", crate::units::format_duration(*d))
+                write!(
+                    f,
+                    "Prometheus did not answer within {}",
+                    crate::units::format_duration(*d)
+                )
             }
             PromError::Status(code, m) => write!(f, "Prometheus answered HTTP {code}: {m}"),
             PromError::Malformed(m) => write!(f, "Prometheus answer is malformed: {m}"),
@@ -135,8 +139,7 @@ fn read_secret(path: &std::path::Path) -> Result<String, PromError> {
 }
 
 fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
         let b = [
@@ -186,9 +189,9 @@ impl PromClient {
     fn classify(&self, e: ureq::Error) -> PromError {
         match e {
             ureq::Error::Timeout(_) => PromError::Timeout(self.timeout),
-            ureq::Error::BodyExceedsLimit(n) => PromError::Malformed(format!(
-                "body larger than {n} bytes"
-            )),
+            ureq::Error::BodyExceedsLimit(n) => {
+                PromError::Malformed(format!("body larger than {n} bytes"))
+            }
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
                 PromError::Timeout(self.timeout)
             }
@@ -265,8 +268,9 @@ pub fn parse_response(body: &[u8]) -> Result<Snapshot, PromError> {
                 "a series without a `signal` label".into(),
             ));
         };
-        let value = parse_value(&s.value.1)
-            .ok_or_else(|| PromError::Malformed(format!("signal {signal}: value {:?}", s.value.1)))?;
+        let value = parse_value(&s.value.1).ok_or_else(|| {
+            PromError::Malformed(format!("signal {signal}: value {:?}", s.value.1))
+        })?;
         let scalar = |slot: &mut Option<f64>| -> Result<(), PromError> {
             if slot.is_some() {
                 return Err(PromError::Malformed(format!(
@@ -284,9 +288,15 @@ pub fn parse_response(body: &[u8]) -> Result<Snapshot, PromError> {
             "cpu" => scalar(&mut snap.cpu)?,
             "memory" => scalar(&mut snap.memory)?,
             "node_ready" | "node_cpu" | "node_memory" => {
-                let node = s.metric.get("node").filter(|n| !n.is_empty()).ok_or_else(|| {
-                    PromError::Malformed(format!("signal {signal}: a series without a `node` label"))
-                })?;
+                let node = s
+                    .metric
+                    .get("node")
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| {
+                        PromError::Malformed(format!(
+                            "signal {signal}: a series without a `node` label"
+                        ))
+                    })?;
                 let dup = match signal.as_str() {
                     "node_ready" => ready
                         .get_or_insert_with(BTreeMap::new)
@@ -346,7 +356,9 @@ mod tests {
     }
 
     fn s(signal: &str, node: Option<&str>, v: &str) -> String {
-        let node = node.map(|n| format!(r#","node":"{n}""#)).unwrap_or_default();
+        let node = node
+            .map(|n| format!(r#","node":"{n}""#))
+            .unwrap_or_default();
         format!(r#"{{"metric":{{"signal":"{signal}"{node}}},"value":[1700000000.1,"{v}"]}}"#)
     }
 
@@ -404,12 +416,18 @@ mod tests {
                 br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#.to_vec(),
                 "matrix",
             ),
-            (body(&[s("cpu", None, "1"), s("cpu", None, "2")].join(",")), "more than one"),
+            (
+                body(&[s("cpu", None, "1"), s("cpu", None, "2")].join(",")),
+                "more than one",
+            ),
             (body(&s("node_cpu", None, "1")), "`node` label"),
             (body(&s("cpu", None, "twelve")), "twelve"),
             (body(&s("bogus", None, "1")), "bogus"),
             (body(r#"{"metric":{},"value":[1,"1"]}"#), "`signal` label"),
-            (body(r#"{"metric":{"signal":"cpu"},"value":"1"}"#), "invalid type"),
+            (
+                body(r#"{"metric":{"signal":"cpu"},"value":"1"}"#),
+                "invalid type",
+            ),
         ];
         for (b, needle) in cases {
             let e = parse_response(&b).unwrap_err().to_string();

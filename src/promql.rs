@@ -9,7 +9,8 @@ const WORKER: &str = r#"unless on(node) kube_node_role{role=~"control-plane|mast
 
 /// Pods that have been found unschedulable. 0 when kube-state-metrics reports nodes but no
 /// such pod; absent (unknown) when kube-state-metrics reports nothing.
-const PENDING_PODS: &str = r#"(sum(kube_pod_status_unschedulable) or vector(0)) and on() group(kube_node_info)"#;
+const PENDING_PODS: &str =
+    r#"(sum(kube_pod_status_unschedulable) or vector(0)) and on() group(kube_node_info)"#;
 
 fn pending_requests(resource: &str) -> String {
     format!(

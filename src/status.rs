@@ -44,7 +44,13 @@ fn waits(cfg: &Config, state: &State) -> Vec<Wait> {
     ]
 }
 
-pub fn render(cfg: &Config, state_path: &Path, state: &State, now: Timestamp, fmt: OutputFormat) -> String {
+pub fn render(
+    cfg: &Config,
+    state_path: &Path,
+    state: &State,
+    now: Timestamp,
+    fmt: OutputFormat,
+) -> String {
     let waits = waits(cfg, state);
     match fmt {
         OutputFormat::Json => {
@@ -99,9 +105,7 @@ pub fn render(cfg: &Config, state_path: &Path, state: &State, now: Timestamp, fm
                         w.name,
                         end.since(now).as_secs()
                     )),
-                    Some(end) => {
-                        out.push_str(&format!("  {:<32} ended {end}\n", w.name))
-                    }
+                    Some(end) => out.push_str(&format!("  {:<32} ended {end}\n", w.name)),
                     None => out.push_str(&format!("  {:<32} never started\n", w.name)),
                 }
             }

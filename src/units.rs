@@ -68,13 +68,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = d.as_secs();
-    if s != 0 && s % 3600 == 0 {
+    if s != 0 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s != 0 && s % 60 == 0 {
+    } else if s != 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -144,7 +144,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         }
     };
     let v = number * mult;
-    if !v.is_finite() || v < 0.0 || v > 1e18 {
+    if !v.is_finite() || !(0.0..=1e18).contains(&v) {
         return Err(format!("quantity {text:?} is out of range"));
     }
     Ok(v.round() as u64)
@@ -158,7 +158,7 @@ pub fn format_bytes(b: u64) -> String {
         ("Ki", 1 << 10),
     ];
     for (name, size) in UNITS {
-        if b != 0 && b % size == 0 {
+        if b != 0 && b.is_multiple_of(size) {
             return format!("{}{name}", b / size);
         }
     }
