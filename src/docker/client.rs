@@ -123,7 +123,7 @@ pub fn resolve_endpoint(cfg: &config::Docker, env: &DockerEnv) -> Result<Endpoin
     })
 }
 
-/// A connected client: the API version is agreed with the daemon, which has answered.
+/// A connected client: the daemon has answered.
 pub struct DockerClient {
     rt: tokio::runtime::Runtime,
     docker: Docker,
@@ -137,9 +137,11 @@ pub struct DockerClient {
 }
 
 impl DockerClient {
-    /// Builds the client and asks the daemon for its API version (one call). Docker 20.10
-    /// speaks API 1.41 and refuses newer clients; Docker 29 refuses clients older than
-    /// 1.44; so the version is negotiated rather than fixed.
+    /// Builds the client and asks the daemon for its version (one call), so an unreachable
+    /// or hung daemon shows here, before anything is created. The agreed API version never
+    /// goes above the daemon's (Docker 20.10 speaks 1.41 and refuses newer clients; Docker
+    /// 29 refuses clients older than 1.44). bollard 0.21 in fact sends unversioned paths
+    /// (`GET /containers/json`), which every daemon serves at its own version.
     pub fn connect(cfg: &config::Docker, env: &DockerEnv) -> Result<DockerClient, DockerError> {
         let endpoint = resolve_endpoint(cfg, env)?;
         let timeout = cfg.timeout.get();
@@ -227,7 +229,11 @@ impl DockerClient {
         limit: Duration,
         fut: impl Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, DockerError> {
-        match self.rt.block_on(tokio::time::timeout(limit, fut)) {
+        // The timer is made inside the runtime: it needs the runtime's clock.
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(limit, fut).await })
+        {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(&self.endpoint, what, limit, e)),
             Err(_) => Err(DockerError::Timeout {

@@ -11,7 +11,7 @@ mod token;
 
 pub use actuator::DockerActuator;
 pub use client::{DockerClient, DockerEnv, Endpoint, resolve_endpoint};
-pub use ops::{ContainerState, ManagedContainer, ManagedVolume, Removed};
+pub use ops::{ContainerState, ManagedContainer, ManagedVolume, Removed, StartError};
 pub use spec::{
     HostCapacity, LABEL_INDEX, LABEL_MANAGED, LABEL_POOL, LABEL_WORKER, VOLUME_TARGET, WorkerSpec,
     system_reserved_arg, volume_name, worker_labels,

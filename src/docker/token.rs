@@ -123,5 +123,6 @@ mod tests {
         assert!(e.contains("K3S_TOKEN"), "{e}");
         let e = load_token(None, Some("  ")).unwrap_err().to_string();
         assert!(e.contains("empty"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
