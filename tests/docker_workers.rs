@@ -185,6 +185,11 @@ impl World {
         }
     }
 
+    /// From now on Prometheus reports these nodes.
+    fn set_nodes(&mut self, nodes: &[&str]) {
+        self.prom = fake_prom(nodes);
+    }
+
     fn state_path(&self) -> PathBuf {
         self.pool.path("state.json")
     }
@@ -469,6 +474,36 @@ fn up_starts_workers_now_despite_the_cooldown() {
     let state = w.state();
     assert_eq!(state["totals"]["scale_ups"], 2);
     assert_eq!(state["provisioning"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn a_worker_seen_ready_leaves_the_provisioning_list() {
+    let mut w = World::new(&["perm-1"]);
+    let cfg = w.config(&Conf {
+        min_nodes: 3,
+        ..Conf::default()
+    });
+    let (code, out, err) = w.run(&cfg, &["evaluate"], &[]);
+    assert_eq!(code, 10, "{out}\n{err}");
+    assert_eq!(w.state()["provisioning"].as_array().unwrap().len(), 2);
+    // Worker 1 has joined and is Ready; worker 2 has not registered yet.
+    let w1 = w.pool.worker(1);
+    w.set_nodes(&["perm-1", &w1]);
+    let cfg = w.config(&Conf {
+        min_nodes: 3,
+        ..Conf::default()
+    });
+    let (code, out, err) = w.run(&cfg, &["evaluate"], &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let state = w.state();
+    let left: Vec<&str> = state["provisioning"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, [w.pool.worker(2).as_str()]);
+    assert_eq!(w.pool.containers(), [w1, w.pool.worker(2)]);
 }
 
 #[test]
