@@ -74,6 +74,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Start N workers now, ignoring cooldowns; refused (exit 2) if that would exceed
+    /// limits.max_nodes
+    Up {
+        /// How many workers to start
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        count: u32,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
     /// Show the config summary, cooldowns, idle time, workers provisioning and recent events
     Status {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]

@@ -2,12 +2,14 @@
 
 use crate::cli::{Cli, Command, ConfigCommand, OutputFormat, StateCommand};
 use crate::config::Config;
+use crate::docker::{DockerActuator, DockerClient, DockerEnv};
 use crate::error::RunError;
-use crate::evaluate::{self, Actuator, Context};
+use crate::evaluate::{self, Actuator, Context, Outcome, PlanOnly};
 use crate::prometheus::{MetricsSource, PromClient, PromError};
 use crate::scale_down::{DrainRequest, ScaleDown, WorkerContainers};
 use crate::state::State;
 use crate::time::Timestamp;
+use crate::workers;
 use std::path::PathBuf;
 
 pub fn run(cli: &Cli) -> u8 {
@@ -49,9 +51,8 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
                 Ok(c) => Box::new(c),
                 Err(e) => Box::new(Unavailable(e.to_string())),
             };
-            let mut make_actuator = || -> Result<Box<dyn Actuator>, RunError> {
-                Ok(Box::new(crate::evaluate::PlanOnly))
-            };
+            let env = ProcessEnv::read();
+            let mut make_actuator = || actuator(&cfg, &env, dry_run);
             let outcome = evaluate::evaluate(&ctx, source.as_ref(), &mut make_actuator);
             let code = outcome.exit_code();
             let mut report = outcome.report;
@@ -80,6 +81,21 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
         }
         Command::Completions { shell } => print_bytes(&crate::completions::completions(*shell)),
         Command::Man => print_bytes(&crate::completions::man_page()),
+        Command::Up { count, output } => {
+            let cfg = load_config(cli)?;
+            let dry_run = cli.dry_run || cfg.dry_run;
+            let ctx = Context {
+                config: &cfg,
+                state_path: state_path(cli, &cfg),
+                dry_run,
+                now: Timestamp::now(),
+            };
+            let source: Box<dyn MetricsSource> = Box::new(PromClient::new(&cfg.prometheus)?);
+            let env = ProcessEnv::read();
+            let mut make_actuator = || actuator(&cfg, &env, dry_run);
+            let outcome = workers::up(&ctx, *count, source.as_ref(), &mut make_actuator);
+            Ok(print_outcome(outcome, *output))
+        }
         Command::Status { output } => {
             let cfg = load_config(cli)?;
             let path = state_path(cli, &cfg);
@@ -152,6 +168,62 @@ impl MetricsSource for Unavailable {
     fn snapshot(&self) -> Result<crate::snapshot::Snapshot, PromError> {
         Err(PromError::Setup(self.0.clone()))
     }
+}
+
+/// The environment variables the actuators honour, read once here: nothing deeper reads
+/// the environment.
+struct ProcessEnv {
+    docker: DockerEnv,
+    /// $K3S_TOKEN, used when docker.token_file is not set.
+    k3s_token: Option<String>,
+}
+
+impl ProcessEnv {
+    fn read() -> ProcessEnv {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        ProcessEnv {
+            docker: DockerEnv {
+                host: var("DOCKER_HOST"),
+                tls_verify: var("DOCKER_TLS_VERIFY").is_some(),
+                cert_path: var("DOCKER_CERT_PATH")
+                    .map(PathBuf::from)
+                    .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".docker"))),
+            },
+            k3s_token: var("K3S_TOKEN"),
+        }
+    }
+}
+
+/// Workers start in Docker; removal stays with `PlanOnly` until the Kubernetes side
+/// exists. A dry run never needs Docker or the token: `PlanOnly` answers it.
+fn actuator(cfg: &Config, env: &ProcessEnv, dry_run: bool) -> Result<Box<dyn Actuator>, RunError> {
+    if dry_run {
+        return Ok(Box::new(PlanOnly));
+    }
+    // The token first: a missing token is a config error, whether or not Docker answers.
+    let token =
+        crate::docker::load_token(cfg.docker.token_file.as_deref(), env.k3s_token.as_deref())?;
+    let client = DockerClient::connect(&cfg.docker, &env.docker)?;
+    Ok(Box::new(DockerActuator::new(
+        client,
+        &cfg.docker,
+        token,
+        Box::new(PlanOnly),
+    )))
+}
+
+fn print_outcome(outcome: Outcome, output: OutputFormat) -> u8 {
+    let code = outcome.exit_code();
+    let mut report = outcome.report;
+    report.exit_code = code;
+    match output {
+        OutputFormat::Json => println!("{}", report.to_json()),
+        OutputFormat::Text => print!("{}", report.to_text()),
+    }
+    if let Some(e) = &outcome.error {
+        log::error!("{e}");
+    }
+    code
 }
 
 fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8, RunError> {

@@ -140,6 +140,10 @@ pub struct Docker {
     pub cpus: f64,
     pub memory: Bytes,
     pub stop_timeout: Secs,
+    /// Open-file limit (soft = hard) of each worker; k3s's own compose file uses 65535.
+    pub ulimit_nofile: u64,
+    /// Process limit (soft = hard) of each worker; k3s's own compose file uses 65535.
+    pub ulimit_nproc: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -247,6 +251,8 @@ impl Default for Docker {
             cpus: 2.0,
             memory: Bytes(2 << 30),
             stop_timeout: Secs::from_secs(30),
+            ulimit_nofile: 65535,
+            ulimit_nproc: 65535,
         }
     }
 }
@@ -517,6 +523,30 @@ impl Config {
         if d.timeout.get().is_zero() {
             return Err(invalid("docker.timeout", "must be above zero"));
         }
+        if let Some(host) = &d.host {
+            let known = ["unix://", "tcp://", "http://", "https://"];
+            if !known.iter().any(|s| host.starts_with(s)) || known.contains(&host.as_str()) {
+                return Err(invalid(
+                    "docker.host",
+                    format!("{host:?} must be unix:///path or tcp://host:port"),
+                ));
+            }
+            if d.tls.is_some() && host.starts_with("unix://") {
+                return Err(invalid(
+                    "docker.tls",
+                    "TLS applies to a tcp:// docker.host only",
+                ));
+            }
+        }
+        // Below a few thousand, k3s (kubelet, containerd) runs out of files or threads.
+        for (key, v) in [
+            ("docker.ulimit_nofile", d.ulimit_nofile),
+            ("docker.ulimit_nproc", d.ulimit_nproc),
+        ] {
+            if !(1024..=1 << 30).contains(&v) {
+                return Err(invalid(key, format!("{v} must be between 1024 and 2^30")));
+            }
+        }
         for (i, a) in d.agent_args.iter().enumerate() {
             if a.to_ascii_lowercase().contains("token") {
                 return Err(invalid(
@@ -659,6 +689,13 @@ mod tests {
                 "docker:\n  agent_args: ['--token=abc']\n",
                 "docker.agent_args[0]",
             ),
+            ("docker:\n  host: ssh://x\n", "docker.host"),
+            ("docker:\n  host: tcp://\n", "docker.host"),
+            (
+                "docker:\n  host: unix:///s\n  tls: {ca_file: a, cert_file: b, key_file: c}\n",
+                "docker.tls",
+            ),
+            ("docker:\n  ulimit_nofile: 10\n", "docker.ulimit_nofile"),
             (
                 "kubernetes:\n  permanent_nodes: ['Node_1']\n",
                 "kubernetes.permanent_nodes[0]",

@@ -10,6 +10,7 @@ use crate::prometheus::MetricsSource;
 use crate::report::Report;
 use crate::state::{Provisioning, State};
 use crate::time::Timestamp;
+use crate::workers;
 use std::path::PathBuf;
 
 /// An action that failed part-way: what it did manage, and why it stopped.
@@ -29,6 +30,11 @@ pub struct Removal {
 
 /// Carries out plans on Docker and Kubernetes. Implementations leave nothing half-made.
 pub trait Actuator {
+    /// The highest worker number still in use by a container or volume, whatever the state
+    /// file says (it may be fresh or reset); None when there is none or nothing to ask.
+    fn highest_worker_index(&mut self) -> Result<Option<u64>, ActionFailure> {
+        Ok(None)
+    }
     /// Starts workers with these names; on failure, the ones that started are in `done`.
     fn start_workers(&mut self, names: &[String]) -> Result<(), ActionFailure>;
     /// Removes the first removable of the candidates (best first), noting in the report
@@ -143,7 +149,9 @@ fn run(
     result
 }
 
-fn scale_up(
+/// Starts `count` workers (in dry-run, only names them) and records the result in the
+/// state; `up` uses it too.
+pub(crate) fn scale_up(
     ctx: &Context,
     state: &mut State,
     count: u32,
@@ -151,26 +159,34 @@ fn scale_up(
     report: &mut Report,
 ) -> Result<(), RunError> {
     let prefix = &ctx.config.docker.name_prefix;
-    let names: Vec<String> = (0..u64::from(count))
-        .map(|i| format!("{prefix}-{}", state.next_worker_index + i))
-        .collect();
-    report.started = names.clone();
     if ctx.dry_run {
+        let names = workers::worker_names(prefix, state.next_worker_index, count);
         log::info!("dry run: would start {}", names.join(", "));
+        report.started = names;
         return Ok(());
     }
-    // The counter moves before anything is created: a name is never handed out twice,
-    // even if this run dies half-way.
-    state.next_worker_index += u64::from(count);
     let now = ctx.now;
     let mut actuator = match make_actuator() {
         Ok(a) => a,
         Err(e) => {
             record_failed_scale_up(state, now, &e.to_string());
-            report.started.clear();
             return Err(e);
         }
     };
+    // A fresh or reset state must not hand out a name a container or volume still has.
+    let highest = match actuator.highest_worker_index() {
+        Ok(h) => h,
+        Err(f) => {
+            record_failed_scale_up(state, now, &f.message);
+            return Err(RunError::Action(f.message));
+        }
+    };
+    let first = workers::next_free_index(state.next_worker_index, highest);
+    let names = workers::worker_names(prefix, first, count);
+    // The counter moves before anything is created: a name is never handed out twice,
+    // even if this run dies half-way.
+    state.next_worker_index = first + u64::from(count);
+    report.started = names.clone();
     match actuator.start_workers(&names) {
         Ok(()) => {
             record_scale_up(state, now, &names);

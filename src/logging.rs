@@ -30,6 +30,9 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
     match format {
         LogFormat::Text => {
             b.format(|buf, r| {
+                if carries_bodies(r) {
+                    return Ok(());
+                }
                 writeln!(
                     buf,
                     "{} {:<5} {}",
@@ -41,6 +44,9 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
         }
         LogFormat::Json => {
             b.format(|buf, r| {
+                if carries_bodies(r) {
+                    return Ok(());
+                }
                 let line = serde_json::json!({
                     "ts": crate::time::Timestamp::now().to_string(),
                     "level": r.level().as_str(),
@@ -52,4 +58,10 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
         }
     }
     let _ = b.try_init();
+}
+
+/// bollard logs request and response bodies at debug and trace level; a worker's create
+/// body carries the join token. Those lines are dropped whatever RUST_LOG asks for.
+fn carries_bodies(r: &log::Record) -> bool {
+    r.level() >= log::Level::Debug && r.target().starts_with("bollard")
 }

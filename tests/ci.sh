@@ -11,6 +11,7 @@ command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 # The compose-file test reads the stack with `docker compose` or Debian's docker-compose.
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
     || need_pkgs+=(docker-compose)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 if ((${#need_pkgs[@]})); then
     echo "installing: ${need_pkgs[*]}"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

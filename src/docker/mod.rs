@@ -1,0 +1,130 @@
+//! Worker nodes as Docker containers: the client (endpoint, TLS, timeouts), the worker
+//! container's specification, the operations on managed workers, and the `Actuator` that
+//! `evaluate` and `up` start workers through. Only containers and volumes labelled
+//! `io.k3s-scale.managed=true` and with this pool's `io.k3s-scale.pool` are ever touched.
+
+mod actuator;
+mod client;
+mod ops;
+mod spec;
+mod token;
+
+pub use actuator::DockerActuator;
+pub use client::{DockerClient, DockerEnv, Endpoint, resolve_endpoint};
+pub use ops::{ContainerState, ManagedContainer, ManagedVolume, Removed, StartError};
+pub use spec::{
+    HostCapacity, LABEL_INDEX, LABEL_MANAGED, LABEL_POOL, LABEL_WORKER, VOLUME_TARGET, WorkerSpec,
+    system_reserved_arg, volume_name, worker_labels,
+};
+pub use token::{JoinToken, load_token};
+
+use crate::error::RunError;
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub enum DockerError {
+    /// The endpoint, TLS files or join token are not usable: fix the config or environment.
+    Setup(String),
+    /// No answer from the daemon at all (no socket, connection refused, TLS failure).
+    Unreachable {
+        endpoint: String,
+        detail: String,
+    },
+    /// The daemon took longer than `docker.timeout` (or the stop grace) to answer.
+    Timeout {
+        what: String,
+        after: Duration,
+    },
+    ImageMissing {
+        image: String,
+    },
+    NetworkMissing {
+        network: String,
+    },
+    /// A container or volume of that name exists already (ours or someone else's).
+    NameConflict {
+        name: String,
+        kind: &'static str,
+    },
+    /// Asked to remove something that lacks this pool's labels: refused, untouched.
+    NotManaged {
+        name: String,
+        kind: &'static str,
+    },
+    /// The daemon refused the request for another reason.
+    Refused {
+        what: String,
+        status: u16,
+        message: String,
+    },
+    /// The daemon's answer could not be read.
+    Malformed {
+        what: String,
+        detail: String,
+    },
+}
+
+impl DockerError {
+    /// Worth trying again on a later run without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            DockerError::Unreachable { .. } | DockerError::Timeout { .. }
+        ) || matches!(self, DockerError::Refused { status, .. } if *status >= 500)
+    }
+}
+
+impl fmt::Display for DockerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DockerError::Setup(m) => write!(f, "Docker client setup: {m}"),
+            DockerError::Unreachable { endpoint, detail } => {
+                write!(f, "cannot reach the Docker daemon at {endpoint}: {detail}")
+            }
+            DockerError::Timeout { what, after } => write!(
+                f,
+                "{what}: the Docker daemon did not answer within {}",
+                crate::units::format_duration(*after)
+            ),
+            DockerError::ImageMissing { image } => write!(
+                f,
+                "image {image} is not on the Docker host (k3s-scale never pulls: \
+                 `docker pull {image}` first, or fix docker.image)"
+            ),
+            DockerError::NetworkMissing { network } => write!(
+                f,
+                "Docker network {network} does not exist (create it, or fix docker.network)"
+            ),
+            DockerError::NameConflict { name, kind } => write!(
+                f,
+                "a {kind} named {name} exists already; k3s-scale does not touch it \
+                 (remove or rename it, or change docker.name_prefix)"
+            ),
+            DockerError::NotManaged { name, kind } => write!(
+                f,
+                "{kind} {name} does not carry this pool's k3s-scale labels; not touching it"
+            ),
+            DockerError::Refused {
+                what,
+                status,
+                message,
+            } => write!(f, "{what}: Docker answered HTTP {status}: {message}"),
+            DockerError::Malformed { what, detail } => {
+                write!(f, "{what}: unreadable answer from Docker: {detail}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DockerError {}
+
+impl From<DockerError> for RunError {
+    fn from(e: DockerError) -> Self {
+        match e {
+            // A config or environment problem: exit 2, like any other config error.
+            DockerError::Setup(_) => RunError::Usage(e.to_string()),
+            other => RunError::Action(other.to_string()),
+        }
+    }
+}

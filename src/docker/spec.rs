@@ -1,0 +1,264 @@
+//! What a worker container is, as pure data: its name-derived volume, its labels, its
+//! `k3s agent` command and environment, its limits and the kubelet reservation that makes
+//! the node offer its share of the host rather than all of it. No I/O here.
+
+use super::token::JoinToken;
+use crate::config;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use std::collections::HashMap;
+
+/// Marks what k3s-scale created; it never touches anything without it.
+pub const LABEL_MANAGED: &str = "io.k3s-scale.managed";
+/// Which pool (config) a worker belongs to: two configs on one host never touch each
+/// other's workers.
+pub const LABEL_POOL: &str = "io.k3s-scale.pool";
+/// The worker a container or volume belongs to.
+pub const LABEL_WORKER: &str = "io.k3s-scale.worker";
+/// The worker's number, so that a fresh state still never reuses a name.
+pub const LABEL_INDEX: &str = "io.k3s-scale.index";
+/// Where k3s keeps the node's data (containerd images, the node password, certificates).
+pub const VOLUME_TARGET: &str = "/var/lib/rancher/k3s";
+
+/// The Docker host's capacity, as its daemon reports it (/info: NCPU, MemTotal). This is
+/// what the kubelet inside a worker sees as the node's capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostCapacity {
+    pub cpus: f64,
+    pub memory: u64,
+}
+
+/// The volume holding a worker's k3s data.
+pub fn volume_name(worker: &str) -> String {
+    format!("{worker}-data")
+}
+
+pub fn worker_labels(pool: &str, worker: &str, index: u64) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        (LABEL_POOL.to_string(), pool.to_string()),
+        (LABEL_WORKER.to_string(), worker.to_string()),
+        (LABEL_INDEX.to_string(), index.to_string()),
+    ])
+}
+
+/// The Docker list filter for this pool's managed objects (labels are ANDed).
+pub(super) fn pool_filter(pool: &str, worker: Option<&str>) -> HashMap<String, Vec<String>> {
+    let mut labels = vec![
+        format!("{LABEL_MANAGED}=true"),
+        format!("{LABEL_POOL}={pool}"),
+    ];
+    if let Some(w) = worker {
+        labels.push(format!("{LABEL_WORKER}={w}"));
+    }
+    HashMap::from([("label".to_string(), labels)])
+}
+
+/// True when `labels` mark an object as this pool's.
+pub(super) fn is_managed(labels: &HashMap<String, String>, pool: &str) -> bool {
+    labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+        && labels.get(LABEL_POOL).map(String::as_str) == Some(pool)
+}
+
+/// `--kubelet-arg=system-reserved=...` that takes from the node's capacity (the whole host)
+/// everything above the container's limits, so the node's allocatable is its share. None
+/// when the limits cover the whole host. CPU is in millicores, memory in bytes.
+pub fn system_reserved_arg(cpus: f64, memory: u64, host: &HostCapacity) -> Option<String> {
+    let cpu_m = ((host.cpus - cpus) * 1000.0).floor().max(0.0) as u64;
+    let mem = host.memory.saturating_sub(memory);
+    if cpu_m == 0 && mem == 0 {
+        return None;
+    }
+    Some(format!(
+        "--kubelet-arg=system-reserved=cpu={cpu_m}m,memory={mem}"
+    ))
+}
+
+/// Everything needed to create one kind of worker; built once per run.
+pub struct WorkerSpec<'a> {
+    pub cfg: &'a config::Docker,
+    pub token: &'a JoinToken,
+    /// None: no reservation is added (the configured agent_args set their own).
+    pub host: Option<HostCapacity>,
+}
+
+impl WorkerSpec<'_> {
+    /// True when the configured agent args already reserve capacity: then they decide.
+    pub fn user_sets_reservation(cfg: &config::Docker) -> bool {
+        cfg.agent_args.iter().any(|a| a.contains("system-reserved"))
+    }
+
+    /// `agent`, the configured extra flags, and the reservation.
+    pub fn command(&self) -> Vec<String> {
+        let mut cmd = vec!["agent".to_string()];
+        cmd.extend(self.cfg.agent_args.iter().cloned());
+        if !Self::user_sets_reservation(self.cfg)
+            && let Some(host) = &self.host
+            && let Some(arg) = system_reserved_arg(self.cfg.cpus, self.cfg.memory.0, host)
+        {
+            cmd.push(arg);
+        }
+        cmd
+    }
+
+    pub fn volume(&self, worker: &str, index: u64) -> VolumeCreateRequest {
+        VolumeCreateRequest {
+            name: Some(volume_name(worker)),
+            labels: Some(worker_labels(&self.cfg.pool, worker, index)),
+            ..Default::default()
+        }
+    }
+
+    /// The create body. It holds the join token: never log or Debug-print it.
+    pub fn container(&self, worker: &str, index: u64) -> ContainerCreateBody {
+        let c = self.cfg;
+        let env = vec![
+            format!("K3S_URL={}", c.server_url),
+            format!("K3S_NODE_NAME={worker}"),
+            format!("K3S_TOKEN={}", self.token.expose()),
+        ];
+        let ulimit = |name: &str, v: u64| ResourcesUlimits {
+            name: Some(name.to_string()),
+            soft: Some(v.min(i64::MAX as u64) as i64),
+            hard: Some(v.min(i64::MAX as u64) as i64),
+        };
+        let memory = c.memory.0.min(i64::MAX as u64) as i64;
+        let host_config = HostConfig {
+            privileged: Some(true),
+            tmpfs: Some(HashMap::from([
+                ("/run".to_string(), String::new()),
+                ("/var/run".to_string(), String::new()),
+            ])),
+            ulimits: Some(vec![
+                ulimit("nofile", c.ulimit_nofile),
+                ulimit("nproc", c.ulimit_nproc),
+            ]),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            network_mode: Some(c.network.clone()),
+            nano_cpus: Some((c.cpus * 1e9).round() as i64),
+            memory: Some(memory),
+            // Swap equal to the limit: no swap on top of it, so the limit is real.
+            memory_swap: Some(memory),
+            mounts: Some(vec![Mount {
+                typ: Some(MountType::VOLUME),
+                source: Some(volume_name(worker)),
+                target: Some(VOLUME_TARGET.to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(c.image.clone()),
+            cmd: Some(self.command()),
+            env: Some(env),
+            // Docker refuses a hostname with the host network; elsewhere the node's
+            // hostname matches its name.
+            hostname: (c.network != "host").then(|| worker.to_string()),
+            labels: Some(worker_labels(&c.pool, worker, index)),
+            stop_timeout: Some(c.stop_timeout.get().as_secs().min(i64::MAX as u64) as i64),
+            host_config: Some(host_config),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const GI: u64 = 1 << 30;
+
+    #[test]
+    fn reservation_leaves_the_node_its_limits() {
+        let host = HostCapacity {
+            cpus: 8.0,
+            memory: 32 * GI,
+        };
+        assert_eq!(
+            system_reserved_arg(2.0, 2 * GI, &host).unwrap(),
+            format!("--kubelet-arg=system-reserved=cpu=6000m,memory={}", 30 * GI)
+        );
+        assert_eq!(
+            system_reserved_arg(1.5, 2 * GI, &host).unwrap(),
+            format!("--kubelet-arg=system-reserved=cpu=6500m,memory={}", 30 * GI)
+        );
+        // Limits at or above the host: nothing to reserve on that resource.
+        assert_eq!(
+            system_reserved_arg(8.0, 4 * GI, &host).unwrap(),
+            format!("--kubelet-arg=system-reserved=cpu=0m,memory={}", 28 * GI)
+        );
+        assert_eq!(system_reserved_arg(16.0, 64 * GI, &host), None);
+    }
+
+    fn spec_cfg() -> config::Docker {
+        let mut c = Config::default().docker;
+        c.pool = "blue".into();
+        c.agent_args = vec!["--node-label=pool=blue".into()];
+        c
+    }
+
+    #[test]
+    fn the_container_carries_the_worker_contract() {
+        let cfg = spec_cfg();
+        let token = JoinToken::new("s3cret").unwrap();
+        let spec = WorkerSpec {
+            cfg: &cfg,
+            token: &token,
+            host: Some(HostCapacity {
+                cpus: 4.0,
+                memory: 8 * GI,
+            }),
+        };
+        let body = spec.container("k3s-worker-7", 7);
+        assert_eq!(
+            body.cmd.as_deref().unwrap(),
+            [
+                "agent".to_string(),
+                "--node-label=pool=blue".into(),
+                format!("--kubelet-arg=system-reserved=cpu=2000m,memory={}", 6 * GI)
+            ]
+        );
+        let env = body.env.unwrap();
+        assert!(env.contains(&"K3S_NODE_NAME=k3s-worker-7".to_string()));
+        assert!(env.contains(&"K3S_TOKEN=s3cret".to_string()));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[LABEL_INDEX], "7");
+        assert!(is_managed(&labels, "blue"));
+        assert!(!is_managed(&labels, "green"));
+        assert!(labels.values().all(|v| !v.contains("s3cret")));
+        let hc = body.host_config.unwrap();
+        assert_eq!(hc.nano_cpus, Some(2_000_000_000));
+        assert_eq!(hc.memory, Some(2 * GI as i64));
+        assert_eq!(hc.network_mode.as_deref(), Some("k3s"));
+        assert_eq!(body.hostname.as_deref(), Some("k3s-worker-7"));
+        assert_eq!(
+            spec.volume("k3s-worker-7", 7).name.as_deref(),
+            Some("k3s-worker-7-data")
+        );
+    }
+
+    #[test]
+    fn a_configured_reservation_is_left_alone_and_host_network_gets_no_hostname() {
+        let mut cfg = spec_cfg();
+        cfg.agent_args = vec!["--kubelet-arg=system-reserved=cpu=1".into()];
+        cfg.network = "host".into();
+        let token = JoinToken::new("t").unwrap();
+        let spec = WorkerSpec {
+            cfg: &cfg,
+            token: &token,
+            host: Some(HostCapacity {
+                cpus: 4.0,
+                memory: 8 * GI,
+            }),
+        };
+        let body = spec.container("w-1", 1);
+        assert_eq!(body.cmd.unwrap().len(), 2);
+        assert_eq!(body.hostname, None);
+    }
+}
