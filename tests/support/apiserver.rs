@@ -338,6 +338,32 @@ impl ApiServer {
         w.pods.keys().map(|(ns, n)| format!("{ns}/{n}")).collect()
     }
 
+    /// Every Node, by name.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.world().nodes.values().cloned().collect()
+    }
+
+    /// Every pod as a list would show it now (pods whose process exited are gone).
+    pub fn pods(&self) -> Vec<Pod> {
+        let mut w = self.world();
+        w.reap(Instant::now());
+        w.pods.values().map(|p| p.pod.clone()).collect()
+    }
+
+    /// Deletes a Node at once, as `kubectl delete node` by hand would; its pods stay (pod
+    /// GC would remove them later). True when it existed.
+    pub fn remove_node(&self, name: &str) -> bool {
+        self.world().nodes.remove(name).is_some()
+    }
+
+    /// Removes a pod at once (a finished Job, a scaled-down Deployment). True when it existed.
+    pub fn remove_pod(&self, ns: &str, name: &str) -> bool {
+        self.world()
+            .pods
+            .remove(&(ns.to_string(), name.to_string()))
+            .is_some()
+    }
+
     pub fn secret_exists(&self, ns: &str, name: &str) -> bool {
         self.world().secrets.contains_key(&(ns.into(), name.into()))
     }

@@ -380,11 +380,22 @@ pub fn privileged_runs() -> bool {
     })
 }
 
-/// One request as the client sent it.
+/// One request as the client sent it, with when it was read in full and when the first
+/// bytes of the daemon's answer came back (clients send one request at a time on a
+/// connection, so the next answer bytes are this request's).
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub head: String,
     pub body: Vec<u8>,
+    pub at: std::time::Instant,
+    pub answered: Option<std::time::Instant>,
+}
+
+impl Recorded {
+    /// How long the daemon took to start answering; None when it never did.
+    pub fn latency(&self) -> Option<std::time::Duration> {
+        self.answered.map(|a| a.saturating_duration_since(self.at))
+    }
 }
 
 /// A pass-through to the Docker socket that records requests and clears `Privileged` in
@@ -418,7 +429,7 @@ impl DockerProxy {
                     continue;
                 };
                 let requests = requests2.clone();
-                std::thread::spawn(move || proxy_connection(client, up, &requests));
+                std::thread::spawn(move || proxy_connection(client, up, requests));
             }
         });
         DockerProxy {
@@ -440,12 +451,27 @@ impl Drop for DockerProxy {
     }
 }
 
-fn proxy_connection(client: UnixStream, up: UnixStream, requests: &Mutex<Vec<Recorded>>) {
+fn proxy_connection(client: UnixStream, up: UnixStream, requests: Arc<Mutex<Vec<Recorded>>>) {
     let (Ok(mut up_r), Ok(mut client_w)) = (up.try_clone(), client.try_clone()) else {
         return;
     };
+    // The request (index in `requests`) whose answer has not started yet.
+    let awaiting: Arc<Mutex<Option<usize>>> = Arc::default();
+    let (awaiting2, requests2) = (awaiting.clone(), requests.clone());
     let back = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut up_r, &mut client_w);
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = match up_r.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if let Some(i) = awaiting2.lock().unwrap().take() {
+                requests2.lock().unwrap()[i].answered = Some(std::time::Instant::now());
+            }
+            if client_w.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+        }
         let _ = client_w.shutdown(std::net::Shutdown::Write);
     });
     let (mut client_r, mut up_w) = (client, up);
@@ -481,10 +507,16 @@ fn proxy_connection(client: UnixStream, up: UnixStream, requests: &Mutex<Vec<Rec
         }
         let body = buf[head_end..head_end + len].to_vec();
         buf.drain(..head_end + len);
-        requests.lock().unwrap().push(Recorded {
-            head: head.clone(),
-            body: body.clone(),
-        });
+        {
+            let mut log = requests.lock().unwrap();
+            log.push(Recorded {
+                head: head.clone(),
+                body: body.clone(),
+                at: std::time::Instant::now(),
+                answered: None,
+            });
+            *awaiting.lock().unwrap() = Some(log.len() - 1);
+        }
         let (head, body) = if head.starts_with("POST ") && head.contains("/containers/create") {
             let mut v: Value = serde_json::from_slice(&body).expect("create body is JSON");
             v["HostConfig"]["Privileged"] = Value::Bool(false);

@@ -117,6 +117,23 @@ impl PodBuilder {
     pub fn config_map_volume(self, name: &str) -> Self {
         self.volume(json!({"name": name, "configMap": {"name": "cfg"}}))
     }
+    /// Requests of its (first) container: CPU in millicores, memory in bytes.
+    pub fn requests(mut self, cpu_millis: u32, memory: u64) -> Self {
+        self.0["spec"]["containers"][0]["resources"] =
+            json!({"requests": {"cpu": format!("{cpu_millis}m"), "memory": memory.to_string()}});
+        self
+    }
+    /// Pending and found unschedulable by the scheduler (no node fits it).
+    pub fn unschedulable(mut self) -> Self {
+        if let Some(spec) = self.0["spec"].as_object_mut() {
+            spec.remove("nodeName");
+        }
+        self.0["status"] = json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
+        });
+        self
+    }
     pub fn build(self) -> Pod {
         serde_json::from_value(self.0).expect("pod builder makes a valid Pod")
     }
@@ -149,6 +166,14 @@ impl NodeBuilder {
     }
     pub fn cordoned(mut self) -> Self {
         self.0["spec"]["unschedulable"] = json!(true);
+        self
+    }
+    /// Allocatable (and capacity) as the kubelet reports it: CPU in millicores, bytes.
+    pub fn allocatable(mut self, cpu_millis: u32, memory: u64) -> Self {
+        let r =
+            json!({"cpu": format!("{cpu_millis}m"), "memory": memory.to_string(), "pods": "110"});
+        self.0["status"]["allocatable"] = r.clone();
+        self.0["status"]["capacity"] = r;
         self
     }
     pub fn build(self) -> Node {

@@ -466,6 +466,17 @@ impl PromServer {
         );
     }
 
+    /// Prometheus goes down: the process is killed (by its PID); the port stays closed
+    /// until `load` starts it again there.
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
+    /// Whether the process is running (it was started and not killed).
+    pub fn is_up(&self) -> bool {
+        self.child.is_some()
+    }
+
     pub fn load_cluster(&mut self, c: &Cluster) {
         self.load(&c.samples());
     }

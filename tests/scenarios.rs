@@ -1,0 +1,1045 @@
+//! Scenarios through the built binary: sequences of `evaluate` runs against a real
+//! Prometheus (fed from the API stand-in as kube-state-metrics would be), the real Docker
+//! engine and the Kubernetes API stand-in with a kubelet stand-in that turns new worker
+//! containers into Ready Nodes. Every run is checked for its exit code, JSON output,
+//! Docker containers and volumes, Nodes and state file. Durations are seconds, and waits
+//! end when the timer in the state file does. The reaction-time figure is printed here
+//! (`cargo test --test scenarios reaction -- --nocapture`); it is a measurement, not an
+//! assertion. Each scenario owns its pool, Prometheus and stand-in, so they run in parallel.
+
+#[path = "support/docker.rs"]
+mod docker_support;
+#[path = "support/kubelet.rs"]
+mod kubelet;
+#[path = "support/scenario.rs"]
+mod scenario;
+mod support;
+
+use scenario::{Expect, Knobs, Scenario, Step};
+use std::time::Duration;
+use support::apiserver::Fault;
+use support::objects::{pdb, pod};
+
+const MIB: u64 = 1 << 20;
+/// How long an evicted pod's process takes to exit in the stand-in.
+const POD_EXIT: Duration = Duration::from_millis(50);
+
+/// `n` pending pods of 500m / 128Mi each: the scheduler found no node for them.
+fn burst(s: &Scenario, prefix: &str, n: usize) {
+    for i in 0..n {
+        s.api.add_pod(
+            pod(&format!("{prefix}-{i}"))
+                .requests(500, 128 * MIB)
+                .unschedulable()
+                .build(),
+        );
+    }
+}
+
+/// The scheduler binds a pending pod (500m / 128Mi) to `node`.
+fn bind(s: &Scenario, name: &str, node: &str) {
+    s.api.add_pod_exiting_after(
+        pod(name).on(node).requests(500, 128 * MIB).build(),
+        POD_EXIT,
+    );
+}
+
+/// Lets the kubelet stand-in register these workers, then holds it again.
+fn join(s: &Scenario, ns: &[u64]) {
+    s.kubelet.resume();
+    s.wait_joined(ns);
+    s.kubelet.pause();
+}
+
+/// Prints the reaction figure of a run that started workers: its wall time, the time
+/// spent in Docker's volume/container create and start calls (as the recording proxy saw
+/// them) and the difference, k3s-scale's own time.
+fn reaction(label: &str, step: &Step) -> Duration {
+    let creates = step.docker_creates();
+    assert!(
+        !creates.is_empty(),
+        "the run started a worker through Docker"
+    );
+    let in_docker: Duration = creates.iter().filter_map(|r| r.latency()).sum();
+    let all_docker: Duration = step.docker.iter().filter_map(|r| r.latency()).sum();
+    let own = step.wall.saturating_sub(in_docker);
+    let running_at = creates
+        .last()
+        .and_then(|r| r.answered)
+        .map(|a| a.duration_since(step.started));
+    eprintln!(
+        "REACTION {label}: run wall {:.0} ms; Docker create+start calls {:.0} ms ({} calls; all \
+         Docker calls {:.0} ms); k3s-scale's own time {:.0} ms; last container started {:.0} ms \
+         after the run began",
+        ms(step.wall),
+        ms(in_docker),
+        creates.len(),
+        ms(all_docker),
+        ms(own),
+        running_at.map_or(f64::NAN, ms),
+    );
+    own
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn burst_scales_up_by_the_computed_count_then_idle_workers_go_one_per_run_down_to_min_nodes() {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 1,
+        max_nodes: 5,
+        ..Knobs::default()
+    });
+
+    // No worker yet: min_nodes 1 starts one.
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[1],
+            removed: &[],
+            containers: &[1],
+            nodes: &[],
+        },
+    );
+    let st = s.state();
+    assert_eq!(st.provisioning.len(), 1);
+    assert_eq!(st.provisioning[0].name, s.worker(1));
+    assert_eq!(st.next_worker_index, 2);
+    assert_eq!((st.totals.scale_ups, st.totals.workers_added), (1, 1));
+
+    // It joins; the next run sees it Ready and it leaves the provisioning list.
+    join(&s, &[1]);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1],
+            nodes: &[1],
+        },
+    );
+    assert!(r.blocked_by("at min_nodes 1"), "{}", r.run.stdout);
+    let st = s.state();
+    assert!(st.provisioning.is_empty());
+    assert!(st.low_since.is_some(), "idle since this run");
+
+    // Burst: 5 pods of 500m pending; workers have 1 CPU, so 3 more are needed.
+    burst(&s, "burst", 5);
+    s.wait_past(st.last_scale_up, s.knobs.scale_up_cooldown);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[2, 3, 4],
+            removed: &[],
+            containers: &[1, 2, 3, 4],
+            nodes: &[1],
+        },
+    );
+    assert_eq!(r.json["count"], 3);
+    assert!(
+        r.strings("reasons")
+            .iter()
+            .any(|x| x.contains("pending_pods 5")),
+        "{}",
+        r.run.stdout
+    );
+    assert_eq!(r.json["signals"]["pending_cpu_cores"], 2.5);
+    reaction("burst of 5 pods -> 3 workers", &r);
+    let st = s.state();
+    let booting: Vec<&str> = st.provisioning.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(booting, s.workers(&[2, 3, 4]));
+    assert_eq!(st.next_worker_index, 5);
+    assert_eq!((st.totals.scale_ups, st.totals.workers_added), (2, 4));
+    assert_eq!(st.low_since, None, "pending pods end the idle time");
+
+    // Next run, the pods still pending and the workers booting: cooldown, no action.
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1, 2, 3, 4],
+            nodes: &[1],
+        },
+    );
+    assert!(r.blocked_by("still provisioning"), "{}", r.run.stdout);
+    assert!(r.blocked_by("scale_up_cooldown"), "{}", r.run.stdout);
+    assert_eq!(s.state().provisioning.len(), 3);
+
+    // The nodes join and the scheduler places the pods: 2.5 of 4 CPUs, no action.
+    join(&s, &[2, 3, 4]);
+    for (i, w) in [1, 1, 2, 2, 3].iter().enumerate() {
+        bind(&s, &format!("burst-{i}"), &s.worker(*w));
+    }
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1, 2, 3, 4],
+            nodes: &[1, 2, 3, 4],
+        },
+    );
+    assert_eq!(r.json["signals"]["cpu"], 62.5);
+    assert_eq!(r.json["workers"]["ready"], 4);
+    assert!(s.state().provisioning.is_empty(), "all four joined");
+
+    // Load drops: the burst is over; one small pod per worker stays.
+    for i in 0..5 {
+        assert!(s.api.remove_pod("default", &format!("burst-{i}")));
+    }
+    for w in 1..=4 {
+        s.api.add_pod_exiting_after(
+            pod(&format!("app-{w}"))
+                .on(&s.worker(w))
+                .requests(100, 64 * MIB)
+                .build(),
+            POD_EXIT,
+        );
+    }
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1, 2, 3, 4],
+            nodes: &[1, 2, 3, 4],
+        },
+    );
+    assert!(r.blocked_by("scale_down_unneeded_time"), "{}", r.run.stdout);
+    let mut st = s.state();
+    assert!(st.low_since.is_some());
+
+    // One worker per run, newest first (all equally idle), each after the unneeded time
+    // and the scale-down cooldown; never below min_nodes.
+    let mut left = vec![1, 2, 3, 4];
+    for gone in [4, 3, 2] {
+        s.wait_past(st.low_since, s.knobs.unneeded_time);
+        s.wait_past(st.last_scale_up, s.knobs.delay_after_scale_up);
+        if st.last_scale_down.is_some() {
+            s.wait_past(st.last_scale_down, s.knobs.scale_down_cooldown);
+        }
+        let r = s.evaluate(&[]);
+        left.retain(|w| *w != gone);
+        s.check(
+            &r,
+            &Expect {
+                code: 11,
+                action: "scale_down",
+                started: &[],
+                removed: &[gone],
+                containers: &left,
+                nodes: &left,
+            },
+        );
+        assert_eq!(r.strings("evicted"), [format!("default/app-{gone}")]);
+        assert!(
+            s.api
+                .deletions()
+                .iter()
+                .any(|d| d.pod == format!("default/app-{gone}") && d.via == "eviction"),
+            "drained through the eviction API"
+        );
+        assert!(
+            !s.api.secret_exists(
+                "kube-system",
+                &format!("{}.node-password.k3s", s.worker(gone))
+            ),
+            "the node-password secret goes with the Node"
+        );
+        st = s.state();
+        let removed = 4 - left.len() as u64;
+        assert_eq!(st.totals.scale_downs, removed);
+        assert_eq!(st.totals.workers_removed, removed);
+        assert_eq!(st.totals.evicted_pods, removed);
+        assert_eq!(
+            st.low_since, None,
+            "a scale-down restarts the unneeded time"
+        );
+
+        // The run right after: nothing, the cooldown and the unneeded time hold.
+        let r = s.evaluate(&[]);
+        s.check(
+            &r,
+            &Expect {
+                code: 0,
+                action: "none",
+                started: &[],
+                removed: &[],
+                containers: &left,
+                nodes: &left,
+            },
+        );
+        st = s.state();
+        assert!(st.low_since.is_some());
+    }
+
+    // At min_nodes: even with every timer over, the last worker stays.
+    s.wait_past(st.low_since, s.knobs.unneeded_time);
+    s.wait_past(st.last_scale_down, s.knobs.scale_down_cooldown);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1],
+            nodes: &[1],
+        },
+    );
+    assert!(r.blocked_by("at min_nodes 1"), "{}", r.run.stdout);
+    let st = s.state();
+    assert_eq!(st.totals.workers_removed, 3);
+    assert_eq!(st.totals.failed_scale_ups + st.totals.failed_scale_downs, 0);
+}
+
+#[test]
+fn a_worker_that_never_joins_is_removed_after_the_provision_timeout_and_backs_off_the_next_scale_up()
+ {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 0,
+        scale_up_cooldown: "1s",
+        provision_timeout: "2s",
+        failure_backoff: "3s",
+        ..Knobs::default()
+    });
+    s.kubelet.never(&s.worker(1));
+    burst(&s, "web", 1);
+
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[1],
+            removed: &[],
+            containers: &[1],
+            nodes: &[],
+        },
+    );
+
+    // Within the provision timeout: waiting for it, nothing repaired. The kubelet
+    // stand-in runs, but this worker never registers.
+    s.kubelet.resume();
+    s.kubelet.settle();
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1],
+            nodes: &[],
+        },
+    );
+    assert!(r.strings("repairs").is_empty(), "{}", r.run.stdout);
+    assert!(r.blocked_by("still provisioning"), "{}", r.run.stdout);
+    let st = s.state();
+    assert_eq!(st.provisioning.len(), 1);
+
+    // Past it: the container and its volume go, counted as a failed scale-up, and the
+    // back-off holds the scale-up the pending pod still asks for.
+    s.wait_past(
+        Some(st.provisioning[0].started_at),
+        s.knobs.provision_timeout,
+    );
+    s.wait_past(st.last_scale_up, s.knobs.scale_up_cooldown);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[],
+            nodes: &[],
+        },
+    );
+    let repairs = r.strings("repairs");
+    assert_eq!(repairs.len(), 1, "{}", r.run.stdout);
+    assert!(
+        repairs[0].contains(&s.worker(1)) && repairs[0].contains("provision timeout"),
+        "{repairs:?}"
+    );
+    assert!(
+        r.blocked_by("back-off after a failed scale-up"),
+        "{}",
+        r.run.stdout
+    );
+    let st = s.state();
+    assert!(st.provisioning.is_empty());
+    assert_eq!(st.totals.failed_scale_ups, 1);
+    assert_eq!(st.totals.repairs, 1);
+    assert!(st.last_scale_up_failure.is_some());
+
+    // Still backing off.
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[],
+            nodes: &[],
+        },
+    );
+    assert!(r.strings("repairs").is_empty());
+    assert!(
+        r.blocked_by("back-off after a failed scale-up"),
+        "{}",
+        r.run.stdout
+    );
+
+    // After the back-off: a new worker, under a new name.
+    assert!(s.kubelet.joined().is_empty(), "worker 1 never joined");
+    s.kubelet.pause();
+    s.wait_past(st.last_scale_up_failure, s.knobs.failure_backoff);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[2],
+            removed: &[],
+            containers: &[2],
+            nodes: &[],
+        },
+    );
+    join(&s, &[2]);
+    bind(&s, "web-0", &s.worker(2));
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[2],
+            nodes: &[2],
+        },
+    );
+    let st = s.state();
+    assert!(st.provisioning.is_empty());
+    assert_eq!((st.totals.scale_ups, st.totals.failed_scale_ups), (2, 1));
+}
+
+#[test]
+fn a_disruption_budget_blocks_a_scale_down_the_node_is_uncordoned_kept_and_retried_after_the_back_off()
+ {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 1,
+        delay_after_scale_up: "1s",
+        failure_backoff: "2s",
+        drain_timeout: "2s",
+        ..Knobs::default()
+    });
+    let r = s.run(&["up", "--count", "2", "--output", "json"]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[1, 2],
+            removed: &[],
+            containers: &[1, 2],
+            nodes: &[],
+        },
+    );
+    join(&s, &[1, 2]);
+    // Two replicas of a database on worker 2, at most one of them down at a time.
+    let (w1, w2) = (s.worker(1), s.worker(2));
+    for i in 0..2 {
+        s.api.add_pod_exiting_after(
+            pod(&format!("db-{i}")).on(&w2).label("app", "db").build(),
+            POD_EXIT,
+        );
+    }
+    s.api
+        .add_pdb(pdb("db").selecting("app", "db").max_unavailable(1).build());
+
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1, 2],
+            nodes: &[1, 2],
+        },
+    );
+    let st = s.state();
+    s.wait_past(st.low_since, s.knobs.unneeded_time);
+    s.wait_past(st.last_scale_up, s.knobs.delay_after_scale_up);
+
+    // Worker 2 goes first (equally idle, newer). The budget allows one eviction; the
+    // second is refused (429) until the drain deadline: the node is uncordoned and kept.
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 5,
+            action: "scale_down",
+            started: &[],
+            removed: &[],
+            containers: &[1, 2],
+            nodes: &[1, 2],
+        },
+    );
+    assert!(
+        r.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&w2) && e.contains("container kept")),
+        "{}",
+        r.run.stdout
+    );
+    let evicted = r.strings("evicted");
+    assert_eq!(evicted.len(), 1, "{}", r.run.stdout);
+    assert_eq!(s.api.is_cordoned(&w2), Some(false), "uncordoned again");
+    assert!(
+        s.api
+            .requests()
+            .iter()
+            .any(|l| l.path.ends_with("/eviction") && l.status == 429),
+        "the stand-in refused an eviction for the budget"
+    );
+    let left = if evicted[0] == "default/db-0" {
+        "db-1"
+    } else {
+        "db-0"
+    };
+    assert!(s.api.pod("default", left).is_some(), "{left} stays on {w2}");
+    let st = s.state();
+    assert_eq!(st.totals.failed_scale_downs, 1);
+    assert_eq!(st.totals.scale_downs, 0);
+    assert_eq!(st.totals.evicted_pods, 1);
+    assert!(st.last_scale_down_failure.is_some());
+
+    // The next run backs off, even though the budget now would allow it: the controller
+    // brought the evicted replica back on worker 1.
+    let gone = evicted[0].trim_start_matches("default/").to_string();
+    s.api
+        .add_pod_exiting_after(pod(&gone).on(&w1).label("app", "db").build(), POD_EXIT);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1, 2],
+            nodes: &[1, 2],
+        },
+    );
+    assert!(
+        r.blocked_by("back-off after a failed scale-down"),
+        "{}",
+        r.run.stdout
+    );
+
+    // After the back-off the same worker is tried again, and goes.
+    s.wait_past(st.last_scale_down_failure, s.knobs.failure_backoff);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 11,
+            action: "scale_down",
+            started: &[],
+            removed: &[2],
+            containers: &[1],
+            nodes: &[1],
+        },
+    );
+    assert_eq!(r.strings("evicted"), [format!("default/{left}")]);
+    let st = s.state();
+    assert_eq!(
+        (st.totals.scale_downs, st.totals.failed_scale_downs),
+        (1, 1)
+    );
+    assert_eq!(st.totals.evicted_pods, 2);
+}
+
+#[test]
+fn prometheus_going_down_mid_sequence_exits_4_changes_nothing_and_the_next_run_carries_on() {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 1,
+        scale_up_cooldown: "1s",
+        ..Knobs::default()
+    });
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[1],
+            removed: &[],
+            containers: &[1],
+            nodes: &[],
+        },
+    );
+    join(&s, &[1]);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1],
+            nodes: &[1],
+        },
+    );
+    burst(&s, "job", 2);
+    let before = s.state();
+    s.wait_past(before.last_scale_up, s.knobs.scale_up_cooldown);
+
+    s.prometheus_down();
+    let api_requests = s.api.requests().len();
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 4,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1],
+            nodes: &[1],
+        },
+    );
+    assert!(
+        r.json["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{}",
+        r.run.stdout
+    );
+    assert!(r.docker.is_empty(), "no Docker call without metrics");
+    assert_eq!(s.api.requests().len(), api_requests, "no Kubernetes call");
+    let after = s.state();
+    assert_eq!(after.totals.runs, before.totals.runs + 1);
+    assert_eq!(after.totals.errors.get("metrics"), Some(&1));
+    // Nothing else moved: timers, idle time, booting list, names.
+    let mut same = after.clone();
+    same.totals = before.totals.clone();
+    same.events = before.events.clone();
+    assert_eq!(same, before, "only the run and error counters changed");
+
+    s.prometheus_up();
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[2],
+            removed: &[],
+            containers: &[1, 2],
+            nodes: &[1],
+        },
+    );
+    assert_eq!(s.state().totals.errors.get("metrics"), Some(&1));
+}
+
+#[test]
+fn a_container_removed_and_a_node_deleted_by_hand_are_repaired_by_the_next_run() {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 3,
+        provision_timeout: "2s",
+        failure_backoff: "2s",
+        ..Knobs::default()
+    });
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[1, 2, 3],
+            removed: &[],
+            containers: &[1, 2, 3],
+            nodes: &[],
+        },
+    );
+    join(&s, &[1, 2, 3]);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1, 2, 3],
+            nodes: &[1, 2, 3],
+        },
+    );
+    let st = s.state();
+    assert!(st.provisioning.is_empty());
+
+    // By hand: worker 1's container removed (`docker rm -f`: its volume stays), worker
+    // 2's Node deleted, worker 3's container stopped.
+    let (w1, w2, w3) = (s.worker(1), s.worker(2), s.worker(3));
+    docker_support::docker_ok(&["rm", "-f", &w1]);
+    assert!(s.api.remove_node(&w2));
+    docker_support::docker_ok(&["stop", "-t", "1", &w3]);
+    // Worker 2 runs without a Node for longer than a worker may take to join.
+    s.wait_past(Some(s.created(2)), s.knobs.provision_timeout);
+
+    let r = s.evaluate(&[]);
+    let repairs = r.strings("repairs");
+    assert_eq!(repairs.len(), 3, "{}", r.run.stdout);
+    for (w, what) in [
+        (&w1, "its container is gone"),
+        (&w2, "provision timeout"),
+        (&w3, "exited"),
+    ] {
+        assert!(
+            repairs
+                .iter()
+                .any(|x| x.contains(w.as_str()) && x.contains(what)),
+            "{w}: {what} in {repairs:?}"
+        );
+    }
+    assert!(s.pool.containers().is_empty(), "{:?}", s.pool.containers());
+    assert!(s.pool.volumes().is_empty(), "{:?}", s.pool.volumes());
+    assert!(s.pool_nodes().is_empty(), "{:?}", s.pool_nodes());
+    for w in [&w1, &w3] {
+        assert!(
+            !s.api
+                .secret_exists("kube-system", &format!("{w}.node-password.k3s")),
+            "{w}'s node-password secret goes with its Node"
+        );
+    }
+    let st = s.state();
+    assert_eq!(st.totals.repairs, 3);
+    assert_eq!(st.totals.failed_scale_ups, 1, "the worker without a Node");
+    let code = r.run.code;
+    assert!(code == 0 || code == 10, "{}", r.run.stdout);
+
+    // Back to min_nodes with new names (after the back-off the repair started).
+    let mut next = 4;
+    if code == 0 {
+        assert!(
+            r.blocked_by("back-off after a failed scale-up"),
+            "{}",
+            r.run.stdout
+        );
+        s.wait_past(st.last_scale_up_failure, s.knobs.failure_backoff);
+        let r = s.evaluate(&[]);
+        s.check(
+            &r,
+            &Expect {
+                code: 10,
+                action: "scale_up",
+                started: &[4, 5, 6],
+                removed: &[],
+                containers: &[4, 5, 6],
+                nodes: &[],
+            },
+        );
+        next = 7;
+    }
+    assert_eq!(s.state().next_worker_index, next);
+}
+
+#[test]
+fn two_runs_started_at_the_same_moment_exactly_one_acts_the_other_exits_3() {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 1,
+        scale_up_cooldown: "1s",
+        ..Knobs::default()
+    });
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[1],
+            removed: &[],
+            containers: &[1],
+            nodes: &[],
+        },
+    );
+    join(&s, &[1]);
+    burst(&s, "job", 2);
+    let before = s.state();
+    s.wait_past(before.last_scale_up, s.knobs.scale_up_cooldown);
+    // A slow API server keeps the run that holds the lock busy for a second.
+    s.api.fault(Fault::latency(
+        "GET",
+        "/api/v1/nodes",
+        Duration::from_secs(1),
+    ));
+
+    let mut a = s.command(&["evaluate", "--output", "json"]);
+    let mut b = s.command(&["evaluate", "--output", "json"]);
+    let (a, b) = (a.spawn().unwrap(), b.spawn().unwrap());
+    let runs: Vec<support::Run> = [a, b]
+        .into_iter()
+        .map(|c| support::Run::from_output(c.wait_with_output().unwrap()))
+        .collect();
+    s.api.clear_faults();
+    let mut codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
+    codes.sort();
+    assert_eq!(codes, [3, 10], "{runs:?}");
+    let loser = runs.iter().find(|r| r.code == 3).unwrap();
+    let winner = runs.iter().find(|r| r.code == 10).unwrap();
+    assert_eq!(loser.json()["exit_code"], 3);
+    assert!(
+        loser.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("lock")),
+        "{loser:?}"
+    );
+    assert!(
+        loser.json()["started"].is_null(),
+        "the loser started nothing"
+    );
+    assert_eq!(
+        scenario::strings(&winner.json()["started"]),
+        [s.worker(2)],
+        "{winner:?}"
+    );
+    s.assert_world(&[1, 2], &[1]);
+    let st = s.state();
+    assert_eq!(
+        st.totals.runs,
+        before.totals.runs + 1,
+        "only the winner ran"
+    );
+    assert_eq!(st.totals.scale_ups, 2);
+    assert_eq!(st.next_worker_index, 3);
+}
+
+#[test]
+fn dry_run_through_the_whole_sequence_changes_nothing_in_docker_kubernetes_or_the_state() {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 1,
+        delay_after_scale_up: "1s",
+        ..Knobs::default()
+    });
+    // A real start: two workers, joined, idle.
+    let r = s.run(&["up", "--count", "2", "--output", "json"]);
+    assert_eq!(r.run.code, 10, "{}", r.run.stdout);
+    join(&s, &[1, 2]);
+    for w in [1, 2] {
+        s.api.add_pod_exiting_after(
+            pod(&format!("app-{w}"))
+                .on(&s.worker(w))
+                .requests(100, 64 * MIB)
+                .build(),
+            POD_EXIT,
+        );
+    }
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1, 2],
+            nodes: &[1, 2],
+        },
+    );
+    let st = s.state();
+    let state_bytes = s.state_bytes().expect("a state file");
+    let writes = |s: &Scenario| {
+        s.api
+            .requests()
+            .iter()
+            .filter(|l| l.method != "GET")
+            .count()
+    };
+    let api_writes = writes(&s);
+    let unchanged = |s: &Scenario, step: &Step, nodes: &[u64]| {
+        assert_eq!(step.json["dry_run"], true);
+        assert_eq!(step.docker_writes(), Vec::<String>::new(), "Docker writes");
+        assert_eq!(writes(s), api_writes, "Kubernetes writes");
+        assert_eq!(s.state_bytes().as_ref(), Some(&state_bytes), "state file");
+        for w in nodes {
+            assert_eq!(s.api.is_cordoned(&s.worker(*w)), Some(false));
+        }
+        assert!(s.api.deletions().is_empty(), "no pod evicted");
+    };
+
+    // A burst: it would start 3 (named as they would be), starts none.
+    burst(&s, "burst", 5);
+    s.wait_past(st.last_scale_up, s.knobs.scale_up_cooldown);
+    let r = s.evaluate(&["--dry-run"]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[3, 4, 5],
+            removed: &[],
+            containers: &[1, 2],
+            nodes: &[1, 2],
+        },
+    );
+    unchanged(&s, &r, &[1, 2]);
+
+    // Idle long enough: it would remove worker 2, removes nothing.
+    for i in 0..5 {
+        s.api.remove_pod("default", &format!("burst-{i}"));
+    }
+    s.wait_past(st.low_since, s.knobs.unneeded_time);
+    s.wait_past(st.last_scale_up, s.knobs.delay_after_scale_up);
+    let r = s.evaluate(&["--dry-run"]);
+    s.check(
+        &r,
+        &Expect {
+            code: 11,
+            action: "scale_down",
+            started: &[],
+            removed: &[2],
+            containers: &[1, 2],
+            nodes: &[1, 2],
+        },
+    );
+    assert_eq!(r.strings("evicted"), ["default/app-2"]);
+    unchanged(&s, &r, &[1, 2]);
+
+    // Prometheus down: exit 4, and not even the error is recorded.
+    s.prometheus_down();
+    let r = s.evaluate(&["--dry-run"]);
+    s.check(
+        &r,
+        &Expect {
+            code: 4,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1, 2],
+            nodes: &[1, 2],
+        },
+    );
+    unchanged(&s, &r, &[1, 2]);
+    s.prometheus_up();
+
+    // Worker 2's container removed by hand (its volume stays): the repair is reported,
+    // not done.
+    let (w1, w2) = (s.worker(1), s.worker(2));
+    docker_support::docker_ok(&["rm", "-f", &w2]);
+    let r = s.evaluate(&["--dry-run"]);
+    assert!(
+        r.strings("repairs").iter().any(|x| x.contains(&w2)),
+        "{}",
+        r.run.stdout
+    );
+    assert!([0, 10, 11].contains(&r.run.code), "{}", r.run.stdout);
+    assert_eq!(s.pool.containers(), [w1.clone()]);
+    assert_eq!(
+        s.pool.volumes(),
+        [format!("{w1}-data"), format!("{w2}-data")]
+    );
+    assert_eq!(s.pool_nodes(), s.workers(&[1, 2]));
+    unchanged(&s, &r, &[1, 2]);
+    assert_eq!(s.state(), st);
+
+    // The same run for real repairs it, and the last worker stays (min_nodes 1), though
+    // Prometheus still counts two workers.
+    let r = s.evaluate(&[]);
+    assert!(
+        r.strings("repairs").iter().any(|x| x.contains(&w2)),
+        "{}",
+        r.run.stdout
+    );
+    assert_eq!(r.json["exit_code"].as_i64(), Some(i64::from(r.run.code)));
+    assert_ne!(r.run.code, 11, "{}", r.run.stdout);
+    s.assert_world(&[1], &[1]);
+    assert_eq!(s.state().totals.repairs, 1);
+}
+
+/// The reaction-time figure: runs that each see a new pending pod and start a worker for
+/// it. Prints each run's figures and the median of k3s-scale's own time.
+#[test]
+fn reaction_time_from_pending_pods_to_a_started_worker() {
+    const SAMPLES: u64 = 5;
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 0,
+        max_nodes: SAMPLES as u32,
+        scale_up_cooldown: "0s",
+        ..Knobs::default()
+    });
+    let mut own = Vec::new();
+    for n in 1..=SAMPLES {
+        burst(&s, &format!("wave{n}"), 1);
+        let r = s.evaluate(&[]);
+        let before: Vec<u64> = (1..n).collect();
+        let mut now = before.clone();
+        now.push(n);
+        s.check(
+            &r,
+            &Expect {
+                code: 10,
+                action: "scale_up",
+                started: &[n],
+                removed: &[],
+                containers: &now,
+                nodes: &before,
+            },
+        );
+        own.push(reaction(&format!("sample {n}"), &r));
+        // The worker joins and takes the pod; the next run sees it Ready.
+        join(&s, &[n]);
+        bind(&s, &format!("wave{n}-0"), &s.worker(n));
+        let r = s.evaluate(&[]);
+        s.check(
+            &r,
+            &Expect {
+                code: 0,
+                action: "none",
+                started: &[],
+                removed: &[],
+                containers: &now,
+                nodes: &now,
+            },
+        );
+        assert!(s.state().provisioning.is_empty());
+    }
+    own.sort();
+    eprintln!(
+        "REACTION median of {SAMPLES}: k3s-scale's own time {:.0} ms per run (target < 1000 ms)",
+        ms(own[own.len() / 2])
+    );
+}
