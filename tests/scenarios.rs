@@ -16,6 +16,7 @@ mod scenario;
 mod support;
 
 use scenario::{Expect, Knobs, Scenario, Step};
+use std::process::Stdio;
 use std::time::Duration;
 use support::apiserver::Fault;
 use support::objects::{pdb, pod};
@@ -810,6 +811,9 @@ fn two_runs_started_at_the_same_moment_exactly_one_acts_the_other_exits_3() {
 
     let mut a = s.command(&["evaluate", "--output", "json"]);
     let mut b = s.command(&["evaluate", "--output", "json"]);
+    for c in [&mut a, &mut b] {
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
     let (a, b) = (a.spawn().unwrap(), b.spawn().unwrap());
     let runs: Vec<support::Run> = [a, b]
         .into_iter()
