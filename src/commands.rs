@@ -2,9 +2,10 @@
 
 use crate::cli::{Cli, Command, ConfigCommand, OutputFormat, StateCommand};
 use crate::config::Config;
-use crate::docker::{DockerActuator, DockerClient, DockerEnv};
+use crate::docker::{DockerClient, DockerEnv};
 use crate::error::RunError;
-use crate::evaluate::{self, Actuator, Context, Outcome, PlanOnly};
+use crate::evaluate::{self, Actuator, Context, Outcome};
+use crate::executor::{DockerContainers, Executor};
 use crate::prometheus::{MetricsSource, PromClient, PromError};
 use crate::scale_down::{DrainRequest, ScaleDown, WorkerContainers};
 use crate::state::State;
@@ -100,7 +101,9 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             let cfg = load_config(cli)?;
             let path = state_path(cli, &cfg);
             let state = State::load(&path)?;
-            let text = crate::status::render(&cfg, &path, &state, Timestamp::now(), *output);
+            let now = Timestamp::now();
+            let workers = observe_workers(&cfg, &state, now);
+            let text = crate::status::render(&cfg, &path, &state, now, *output, &workers);
             print!("{text}");
             Ok(0)
         }
@@ -194,22 +197,20 @@ impl ProcessEnv {
     }
 }
 
-/// Workers start in Docker; removal stays with `PlanOnly` until the Kubernetes side
-/// exists. A dry run never needs Docker or the token: `PlanOnly` answers it.
+/// The run's actuator: Docker and Kubernetes joined (`executor::Executor`). A dry run
+/// connects too (it lists workers, checks candidates and pods) but never loads the join
+/// token, since it starts nothing.
 fn actuator(cfg: &Config, env: &ProcessEnv, dry_run: bool) -> Result<Box<dyn Actuator>, RunError> {
-    if dry_run {
-        return Ok(Box::new(PlanOnly));
-    }
-    // The token first: a missing token is a config error, whether or not Docker answers.
-    let token =
-        crate::docker::load_token(cfg.docker.token_file.as_deref(), env.k3s_token.as_deref())?;
-    let client = DockerClient::connect(&cfg.docker, &env.docker)?;
-    Ok(Box::new(DockerActuator::new(
-        client,
-        &cfg.docker,
-        token,
-        Box::new(PlanOnly),
-    )))
+    let token = if dry_run {
+        None
+    } else {
+        // The token first: a missing token is a config error, whether or not Docker answers.
+        Some(crate::docker::load_token(
+            cfg.docker.token_file.as_deref(),
+            env.k3s_token.as_deref(),
+        )?)
+    };
+    Ok(Box::new(Executor::connect(cfg, &env.docker, token)?))
 }
 
 fn print_outcome(outcome: Outcome, output: OutputFormat) -> u8 {
@@ -252,11 +253,21 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
     Ok(0)
 }
 
-/// The container side for scale-down and `drain`. No Docker client is plugged in yet, so
-/// every node counts as unmanaged and nothing is deleted. (The Docker implementation of
-/// `WorkerContainers` goes here.)
-fn worker_containers(_cfg: &Config) -> Result<Box<dyn WorkerContainers>, RunError> {
-    Ok(Box::new(crate::scale_down::NoContainers))
+/// This pool's workers as Docker and Kubernetes list them, and what reconcile would repair;
+/// read-only (no token, no change).
+fn observe_workers(cfg: &Config, state: &State, now: Timestamp) -> crate::status::Workers {
+    let env = ProcessEnv::read();
+    let mut ex = Executor::connect(cfg, &env.docker, None).map_err(|e| e.to_string())?;
+    let obs = ex.observe().map_err(|f| f.message)?.unwrap_or_default();
+    let repairs = crate::reconcile::plan_repairs(&obs.containers, &obs.nodes, state, cfg, now);
+    Ok((obs, repairs))
+}
+
+/// The container side for `drain`: this pool's Docker workers.
+fn worker_containers(cfg: &Config) -> Result<Box<dyn WorkerContainers>, RunError> {
+    let env = ProcessEnv::read();
+    let client = DockerClient::connect(&cfg.docker, &env.docker)?;
+    Ok(Box::new(DockerContainers(std::rc::Rc::new(client))))
 }
 
 /// `k3s-scale drain NODE`: under the run lock, drain; record what happened in the state.

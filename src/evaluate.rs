@@ -7,6 +7,7 @@ use crate::decide::{Action, decide};
 use crate::error::RunError;
 use crate::lock::RunLock;
 use crate::prometheus::MetricsSource;
+use crate::reconcile::{self, Repair, WorkerContainer, WorkerNode};
 use crate::report::Report;
 use crate::state::{Provisioning, State};
 use crate::time::Timestamp;
@@ -20,6 +21,32 @@ pub struct ActionFailure {
     pub message: String,
 }
 
+/// This pool's workers as the outside systems list them.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub containers: Vec<WorkerContainer>,
+    pub nodes: Vec<WorkerNode>,
+}
+
+/// The actuator of a run, made on first use (it connects to Docker and Kubernetes).
+pub struct ActuatorCell<'f> {
+    make: &'f mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
+    made: Option<Box<dyn Actuator>>,
+}
+
+impl<'f> ActuatorCell<'f> {
+    pub fn new(make: &'f mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>) -> Self {
+        ActuatorCell { make, made: None }
+    }
+
+    pub fn get(&mut self) -> Result<&mut dyn Actuator, RunError> {
+        if self.made.is_none() {
+            self.made = Some((self.make)()?);
+        }
+        Ok(self.made.as_deref_mut().expect("just made"))
+    }
+}
+
 /// What a scale-down did.
 #[derive(Debug, Default)]
 pub struct Removal {
@@ -30,6 +57,21 @@ pub struct Removal {
 
 /// Carries out plans on Docker and Kubernetes. Implementations leave nothing half-made.
 pub trait Actuator {
+    /// This pool's workers as Docker and Kubernetes list them, for drift repair. None when
+    /// the actuator cannot look (then reconcile is skipped).
+    fn observe(&mut self) -> Result<Option<Observed>, ActionFailure> {
+        Ok(None)
+    }
+    /// Carries out one repair (never called in dry-run).
+    fn repair(&mut self, repair: &Repair) -> Result<(), ActionFailure> {
+        Err(ActionFailure {
+            done: Vec::new(),
+            message: format!(
+                "cannot {}: no Docker or Kubernetes client",
+                repair.describe()
+            ),
+        })
+    }
     /// The highest worker number still in use by a container or volume, whatever the state
     /// file says (it may be fresh or reset); None when there is none or nothing to ask.
     fn highest_worker_index(&mut self) -> Result<Option<u64>, ActionFailure> {
@@ -124,8 +166,29 @@ fn run(
             return Err(e);
         }
     };
+    let mut cell = ActuatorCell::new(make_actuator);
+    let mut snap = snap;
+    let mut repairs = Vec::new();
+    let mut reconcile_note = None;
+    if let Err(e) = reconcile_run(ctx, &mut state, &mut snap, &mut cell, &mut repairs) {
+        if ctx.dry_run {
+            // A dry run still decides: say that drift was not looked at.
+            reconcile_note = Some(format!("reconcile skipped: {e}"));
+        } else {
+            state.totals.runs += 1;
+            state.count_error(e.kind());
+            state.record(now, "error", e.to_string());
+            state.save(&ctx.state_path)?;
+            report.repairs = repairs;
+            return Err(e);
+        }
+    }
     let plan = decide(&snap, &state, cfg, now);
     *report = std::mem::replace(report, Report::new(ctx.dry_run)).with_plan(&snap, &plan);
+    report.repairs = repairs;
+    if let Some(note) = reconcile_note {
+        report.blocked_by.push(note);
+    }
     state.low_since = plan.low_since;
     state
         .provisioning
@@ -137,8 +200,8 @@ fn run(
 
     let result = match plan.action {
         Action::None => Ok(()),
-        Action::ScaleUp => scale_up(ctx, &mut state, plan.count, make_actuator, report),
-        Action::ScaleDown => scale_down(ctx, &mut state, &plan.candidates, make_actuator, report),
+        Action::ScaleUp => scale_up(ctx, &mut state, plan.count, &mut cell, report),
+        Action::ScaleDown => scale_down(ctx, &mut state, &plan.candidates, &mut cell, report),
     };
     if let Err(e) = &result {
         state.count_error(e.kind());
@@ -155,7 +218,7 @@ pub(crate) fn scale_up(
     ctx: &Context,
     state: &mut State,
     count: u32,
-    make_actuator: &mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
+    cell: &mut ActuatorCell,
     report: &mut Report,
 ) -> Result<(), RunError> {
     let prefix = &ctx.config.docker.name_prefix;
@@ -166,7 +229,7 @@ pub(crate) fn scale_up(
         return Ok(());
     }
     let now = ctx.now;
-    let mut actuator = match make_actuator() {
+    let actuator = match cell.get() {
         Ok(a) => a,
         Err(e) => {
             record_failed_scale_up(state, now, &e.to_string());
@@ -203,6 +266,67 @@ pub(crate) fn scale_up(
     }
 }
 
+/// Repairs drift before deciding: lists this pool's containers and Nodes, plans repairs,
+/// carries them out (dry-run: only lists them) and records them. Nodes deleted by a repair
+/// leave the snapshot, so the decision does not count them.
+fn reconcile_run(
+    ctx: &Context,
+    state: &mut State,
+    snap: &mut crate::snapshot::Snapshot,
+    cell: &mut ActuatorCell,
+    listed: &mut Vec<String>,
+) -> Result<(), RunError> {
+    let actuator = cell.get()?;
+    let observed = match actuator.observe() {
+        Ok(Some(o)) => o,
+        Ok(None) => return Ok(()),
+        Err(f) => return Err(RunError::Action(format!("cannot reconcile: {}", f.message))),
+    };
+    let repairs = reconcile::plan_repairs(
+        &observed.containers,
+        &observed.nodes,
+        state,
+        ctx.config,
+        ctx.now,
+    );
+    let mut done = Vec::new();
+    let mut failed = None;
+    for r in &repairs {
+        let text = r.describe();
+        if ctx.dry_run {
+            listed.push(text);
+            continue;
+        }
+        match actuator.repair(r) {
+            Ok(()) => {
+                log::warn!("repaired: {text}");
+                listed.push(text);
+                done.push(r.clone());
+            }
+            Err(f) => {
+                log::error!("repair failed: {text}: {}", f.message);
+                listed.push(format!("FAILED: {text}: {}", f.message));
+                failed.get_or_insert(f.message);
+            }
+        }
+    }
+    let applied: &[Repair] = if ctx.dry_run { &repairs } else { &done };
+    if let Some(nodes) = snap.nodes.as_mut() {
+        for r in applied {
+            if r.deletes_node() {
+                nodes.remove(r.name());
+            }
+        }
+    }
+    if !ctx.dry_run {
+        reconcile::record(state, &done, ctx.now);
+    }
+    match failed {
+        Some(m) => Err(RunError::Action(format!("a repair failed: {m}"))),
+        None => Ok(()),
+    }
+}
+
 pub fn record_scale_up(state: &mut State, now: Timestamp, names: &[String]) {
     state.last_scale_up = Some(now);
     state.totals.scale_ups += 1;
@@ -226,11 +350,11 @@ fn scale_down(
     ctx: &Context,
     state: &mut State,
     candidates: &[String],
-    make_actuator: &mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
+    cell: &mut ActuatorCell,
     report: &mut Report,
 ) -> Result<(), RunError> {
     let now = ctx.now;
-    let mut actuator = match make_actuator() {
+    let actuator = match cell.get() {
         Ok(a) => a,
         Err(e) => {
             if !ctx.dry_run {

@@ -160,6 +160,34 @@ pub trait Cluster {
 }
 
 /// Whether the Node's Ready condition is True.
+/// A shared cluster client is a cluster client (scale-down and reconcile share one).
+impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
+    fn node(&self, name: &str) -> Result<Option<Node>, KubeError> {
+        (**self).node(name)
+    }
+    fn nodes(&self) -> Result<Vec<Node>, KubeError> {
+        (**self).nodes()
+    }
+    fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
+        (**self).set_unschedulable(node, unschedulable)
+    }
+    fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError> {
+        (**self).pods_on(node)
+    }
+    fn disruption_budgets(&self) -> Result<Vec<PodDisruptionBudget>, KubeError> {
+        (**self).disruption_budgets()
+    }
+    fn move_pods(&self, pods: &[Pod], how: &MoveOptions) -> Vec<PodMove> {
+        (**self).move_pods(pods, how)
+    }
+    fn delete_node(&self, name: &str) -> Result<bool, KubeError> {
+        (**self).delete_node(name)
+    }
+    fn delete_node_password(&self, node: &str) -> Result<bool, KubeError> {
+        (**self).delete_node_password(node)
+    }
+}
+
 pub fn is_ready(node: &Node) -> bool {
     node.status
         .as_ref()

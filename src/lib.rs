@@ -11,6 +11,7 @@ pub mod drain;
 pub mod drain_run;
 pub mod error;
 pub mod evaluate;
+pub mod executor;
 pub mod kube;
 pub mod lock;
 pub mod logging;

@@ -84,6 +84,11 @@ impl Repair {
         }
     }
 
+    /// Whether carrying it out deletes the worker's Node (if it has one).
+    pub fn deletes_node(&self) -> bool {
+        !matches!(self, Repair::StaleEntry { .. })
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Repair::NeverReady {

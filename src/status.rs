@@ -3,8 +3,11 @@
 
 use crate::cli::OutputFormat;
 use crate::config::Config;
+use crate::evaluate::Observed;
+use crate::reconcile::Repair;
 use crate::state::State;
 use crate::time::Timestamp;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -44,12 +47,45 @@ fn waits(cfg: &Config, state: &State) -> Vec<Wait> {
     ]
 }
 
+/// What Docker and Kubernetes say about this pool's workers, or why they could not be asked.
+pub type Workers = Result<(Observed, Vec<Repair>), String>;
+
+/// Workers by name: container state and Node state side by side.
+fn side_by_side(obs: &Observed) -> Vec<(String, String, String)> {
+    let mut names: BTreeMap<&str, (String, String)> = BTreeMap::new();
+    for c in &obs.containers {
+        let state = serde_json::to_value(c.state)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        names
+            .entry(&c.name)
+            .or_insert_with(|| ("-".into(), "no Node".into()))
+            .0 = state;
+    }
+    for n in &obs.nodes {
+        names
+            .entry(&n.name)
+            .or_insert_with(|| ("no container".into(), "-".into()))
+            .1 = if n.ready {
+            "Ready".into()
+        } else {
+            "NotReady".into()
+        };
+    }
+    names
+        .into_iter()
+        .map(|(n, (c, k))| (n.to_string(), c, k))
+        .collect()
+}
+
 pub fn render(
     cfg: &Config,
     state_path: &Path,
     state: &State,
     now: Timestamp,
     fmt: OutputFormat,
+    workers: &Workers,
 ) -> String {
     let waits = waits(cfg, state);
     match fmt {
@@ -79,6 +115,14 @@ pub fn render(
                 "next_worker": format!("{}-{}", cfg.docker.name_prefix, state.next_worker_index),
                 "totals": state.totals,
                 "events": state.events,
+                "workers": match workers {
+                    Ok((obs, _)) => serde_json::json!(side_by_side(obs).into_iter().map(|(n, c, k)| serde_json::json!({"name": n, "container": c, "node": k})).collect::<Vec<_>>()),
+                    Err(e) => serde_json::json!({"error": e}),
+                },
+                "would_repair": match workers {
+                    Ok((_, r)) => serde_json::json!(r.iter().map(Repair::describe).collect::<Vec<_>>()),
+                    Err(_) => serde_json::Value::Null,
+                },
             });
             format!("{v}\n")
         }
@@ -133,6 +177,22 @@ pub fn render(
                 tot.runs, tot.scale_ups, tot.workers_added, tot.scale_downs, tot.workers_removed,
                 tot.failed_scale_ups, tot.failed_scale_downs, tot.evicted_pods, tot.repairs
             ));
+            match workers {
+                Ok((obs, repairs)) => {
+                    out.push_str("workers (container / node):\n");
+                    let rows = side_by_side(obs);
+                    if rows.is_empty() {
+                        out.push_str("  none managed by this pool\n");
+                    }
+                    for (n, c, k) in rows {
+                        out.push_str(&format!("  {n:<24} {c:<14} {k}\n"));
+                    }
+                    for r in repairs {
+                        out.push_str(&format!("  reconcile would: {}\n", r.describe()));
+                    }
+                }
+                Err(e) => out.push_str(&format!("workers: cannot list ({e})\n")),
+            }
             out.push_str("recent events:\n");
             if state.events.is_empty() {
                 out.push_str("  none\n");

@@ -94,7 +94,8 @@ fn run_up(
     state
         .provisioning
         .retain(|p| !plan.joined.contains(&p.name));
-    let result = evaluate::scale_up(ctx, &mut state, count, make_actuator, report);
+    let mut cell = evaluate::ActuatorCell::new(make_actuator);
+    let result = evaluate::scale_up(ctx, &mut state, count, &mut cell, report);
     if let Err(e) = &result {
         state.count_error(e.kind());
     }

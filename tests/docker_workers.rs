@@ -7,6 +7,10 @@
 
 #[path = "support/docker.rs"]
 mod docker_support;
+// Every real run also lists the pool's Nodes (reconcile): the Kubernetes stand-in answers.
+#[allow(dead_code)]
+#[path = "support/apiserver.rs"]
+mod apiserver;
 
 use docker_support::{
     OWNER_LABEL, Pool, daemon_socket, docker, docker_ok, exists, host_capacity, inspect,
@@ -169,6 +173,7 @@ struct World {
     pool: Pool,
     prom: FakeProm,
     token: String,
+    api: apiserver::ApiServer,
 }
 
 impl World {
@@ -182,6 +187,7 @@ impl World {
             pool,
             prom: fake_prom(nodes),
             token,
+            api: apiserver::ApiServer::start(),
         }
     }
 
@@ -234,7 +240,10 @@ docker:
 state:
   path: {dir}/state.json
   lock_path: {dir}/k3s-scale.lock
+kubernetes:
+  kubeconfig: {kubeconfig}
 "#,
+            kubeconfig = self.api.kubeconfig().display(),
             port = self.prom.port,
             min = c.min_nodes,
             max = c.max_nodes,
@@ -334,6 +343,7 @@ fn evaluate_starts_workers_exactly_as_specified() {
         strings(&c["Config"]["Cmd"]),
         [
             "agent".to_string(),
+            format!("--node-label=k3s-scale.io/pool={}", w.pool.name),
             "--node-label=k3s-scale-test=yes".into(),
             format!("--kubelet-arg=system-reserved=cpu={reserved_cpu}m,memory={reserved_mem}"),
         ]

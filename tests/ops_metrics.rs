@@ -2,6 +2,9 @@
 //! left out rather than zeroed, counters taken from the state, atomic 0644 writes, and the
 //! real binary writing it after runs that succeed and runs that fail.
 
+#[allow(dead_code)]
+#[path = "support/apiserver.rs"]
+mod apiserver;
 mod ops_support;
 
 use k3s_scale::decide::Action;
@@ -234,7 +237,15 @@ fn the_textfile_is_written_atomically_with_mode_0644() {
 
 /// Signal queries that an empty Prometheus answers: two Ready workers at `cpu`% and 20 %
 /// memory, `pending` pods, and pending_cpu_cores deliberately without data (unknown).
-fn run_config(prom_url: &str, dir: &TempDir, pending: u32, cpu: u32) -> std::path::PathBuf {
+fn run_config(
+    prom_url: &str,
+    dir: &TempDir,
+    api: &apiserver::ApiServer,
+    pending: u32,
+    cpu: u32,
+) -> std::path::PathBuf {
+    std::fs::write(dir.join("token"), "test-join-token\n").unwrap();
+    let pool = format!("ops{}", std::process::id());
     let node = |v: &str| {
         format!(
             r#"label_replace(vector({v}), "node", "k3s-agent-1", "", "") or label_replace(vector({v}), "node", "k3s-agent-2", "", "")"#
@@ -255,11 +266,15 @@ prometheus:
     node_cpu: '{ncpu}'
     node_memory: '{nmem}'
 docker:
-  # Nothing listens here: any Docker call fails at once and nothing is created.
-  host: unix://{dir}/no-docker.sock
-  token_file: {dir}/no-token
+  # The machine's Docker engine, under a pool of this test's own (nothing else is
+  # touched); the image does not exist, so a scale-up fails at create and leaves nothing.
+  image: k3s-scale-test/no-such-image:0
+  pool: {pool}
+  name_prefix: {pool}
+  token_file: {dir}/token
 kubernetes:
-  kubeconfig: {dir}/no-kubeconfig.yaml
+  # Every real run lists the pool's Nodes (reconcile): the Kubernetes stand-in answers.
+  kubeconfig: {kubeconfig}
   permanent_nodes: [k3s-agent-1, k3s-agent-2]
 state:
   path: {dir}/state/state.json
@@ -268,6 +283,7 @@ metrics:
   textfile: {dir}/textfile/k3s-scale.prom
 "#,
         dir = dir.path().display(),
+        kubeconfig = api.kubeconfig().display(),
         ready = node("1"),
         ncpu = node(&cpu.to_string()),
         nmem = node("20"),
@@ -299,8 +315,9 @@ fn evaluate(config: &std::path::Path, extra: &[&str]) -> (u8, String) {
 fn evaluate_writes_the_textfile_and_its_counters_rise_only_when_things_happen() {
     let prom = TestPrometheus::start("global:\n  scrape_interval: 1m\n", &[]);
     let dir = TempDir::new("e2e");
+    let api = apiserver::ApiServer::start();
     let textfile = dir.join("textfile/k3s-scale.prom");
-    let quiet = run_config(&prom.url(), &dir, 0, 50);
+    let quiet = run_config(&prom.url(), &dir, &api, 0, 50);
     let read = || std::fs::read_to_string(&textfile).unwrap();
     let v =
         |text: &str, s: &str| sample_value(text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
@@ -362,7 +379,13 @@ fn evaluate_writes_the_textfile_and_its_counters_rise_only_when_things_happen() 
     }
 
     // 5: Prometheus unreachable: exit 4, success 0, one metrics error, no signal samples.
-    let dead = run_config(&format!("http://127.0.0.1:{}", free_port()), &dir, 0, 50);
+    let dead = run_config(
+        &format!("http://127.0.0.1:{}", free_port()),
+        &dir,
+        &api,
+        0,
+        50,
+    );
     let (code, out) = evaluate(&dead, &[]);
     assert_eq!(code, 4, "{out}");
     let failed = read();
@@ -374,9 +397,9 @@ fn evaluate_writes_the_textfile_and_its_counters_rise_only_when_things_happen() 
     assert!(!failed.contains("k3s_scale_signal{"), "{failed}");
     assert_eq!(v(&failed, r#"k3s_scale_signal_known{signal="cpu"}"#), 0.0);
 
-    // 6: pods pending, but the scale-up cannot start a worker (no Docker at docker.host):
+    // 6: pods pending, but the scale-up cannot start a worker (its image is missing):
     // exit 5; the failure is counted, the scale-up and the workers are not.
-    let busy = run_config(&prom.url(), &dir, 4, 50);
+    let busy = run_config(&prom.url(), &dir, &api, 4, 50);
     let (code, out) = evaluate(&busy, &[]);
     assert_eq!(code, 5, "{out}");
     let action_failed = read();

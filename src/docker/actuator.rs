@@ -9,9 +9,10 @@ use crate::config;
 use crate::decide::worker_number;
 use crate::evaluate::{ActionFailure, Actuator, Removal};
 use crate::report::Report;
+use std::rc::Rc;
 
 pub struct DockerActuator {
-    client: DockerClient,
+    client: Rc<DockerClient>,
     cfg: config::Docker,
     token: JoinToken,
     /// Read from the daemon at the first start of the run.
@@ -21,7 +22,7 @@ pub struct DockerActuator {
 
 impl DockerActuator {
     pub fn new(
-        client: DockerClient,
+        client: Rc<DockerClient>,
         cfg: &config::Docker,
         token: JoinToken,
         remover: Box<dyn Actuator>,

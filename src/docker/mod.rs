@@ -13,8 +13,8 @@ pub use actuator::DockerActuator;
 pub use client::{DockerClient, DockerEnv, Endpoint, resolve_endpoint};
 pub use ops::{ContainerState, ManagedContainer, ManagedVolume, Removed, StartError};
 pub use spec::{
-    HostCapacity, LABEL_INDEX, LABEL_MANAGED, LABEL_POOL, LABEL_WORKER, VOLUME_TARGET, WorkerSpec,
-    system_reserved_arg, volume_name, worker_labels,
+    HostCapacity, LABEL_INDEX, LABEL_MANAGED, LABEL_POOL, LABEL_WORKER, NODE_LABEL_POOL,
+    VOLUME_TARGET, WorkerSpec, system_reserved_arg, volume_name, worker_labels,
 };
 pub use token::{JoinToken, load_token};
 

@@ -19,6 +19,9 @@ pub const LABEL_POOL: &str = "io.k3s-scale.pool";
 pub const LABEL_WORKER: &str = "io.k3s-scale.worker";
 /// The worker's number, so that a fresh state still never reuses a name.
 pub const LABEL_INDEX: &str = "io.k3s-scale.index";
+/// The Node label every worker registers with (`--node-label`): how reconcile finds this
+/// pool's Nodes, even when their container is gone.
+pub const NODE_LABEL_POOL: &str = "k3s-scale.io/pool";
 /// Where k3s keeps the node's data (containerd images, the node password, certificates).
 pub const VOLUME_TARGET: &str = "/var/lib/rancher/k3s";
 
@@ -92,7 +95,10 @@ impl WorkerSpec<'_> {
 
     /// `agent`, the configured extra flags, and the reservation.
     pub fn command(&self) -> Vec<String> {
-        let mut cmd = vec!["agent".to_string()];
+        let mut cmd = vec![
+            "agent".to_string(),
+            format!("--node-label={NODE_LABEL_POOL}={}", self.cfg.pool),
+        ];
         cmd.extend(self.cfg.agent_args.iter().cloned());
         if !Self::user_sets_reservation(self.cfg)
             && let Some(host) = &self.host
@@ -220,6 +226,7 @@ mod tests {
             body.cmd.as_deref().unwrap(),
             [
                 "agent".to_string(),
+                "--node-label=k3s-scale.io/pool=blue".into(),
                 "--node-label=pool=blue".into(),
                 format!("--kubelet-arg=system-reserved=cpu=2000m,memory={}", 6 * GI)
             ]
@@ -258,7 +265,14 @@ mod tests {
             }),
         };
         let body = spec.container("w-1", 1);
-        assert_eq!(body.cmd.unwrap().len(), 2);
+        assert_eq!(
+            body.cmd.unwrap(),
+            [
+                "agent",
+                "--node-label=k3s-scale.io/pool=blue",
+                "--kubelet-arg=system-reserved=cpu=1"
+            ]
+        );
         assert_eq!(body.hostname, None);
     }
 }
