@@ -152,8 +152,13 @@ impl Actuator for Executor {
                 }
                 Ok(())
             }
-            Repair::OrphanNode { name } => self.delete_node(name),
-            Repair::StaleEntry { .. } => Ok(()),
+            // `docker rm` leaves a worker's named volume behind; nothing else would ever
+            // remove it (names are never reused), so it goes with the Node.
+            Repair::OrphanNode { name } => {
+                self.delete_node(name)?;
+                self.remove_container(name)
+            }
+            Repair::StaleEntry { name } => self.remove_container(name),
         }
     }
 

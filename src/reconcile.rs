@@ -104,7 +104,7 @@ impl Repair {
                 }
             ),
             Repair::OrphanNode { name } => {
-                format!("delete Node {name}: its container is gone")
+                format!("delete Node {name} and remove its volume: its container is gone")
             }
             Repair::DeadContainer {
                 name,
@@ -123,7 +123,7 @@ impl Repair {
                 }
             ),
             Repair::StaleEntry { name } => {
-                format!("forget {name}: provisioning entry with no container")
+                format!("forget {name}: provisioning entry with no container (its volume goes too)")
             }
         }
     }

@@ -93,6 +93,8 @@ fn burst_scales_up_by_the_computed_count_then_idle_workers_go_one_per_run_down_t
     let mut s = Scenario::new(Knobs {
         min_nodes: 1,
         max_nodes: 5,
+        // Long enough that the run right after the burst is surely inside it.
+        scale_up_cooldown: "5s",
         ..Knobs::default()
     });
 
@@ -324,8 +326,8 @@ fn a_worker_that_never_joins_is_removed_after_the_provision_timeout_and_backs_of
     let mut s = Scenario::new(Knobs {
         min_nodes: 0,
         scale_up_cooldown: "1s",
-        provision_timeout: "2s",
-        failure_backoff: "3s",
+        provision_timeout: "4s",
+        failure_backoff: "4s",
         ..Knobs::default()
     });
     s.kubelet.never(&s.worker(1));
@@ -462,7 +464,8 @@ fn a_disruption_budget_blocks_a_scale_down_the_node_is_uncordoned_kept_and_retri
     let mut s = Scenario::new(Knobs {
         min_nodes: 1,
         delay_after_scale_up: "1s",
-        failure_backoff: "2s",
+        // Longer than the drain deadline: the failure is stamped with the run's start.
+        failure_backoff: "5s",
         drain_timeout: "2s",
         ..Knobs::default()
     });

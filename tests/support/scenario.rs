@@ -208,7 +208,7 @@ docker:
   pool: {pool}
   server_url: https://127.0.0.1:6443
   token_file: {dir}/k3s-token
-  agent_args: ["--node-label={POOL_NODE_LABEL}={pool}"]
+  agent_args: ["--node-label=scenario=yes"]
   cpus: {cpus}
   memory: {memory}
   stop_timeout: 2s
