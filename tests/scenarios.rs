@@ -725,7 +725,20 @@ fn a_container_removed_and_a_node_deleted_by_hand_are_repaired_by_the_next_run()
     // Worker 2 runs without a Node for longer than a worker may take to join.
     s.wait_past(Some(s.created(2)), s.knobs.provision_timeout);
 
+    // The next run repairs all three, then holds the scale-up back to min_nodes: the
+    // worker that never got its Node back counts as a failed scale-up.
     let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[],
+            nodes: &[],
+        },
+    );
     let repairs = r.strings("repairs");
     assert_eq!(repairs.len(), 3, "{}", r.run.stdout);
     for (w, what) in [
@@ -740,9 +753,15 @@ fn a_container_removed_and_a_node_deleted_by_hand_are_repaired_by_the_next_run()
             "{w}: {what} in {repairs:?}"
         );
     }
-    assert!(s.pool.containers().is_empty(), "{:?}", s.pool.containers());
-    assert!(s.pool.volumes().is_empty(), "{:?}", s.pool.volumes());
-    assert!(s.pool_nodes().is_empty(), "{:?}", s.pool_nodes());
+    assert!(
+        r.blocked_by("back-off after a failed scale-up"),
+        "{}",
+        r.run.stdout
+    );
+    assert_eq!(
+        r.json["workers"]["total"], 0,
+        "repaired workers are not counted"
+    );
     for w in [&w1, &w3] {
         assert!(
             !s.api
@@ -753,33 +772,23 @@ fn a_container_removed_and_a_node_deleted_by_hand_are_repaired_by_the_next_run()
     let st = s.state();
     assert_eq!(st.totals.repairs, 3);
     assert_eq!(st.totals.failed_scale_ups, 1, "the worker without a Node");
-    let code = r.run.code;
-    assert!(code == 0 || code == 10, "{}", r.run.stdout);
 
-    // Back to min_nodes with new names (after the back-off the repair started).
-    let mut next = 4;
-    if code == 0 {
-        assert!(
-            r.blocked_by("back-off after a failed scale-up"),
-            "{}",
-            r.run.stdout
-        );
-        s.wait_past(st.last_scale_up_failure, s.knobs.failure_backoff);
-        let r = s.evaluate(&[]);
-        s.check(
-            &r,
-            &Expect {
-                code: 10,
-                action: "scale_up",
-                started: &[4, 5, 6],
-                removed: &[],
-                containers: &[4, 5, 6],
-                nodes: &[],
-            },
-        );
-        next = 7;
-    }
-    assert_eq!(s.state().next_worker_index, next);
+    // After the back-off: back to min_nodes, under new names.
+    s.wait_past(st.last_scale_up_failure, s.knobs.failure_backoff);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[4, 5, 6],
+            removed: &[],
+            containers: &[4, 5, 6],
+            nodes: &[],
+        },
+    );
+    assert!(r.strings("repairs").is_empty(), "{}", r.run.stdout);
+    assert_eq!(s.state().next_worker_index, 7);
 }
 
 #[test]
@@ -812,6 +821,7 @@ fn two_runs_started_at_the_same_moment_exactly_one_acts_the_other_exits_3() {
         Duration::from_secs(1),
     ));
 
+    let node_lists = s.api.count("GET", "/api/v1/nodes");
     let mut a = s.command(&["evaluate", "--output", "json"]);
     let mut b = s.command(&["evaluate", "--output", "json"]);
     for c in [&mut a, &mut b] {
@@ -823,6 +833,11 @@ fn two_runs_started_at_the_same_moment_exactly_one_acts_the_other_exits_3() {
         .map(|c| support::Run::from_output(c.wait_with_output().unwrap()))
         .collect();
     s.api.clear_faults();
+    assert_eq!(
+        s.api.count("GET", "/api/v1/nodes"),
+        node_lists + 1,
+        "only the run holding the lock got as far as listing the Nodes"
+    );
     let mut codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
     codes.sort();
     assert_eq!(codes, [3, 10], "{runs:?}");
@@ -968,13 +983,18 @@ fn dry_run_through_the_whole_sequence_changes_nothing_in_docker_kubernetes_or_th
     let (w1, w2) = (s.worker(1), s.worker(2));
     docker_support::docker_ok(&["rm", "-f", &w2]);
     let r = s.evaluate(&["--dry-run"]);
-    assert!(
-        r.strings("repairs").iter().any(|x| x.contains(&w2)),
+    assert_eq!(
+        r.strings("repairs"),
+        [format!(
+            "delete Node {w2} and remove its volume: its container is gone"
+        )],
         "{}",
         r.run.stdout
     );
-    assert!([0, 10, 11].contains(&r.run.code), "{}", r.run.stdout);
-    assert_eq!(s.pool.containers(), [w1.clone()]);
+    // The Node it would delete is not counted: at min_nodes, no scale-down.
+    assert_eq!(r.run.code, 0, "{}", r.run.stdout);
+    assert!(r.blocked_by("at min_nodes 1"), "{}", r.run.stdout);
+    assert_eq!(s.pool.containers(), std::slice::from_ref(&w1));
     assert_eq!(
         s.pool.volumes(),
         [format!("{w1}-data"), format!("{w2}-data")]
@@ -986,14 +1006,19 @@ fn dry_run_through_the_whole_sequence_changes_nothing_in_docker_kubernetes_or_th
     // The same run for real repairs it, and the last worker stays (min_nodes 1), though
     // Prometheus still counts two workers.
     let r = s.evaluate(&[]);
-    assert!(
-        r.strings("repairs").iter().any(|x| x.contains(&w2)),
-        "{}",
-        r.run.stdout
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1],
+            nodes: &[1],
+        },
     );
-    assert_eq!(r.json["exit_code"].as_i64(), Some(i64::from(r.run.code)));
-    assert_ne!(r.run.code, 11, "{}", r.run.stdout);
-    s.assert_world(&[1], &[1]);
+    assert_eq!(r.strings("repairs").len(), 1, "{}", r.run.stdout);
+    assert!(r.blocked_by("at min_nodes 1"), "{}", r.run.stdout);
     assert_eq!(s.state().totals.repairs, 1);
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -242,7 +242,7 @@ fn node_labels(command: &str) -> BTreeMap<String, String> {
 }
 
 /// Running managed containers of `pool`, listed over the Docker socket.
-fn list_running(socket: &PathBuf, pool: &str) -> Result<Vec<Running>, String> {
+fn list_running(socket: &Path, pool: &str) -> Result<Vec<Running>, String> {
     let filters = json!({
         "label": ["io.k3s-scale.managed=true", format!("io.k3s-scale.pool={pool}")],
         "status": ["running"],

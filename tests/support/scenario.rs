@@ -71,6 +71,11 @@ pub struct Step {
     pub wall: Duration,
     pub started: Instant,
     pub docker: Vec<Recorded>,
+    /// The command line after the config (`evaluate --output json`, `up ...`).
+    pub args: Vec<String>,
+    /// The state file before the run (bytes, and as read).
+    pub before_bytes: Option<Vec<u8>>,
+    pub before: State,
 }
 
 impl Step {
@@ -314,6 +319,8 @@ state:
 
     /// Runs the binary to its end; its stdout must be one JSON object.
     pub fn run(&mut self, args: &[&str]) -> Step {
+        let before_bytes = self.state_bytes();
+        let before_state = self.state();
         let mut cmd = self.command(args);
         let before = self.proxy.requests.lock().unwrap().len();
         let started = Instant::now();
@@ -338,6 +345,9 @@ state:
             wall,
             started,
             docker,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            before_bytes,
+            before: before_state,
         }
     }
 
@@ -404,6 +414,82 @@ state:
             "removed\n{ctx}"
         );
         self.assert_world(e.containers, e.nodes);
+        self.check_state(step, e, &ctx);
+    }
+
+    /// What every run must have done to the state file, whatever the scenario: nothing in
+    /// a dry run or a run that did not get the lock; else the run counted once, counters
+    /// that only grow, started and removed workers counted, names never handed out twice,
+    /// and nothing provisioning without a container.
+    fn check_state(&self, step: &Step, e: &Expect, ctx: &str) {
+        let dry_run = step.json["dry_run"] == true;
+        if dry_run || e.code == 3 {
+            assert_eq!(
+                self.state_bytes(),
+                step.before_bytes,
+                "state file written\n{ctx}"
+            );
+            return;
+        }
+        let (b, a) = (&step.before, self.state());
+        let (bt, at) = (&b.totals, &a.totals);
+        let evaluate = step.args.first().map(String::as_str) == Some("evaluate");
+        assert_eq!(at.runs, bt.runs + u64::from(evaluate), "totals.runs\n{ctx}");
+        for (name, before, after) in [
+            ("scale_ups", bt.scale_ups, at.scale_ups),
+            ("scale_downs", bt.scale_downs, at.scale_downs),
+            ("failed_scale_ups", bt.failed_scale_ups, at.failed_scale_ups),
+            (
+                "failed_scale_downs",
+                bt.failed_scale_downs,
+                at.failed_scale_downs,
+            ),
+            ("evicted_pods", bt.evicted_pods, at.evicted_pods),
+            ("repairs", bt.repairs, at.repairs),
+        ] {
+            assert!(after >= before, "totals.{name} went down\n{ctx}");
+        }
+        assert_eq!(
+            at.workers_added,
+            bt.workers_added + e.started.len() as u64,
+            "totals.workers_added\n{ctx}"
+        );
+        assert_eq!(
+            at.workers_removed,
+            bt.workers_removed + e.removed.len() as u64,
+            "totals.workers_removed\n{ctx}"
+        );
+        assert!(
+            a.next_worker_index >= b.next_worker_index,
+            "name counter\n{ctx}"
+        );
+        if let Some(top) = e.started.iter().max() {
+            assert!(a.next_worker_index > *top, "name counter\n{ctx}");
+            assert_ne!(a.last_scale_up, b.last_scale_up, "last_scale_up\n{ctx}");
+            for n in e.started {
+                assert!(
+                    a.provisioning.iter().any(|p| p.name == self.worker(*n)),
+                    "{} provisioning\n{ctx}",
+                    self.worker(*n)
+                );
+            }
+        }
+        if !e.removed.is_empty() {
+            assert_ne!(
+                a.last_scale_down, b.last_scale_down,
+                "last_scale_down\n{ctx}"
+            );
+        }
+        if [0, 10, 11].contains(&e.code) {
+            let running = self.running();
+            for p in &a.provisioning {
+                assert!(
+                    running.contains(&p.name),
+                    "{} provisioning without a container\n{ctx}",
+                    p.name
+                );
+            }
+        }
     }
 
     /// Docker: exactly these workers' containers (running) and volumes; stand-in: exactly
