@@ -113,14 +113,43 @@ pub fn decide(snap: &Snapshot, state: &State, cfg: &Config, now: Timestamp) -> P
 
     let scale_down_wait_reset = |plan: &mut Plan| plan.low_since = None;
 
-    // Floor first: below min_nodes, add what is missing (booting workers count already).
-    if workers.total < limits.min_nodes {
-        let missing = limits.min_nodes - workers.total;
+    // What counts toward min_nodes is capacity: Ready workers and those still booting.
+    // An unready worker is not capacity (it still counts toward max_nodes: it exists).
+    let capacity = workers.ready + still_provisioning;
+    let room = limits.max_nodes.saturating_sub(workers.total);
+    let registered = workers.ready + workers.unready;
+    let unhealthy = (workers.unready > MAX_UNREADY_NODES as u32
+        || (registered > 0
+            && f64::from(workers.unready) > MAX_UNREADY_FRACTION * f64::from(registered)))
+    .then(|| {
+        format!(
+            "cluster unhealthy: {} of {} workers unready (limit: more than {} or {:.0}%)",
+            workers.unready,
+            registered,
+            MAX_UNREADY_NODES,
+            MAX_UNREADY_FRACTION * 100.0
+        )
+    });
+
+    // Floor first: below min_nodes, add what is missing, whatever the signals and the
+    // cooldown say (the failure back-off still holds, so a broken start is not retried
+    // every run).
+    if capacity < limits.min_nodes {
+        let missing = (limits.min_nodes - capacity).min(room);
         plan.reasons.push(format!(
-            "workers {} < min_nodes {}",
-            workers.total, limits.min_nodes
+            "Ready and booting workers {capacity} < min_nodes {}",
+            limits.min_nodes
         ));
-        if let Some(end) = running(
+        if let Some(why) = &unhealthy {
+            // Replacing unready workers in a sick cluster piles up nodes; cluster-autoscaler
+            // halts here too.
+            plan.blocked_by.push(why.clone());
+        } else if missing == 0 {
+            plan.blocked_by.push(format!(
+                "at max_nodes {} ({} workers, {} unready)",
+                limits.max_nodes, workers.total, workers.unready
+            ));
+        } else if let Some(end) = running(
             state.last_scale_up_failure,
             cfg.scaling.failure_backoff.get(),
             now,
@@ -161,7 +190,6 @@ pub fn decide(snap: &Snapshot, state: &State, cfg: &Config, now: Timestamp) -> P
     }
     if want_up > 0 {
         scale_down_wait_reset(&mut plan);
-        let room = limits.max_nodes.saturating_sub(workers.total);
         if room == 0 {
             plan.blocked_by.push(format!(
                 "at max_nodes {} ({} workers)",
@@ -251,28 +279,18 @@ pub fn decide(snap: &Snapshot, state: &State, cfg: &Config, now: Timestamp) -> P
             "low since {low_since}; scale_down_unneeded_time runs until {end}"
         ));
     }
-    if workers.total <= limits.min_nodes {
+    if capacity <= limits.min_nodes {
         plan.blocked_by.push(format!(
-            "at min_nodes {} ({} workers)",
-            limits.min_nodes, workers.total
+            "at min_nodes {} ({capacity} Ready or booting workers)",
+            limits.min_nodes
         ));
     }
     if still_provisioning > 0 {
         plan.blocked_by
             .push(format!("{still_provisioning} worker(s) still provisioning"));
     }
-    let registered = workers.ready + workers.unready;
-    if workers.unready > MAX_UNREADY_NODES as u32
-        || (registered > 0
-            && f64::from(workers.unready) > MAX_UNREADY_FRACTION * f64::from(registered))
-    {
-        plan.blocked_by.push(format!(
-            "cluster unhealthy: {} of {} workers unready (limit: more than {} or {:.0}%)",
-            workers.unready,
-            registered,
-            MAX_UNREADY_NODES,
-            MAX_UNREADY_FRACTION * 100.0
-        ));
+    if let Some(why) = &unhealthy {
+        plan.blocked_by.push(why.clone());
     }
     if let Some(end) = running(state.last_scale_down, limits.scale_down_cooldown.get(), now) {
         plan.blocked_by
@@ -296,8 +314,9 @@ pub fn decide(snap: &Snapshot, state: &State, cfg: &Config, now: Timestamp) -> P
     }
     let candidates = rank_candidates(snap, cfg);
     if candidates.is_empty() {
-        plan.blocked_by
-            .push("no removable worker (all permanent or not Ready)".to_string());
+        plan.blocked_by.push(
+            "no removable worker (all permanent, not Ready, or utilisation unknown)".to_string(),
+        );
     }
     if plan.blocked_by.is_empty() {
         plan.action = Action::ScaleDown;
@@ -326,7 +345,7 @@ fn pods_to_workers(snap: &Snapshot, cfg: &Config) -> u32 {
     }
 }
 
-/// Ready workers that may be removed, least utilised first; ties go to the newest (the
+/// Ready workers with known utilisation that may be removed, least utilised first; ties go to the newest (the
 /// highest worker number, then the name).
 pub fn rank_candidates(snap: &Snapshot, cfg: &Config) -> Vec<String> {
     let Some(nodes) = &snap.nodes else {
@@ -335,10 +354,8 @@ pub fn rank_candidates(snap: &Snapshot, cfg: &Config) -> Vec<String> {
     let mut list: Vec<(&String, f64, u64)> = nodes
         .iter()
         .filter(|(name, n)| n.ready && !cfg.kubernetes.permanent_nodes.contains(name))
-        .map(|(name, n)| {
-            let util = n.utilisation().unwrap_or(f64::INFINITY);
-            (name, util, worker_number(name))
-        })
+        // A worker whose utilisation is unknown is never a candidate: no data, no removal.
+        .filter_map(|(name, n)| Some((name, n.utilisation()?, worker_number(name))))
         .collect();
     list.sort_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)).then(b.0.cmp(a.0)));
     list.into_iter().map(|(n, _, _)| n.clone()).collect()

@@ -563,7 +563,7 @@ proptest! {
             Action::ScaleUp => {
                 prop_assert!(p.count >= 1);
                 prop_assert!(w.total + p.count <= c.limits.max_nodes, "above max: {p:?}");
-                if w.total >= c.limits.min_nodes {
+                if w.ready + w.provisioning >= c.limits.min_nodes {
                     prop_assert!(p.count <= c.scaling.max_step);
                     // Cooldown, back-off and the provisioning hold always apply above min.
                     prop_assert!(st.last_scale_up.is_none_or(|t| NOW.since(t) >= c.limits.scale_up_cooldown.get()));
@@ -573,7 +573,7 @@ proptest! {
             }
             Action::ScaleDown => {
                 prop_assert_eq!(p.count, 1);
-                prop_assert!(w.total > c.limits.min_nodes, "below min: {p:?}");
+                prop_assert!(w.ready + w.provisioning > c.limits.min_nodes, "below min: {p:?}");
                 prop_assert_eq!(s.pending_pods, Some(0.0), "scale-down with pods pending or unknown");
                 prop_assert!(s.cpu.is_some_and(|v| v < c.thresholds.cpu_scale_down));
                 prop_assert!(s.memory.is_some_and(|v| v < c.thresholds.memory_scale_down));
@@ -590,4 +590,42 @@ proptest! {
             prop_assert_eq!(p.action, Action::None);
         }
     }
+}
+
+#[test]
+fn unready_workers_are_not_capacity_for_min_nodes() {
+    // min 2: two Ready and one NotReady worker is *at* min, so nothing is removed.
+    let s = snap().workers(2).node("k3s-worker-9", false, 0.0).low();
+    let p = run(&s, &idle_state(), &cfg());
+    assert_eq!(p.action, Action::None, "{p:#?}");
+    assert!(blocked(&p, "at min_nodes 2"), "{p:#?}");
+    // min 4, three Ready and one NotReady: below min in capacity, so one more is started.
+    let mut c = cfg();
+    c.limits.min_nodes = 4;
+    let s = snap().workers(3).node("k3s-worker-9", false, 0.0);
+    let p = run(&s, &State::fresh(), &c);
+    assert_eq!((p.action.clone(), p.count), (Action::ScaleUp, 1), "{p:#?}");
+    // ...but not in an unhealthy cluster (two of four unready): nothing is piled on.
+    let s = snap()
+        .workers(2)
+        .node("k3s-worker-8", false, 0.0)
+        .node("k3s-worker-9", false, 0.0);
+    let p = run(&s, &State::fresh(), &c);
+    assert_eq!(p.action, Action::None, "{p:#?}");
+    assert!(blocked(&p, "cluster unhealthy"), "{p:#?}");
+}
+
+#[test]
+fn a_worker_with_unknown_utilisation_is_never_a_candidate() {
+    let mut s = snap().workers(4).low();
+    if let Some(n) = s.0.nodes.as_mut() {
+        n.get_mut("k3s-worker-4").unwrap().cpu = None;
+        n.get_mut("k3s-worker-4").unwrap().memory = None;
+    }
+    let p = run(&s, &idle_state(), &cfg());
+    assert_eq!(p.action, Action::ScaleDown);
+    assert!(
+        !p.candidates.contains(&"k3s-worker-4".to_string()),
+        "{p:#?}"
+    );
 }

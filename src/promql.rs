@@ -11,14 +11,21 @@ pub const NO_WORKERS_VALUE: &str = "none";
 
 const WORKER: &str = r#"unless on(node) kube_node_role{role=~"control-plane|master|etcd"}"#;
 
-/// Pods that have been found unschedulable. 0 when kube-state-metrics reports nodes but no
-/// such pod; absent (unknown) when kube-state-metrics reports nothing.
-const PENDING_PODS: &str =
-    r#"(sum(kube_pod_status_unschedulable) or vector(0)) and on() group(kube_node_info)"#;
+/// A zero is only honest where the series it stands in for are known to be collected:
+/// `ZERO_IF_PODS` is 0 while kube-state-metrics reports pods at all, and absent (so the
+/// signal is unknown) when the pod series are missing, e.g. dropped by a relabel rule or a
+/// failing collector. Zero is then never read into "no pod pending".
+const ZERO_IF_PODS: &str = "0 * group(kube_pod_status_phase)";
+const ZERO_IF_REQUESTS: &str = "0 * group(kube_pod_container_resource_requests)";
+
+/// Pods that have been found unschedulable; 0 when there are pods and none is.
+fn pending_pods() -> String {
+    format!(r#"sum(kube_pod_status_unschedulable) or {ZERO_IF_PODS}"#)
+}
 
 fn pending_requests(resource: &str) -> String {
     format!(
-        r#"(sum(kube_pod_container_resource_requests{{resource="{resource}"}} and on(namespace, pod) (kube_pod_status_unschedulable == 1)) or vector(0)) and on() group(kube_node_info)"#
+        r#"sum(kube_pod_container_resource_requests{{resource="{resource}"}} and on(namespace, pod) (kube_pod_status_unschedulable == 1)) or ({ZERO_IF_PODS} and on() group(kube_pod_container_resource_requests))"#
     )
 }
 
@@ -30,20 +37,21 @@ fn ready_workers() -> String {
 fn average(resource: &str) -> String {
     let ready = ready_workers();
     format!(
-        r#"100 * (sum(kube_pod_container_resource_requests{{resource="{resource}"}} and on(namespace, pod) (kube_pod_status_phase{{phase=~"Pending|Running"}} == 1) and on(node) ({ready})) or vector(0)) / sum(kube_node_status_allocatable{{resource="{resource}"}} and on(node) ({ready}))"#
+        r#"100 * (sum(kube_pod_container_resource_requests{{resource="{resource}"}} and on(namespace, pod) (kube_pod_status_phase{{phase=~"Pending|Running"}} == 1) and on(node) ({ready})) or {ZERO_IF_REQUESTS}) / sum(kube_node_status_allocatable{{resource="{resource}"}} and on(node) ({ready}))"#
     )
 }
 
-/// Per-worker utilisation; a worker with no pods is 0, not absent.
+/// Per-worker utilisation; a worker with no pods is 0, not absent (while request series
+/// are collected at all).
 fn per_node(resource: &str) -> String {
     format!(
-        r#"100 * (sum by (node) (kube_pod_container_resource_requests{{resource="{resource}"}} and on(namespace, pod) (kube_pod_status_phase{{phase=~"Pending|Running"}} == 1)) or sum by (node) (0 * kube_node_status_allocatable{{resource="{resource}"}})) / sum by (node) (kube_node_status_allocatable{{resource="{resource}"}}) {WORKER}"#
+        r#"100 * (sum by (node) (kube_pod_container_resource_requests{{resource="{resource}"}} and on(namespace, pod) (kube_pod_status_phase{{phase=~"Pending|Running"}} == 1)) or (sum by (node) (0 * kube_node_status_allocatable{{resource="{resource}"}}) and on() group(kube_pod_container_resource_requests))) / sum by (node) (kube_node_status_allocatable{{resource="{resource}"}}) {WORKER}"#
     )
 }
 
 pub fn default_query(signal: &str) -> Option<String> {
     Some(match signal {
-        "pending_pods" => PENDING_PODS.to_string(),
+        "pending_pods" => pending_pods(),
         "pending_cpu_cores" => pending_requests("cpu"),
         "pending_memory_bytes" => pending_requests("memory"),
         "cpu" => average("cpu"),

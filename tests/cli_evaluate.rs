@@ -237,7 +237,10 @@ fn a_server_without_workers_scales_up_to_min_nodes() {
     let (code, v) = s.dry_run_json();
     assert_eq!(code, 10, "{v}");
     assert_eq!(v["count"], 2);
-    assert_eq!(strings(&v["reasons"]), ["workers 0 < min_nodes 2"]);
+    assert_eq!(
+        strings(&v["reasons"]),
+        ["Ready and booting workers 0 < min_nodes 2"]
+    );
     assert_eq!(v["signals"]["ready_workers"], 0.0);
 }
 
@@ -326,9 +329,14 @@ fn unknown_signals_print_null_and_block_the_scale_down() {
         .worker("k3s-worker-1")
         .ready(false)
         .worker("k3s-worker-2")
-        .ready(false);
+        .ready(false)
+        // A system pod: kube-state-metrics reports pods, so "none pending" is known.
+        .pod("coredns")
+        .on("server")
+        .requests(0.1, 0.1 * GIB);
     let mut prom = PromServer::with_cluster(&sick);
-    let s = Setup::new(&prom.url(), "5s", "");
+    // min_nodes 0, so the floor (which an unhealthy cluster would block) is not in the way.
+    let s = Setup::new(&prom.url(), "5s", "limits:\n  min_nodes: 0\n");
     let (code, v) = s.dry_run_json();
     assert_eq!(code, 0, "{v}");
     let sig = v["signals"].as_object().unwrap();

@@ -196,6 +196,28 @@ fn a_cluster_without_workers_has_zero_workers_not_unknown() {
 }
 
 #[test]
+fn nodes_without_pod_series_leave_pending_and_utilisation_unknown() {
+    // Node series present, pod series missing (a relabel rule dropped them, or the pod
+    // collector failed): "no pod pending" and "0 % used" would be guesses, so the pod-based
+    // signals are unknown and the decision can never scale down on them.
+    let cluster = Cluster::new()
+        .control_plane("server")
+        .worker("k3s-worker-1")
+        .worker("k3s-worker-2");
+    let s = snapshot(&PromServer::with_cluster(&cluster).url());
+    assert_eq!(node_names(&s), ["k3s-worker-1", "k3s-worker-2"]);
+    assert_eq!(s.pending_pods, None);
+    assert_eq!(s.pending_cpu_cores, None);
+    assert_eq!(s.cpu, None);
+    assert_eq!(s.memory, None);
+    let nodes = s.nodes.unwrap();
+    assert_eq!(
+        nodes["k3s-worker-1"].cpu, None,
+        "per-node 0 only while requests are seen"
+    );
+}
+
+#[test]
 fn without_kube_state_metrics_every_signal_is_unknown() {
     // First a cluster, so the swap below also shows old series do not linger.
     let mut prom = PromServer::with_cluster(&busy_cluster());
