@@ -9,7 +9,7 @@
 use crate::docker_support::{DockerProxy, Pool, Recorded, daemon_socket, test_image, write_file};
 use crate::kubelet::{Kubelet, NodeSize};
 use crate::support::apiserver::ApiServer;
-use crate::support::objects::node;
+use crate::support::objects::{node, pod};
 use crate::support::prom::{Cluster, PromServer, Sample};
 use crate::support::{Run, k3s_scale};
 use k3s_scale::state::State;
@@ -146,6 +146,16 @@ impl Scenario {
             node(SERVER)
                 .control_plane()
                 .allocatable(4000, 8 << 30)
+                .build(),
+        );
+        // As in every k3s cluster: CoreDNS on the server, with k3s's requests. (Without any
+        // pod requests kube-state-metrics exports no request series and utilisation is
+        // unknown, rightly.)
+        api.add_pod(
+            pod("coredns")
+                .ns("kube-system")
+                .on(SERVER)
+                .requests(100, 70 << 20)
                 .build(),
         );
         let size = NodeSize {
