@@ -157,7 +157,9 @@ fn run(
         Err(e) => {
             let e = RunError::Metrics(e);
             if !ctx.dry_run {
-                // Counted, but nothing else changes: no cooldown, no idle timer.
+                // Counted; no cooldown changes. The idle timer restarts: the signals were
+                // not seen low during the outage, so the unneeded time starts again.
+                state.low_since = None;
                 state.totals.runs += 1;
                 state.count_error(e.kind());
                 state.record(now, "error", e.to_string());
@@ -170,11 +172,14 @@ fn run(
     let mut snap = snap;
     let mut repairs = Vec::new();
     let mut reconcile_note = None;
-    if let Err(e) = reconcile_run(ctx, &mut state, &mut snap, &mut cell, &mut repairs) {
-        if ctx.dry_run {
+    let mut repair_failed = None;
+    match reconcile_run(ctx, &mut state, &mut snap, &mut cell, &mut repairs) {
+        Ok(failed) => repair_failed = failed,
+        Err(e) if ctx.dry_run => {
             // A dry run still decides: say that drift was not looked at.
             reconcile_note = Some(format!("reconcile skipped: {e}"));
-        } else {
+        }
+        Err(e) => {
             state.totals.runs += 1;
             state.count_error(e.kind());
             state.record(now, "error", e.to_string());
@@ -183,7 +188,17 @@ fn run(
             return Err(e);
         }
     }
-    let plan = decide(&snap, &state, cfg, now);
+    let mut plan = decide(&snap, &state, cfg, now);
+    if let Some(m) = &repair_failed
+        && plan.action == Action::ScaleDown
+    {
+        // Something is off with a worker we could not repair: remove no capacity now.
+        plan.action = Action::None;
+        plan.count = 0;
+        plan.candidates.clear();
+        plan.blocked_by
+            .push(format!("a repair failed this run ({m})"));
+    }
     *report = std::mem::replace(report, Report::new(ctx.dry_run)).with_plan(&snap, &plan);
     report.repairs = repairs;
     if let Some(note) = reconcile_note {
@@ -203,6 +218,11 @@ fn run(
         Action::ScaleUp => scale_up(ctx, &mut state, plan.count, &mut cell, report),
         Action::ScaleDown => scale_down(ctx, &mut state, &plan.candidates, &mut cell, report),
     };
+    // A failed repair fails the run (exit 5) even when the scale-up went through.
+    let result = result.and_then(|()| match repair_failed {
+        Some(m) => Err(RunError::Action(format!("a repair failed: {m}"))),
+        None => Ok(()),
+    });
     if let Err(e) = &result {
         state.count_error(e.kind());
     }
@@ -246,9 +266,18 @@ pub(crate) fn scale_up(
     };
     let first = workers::next_free_index(state.next_worker_index, highest);
     let names = workers::worker_names(prefix, first, count);
-    // The counter moves before anything is created: a name is never handed out twice,
-    // even if this run dies half-way.
+    // The counter moves and the workers are listed as provisioning, on disk, before
+    // anything is created: a name is never handed out twice, and a run that dies half-way
+    // leaves no container the next run does not know about (it repairs what never joins).
+    // If that save fails, nothing is started.
     state.next_worker_index = first + u64::from(count);
+    for n in &names {
+        state.provisioning.push(Provisioning {
+            name: n.clone(),
+            started_at: now,
+        });
+    }
+    state.save(&ctx.state_path)?;
     report.started = names.clone();
     match actuator.start_workers(&names) {
         Ok(()) => {
@@ -256,6 +285,10 @@ pub(crate) fn scale_up(
             Ok(())
         }
         Err(f) => {
+            // Those that did not start are not provisioning (their clean-up removed them).
+            state
+                .provisioning
+                .retain(|p| !names.contains(&p.name) || f.done.contains(&p.name));
             report.started = f.done.clone();
             if !f.done.is_empty() {
                 record_scale_up(state, now, &f.done);
@@ -275,13 +308,20 @@ fn reconcile_run(
     snap: &mut crate::snapshot::Snapshot,
     cell: &mut ActuatorCell,
     listed: &mut Vec<String>,
-) -> Result<(), RunError> {
+) -> Result<Option<String>, RunError> {
     let actuator = cell.get()?;
     let observed = match actuator.observe() {
         Ok(Some(o)) => o,
-        Ok(None) => return Ok(()),
+        Ok(None) => return Ok(None),
         Err(f) => return Err(RunError::Action(format!("cannot reconcile: {}", f.message))),
     };
+    // The API can see a worker Ready before Prometheus does: it is done booting.
+    if !ctx.dry_run {
+        let joined = reconcile::joined(&observed.nodes, state);
+        state
+            .provisioning
+            .retain(|p| !joined.contains(&p.name.as_str()));
+    }
     let repairs = reconcile::plan_repairs(
         &observed.containers,
         &observed.nodes,
@@ -321,10 +361,7 @@ fn reconcile_run(
     if !ctx.dry_run {
         reconcile::record(state, &done, ctx.now);
     }
-    match failed {
-        Some(m) => Err(RunError::Action(format!("a repair failed: {m}"))),
-        None => Ok(()),
-    }
+    Ok(failed)
 }
 
 pub fn record_scale_up(state: &mut State, now: Timestamp, names: &[String]) {
@@ -332,10 +369,12 @@ pub fn record_scale_up(state: &mut State, now: Timestamp, names: &[String]) {
     state.totals.scale_ups += 1;
     state.totals.workers_added += names.len() as u64;
     for n in names {
-        state.provisioning.push(Provisioning {
-            name: n.clone(),
-            started_at: now,
-        });
+        if !state.provisioning.iter().any(|p| p.name == *n) {
+            state.provisioning.push(Provisioning {
+                name: n.clone(),
+                started_at: now,
+            });
+        }
     }
     state.record(now, "scale_up", format!("started {}", names.join(", ")));
 }

@@ -14,5 +14,12 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.verbose, cli.quiet, cli.log_format);
-    ExitCode::from(commands::run(&cli))
+    // A panic is a bug; it still ends with the documented "unexpected" code, not 101.
+    match std::panic::catch_unwind(|| commands::run(&cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(_) => {
+            log::error!("internal error (a bug): the run panicked; see the message above");
+            ExitCode::from(1)
+        }
+    }
 }

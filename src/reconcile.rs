@@ -130,6 +130,13 @@ impl Repair {
 }
 
 /// What needs repair. Containers and nodes are only those k3s-scale manages (by label).
+///
+/// Destructive repairs only ever act on what k3s-scale knows it started and on what is
+/// visibly dead, never on a Ready worker: a wrong Docker host or kubeconfig (the listings
+/// then disagree about everything) must not turn into deleting healthy nodes.
+/// - `NeverReady` only for workers in the state's provisioning list;
+/// - `OrphanNode` only for a Node that is NotReady (its kubelet is gone with the container);
+/// - permanent nodes are never touched.
 pub fn plan_repairs(
     containers: &[WorkerContainer],
     nodes: &[WorkerNode],
@@ -138,6 +145,7 @@ pub fn plan_repairs(
     now: Timestamp,
 ) -> Vec<Repair> {
     let timeout = cfg.scaling.provision_timeout.get();
+    let permanent = &cfg.kubernetes.permanent_nodes;
     let by_name: BTreeMap<&str, &WorkerContainer> =
         containers.iter().map(|c| (c.name.as_str(), c)).collect();
     let node_by_name: BTreeMap<&str, &WorkerNode> =
@@ -151,30 +159,25 @@ pub fn plan_repairs(
     let mut handled = BTreeSet::new();
 
     for c in containers {
+        if permanent.contains(&c.name) {
+            continue;
+        }
         let node = node_by_name.get(c.name.as_str());
         let registered = node.is_some();
-        match c.state {
-            ContainerState::Exited | ContainerState::Dead => {
-                repairs.push(Repair::DeadContainer {
-                    name: c.name.clone(),
-                    state: c.state,
-                    node_registered: registered,
-                });
-                handled.insert(c.name.as_str());
-                continue;
-            }
-            _ => {}
-        }
         if node.is_some_and(|n| n.ready) {
             continue;
         }
-        // Not Ready: past the provision timeout since it started? A worker that was
-        // Ready once and went NotReady later is not a provisioning failure.
-        let started = provisioning
-            .get(c.name.as_str())
-            .copied()
-            .or(if registered { None } else { c.created });
-        if let Some(since) = started
+        if matches!(c.state, ContainerState::Exited | ContainerState::Dead) {
+            repairs.push(Repair::DeadContainer {
+                name: c.name.clone(),
+                state: c.state,
+                node_registered: registered,
+            });
+            handled.insert(c.name.as_str());
+            continue;
+        }
+        // Not Ready: past the provision timeout since k3s-scale started it?
+        if let Some(&since) = provisioning.get(c.name.as_str())
             && now.since(since) >= timeout
         {
             repairs.push(Repair::NeverReady {
@@ -186,7 +189,7 @@ pub fn plan_repairs(
         }
     }
     for n in nodes {
-        if !by_name.contains_key(n.name.as_str()) {
+        if !n.ready && !by_name.contains_key(n.name.as_str()) && !permanent.contains(&n.name) {
             repairs.push(Repair::OrphanNode {
                 name: n.name.clone(),
             });
@@ -200,6 +203,16 @@ pub fn plan_repairs(
         }
     }
     repairs
+}
+
+/// Provisioning entries whose Node the API already reports Ready: they are done booting,
+/// whatever the (possibly lagging) Prometheus snapshot says.
+pub fn joined<'a>(nodes: &'a [WorkerNode], state: &State) -> Vec<&'a str> {
+    nodes
+        .iter()
+        .filter(|n| n.ready && state.provisioning.iter().any(|p| p.name == n.name))
+        .map(|n| n.name.as_str())
+        .collect()
 }
 
 /// Updates the state for repairs that were carried out.
@@ -301,11 +314,25 @@ mod tests {
                 vec![],
             ),
             (
-                "container gone by hand: orphan Node deleted",
+                "container gone by hand: its Node (NotReady by now) deleted",
+                vec![],
+                vec![n("w-4", false)],
+                vec![],
+                vec![Repair::OrphanNode { name: "w-4".into() }],
+            ),
+            (
+                "a Ready Node without a container is left alone (wrong Docker host?)",
                 vec![],
                 vec![n("w-4", true)],
                 vec![],
-                vec![Repair::OrphanNode { name: "w-4".into() }],
+                vec![],
+            ),
+            (
+                "a Ready worker is never repaired, even if its container looks exited",
+                vec![c("w-9", Exited, 100)],
+                vec![n("w-9", true)],
+                vec![],
+                vec![],
             ),
             (
                 "exited container removed with its Node",
@@ -333,15 +360,11 @@ mod tests {
                 vec![Repair::StaleEntry { name: "w-7".into() }],
             ),
             (
-                "old container that never registered and is not in the state (state was reset)",
+                "old unregistered container not in the state (reset state, wrong kubeconfig?): left alone",
                 vec![c("w-8", Running, 5000)],
                 vec![],
                 vec![],
-                vec![Repair::NeverReady {
-                    name: "w-8".into(),
-                    since: ago(5000),
-                    node_registered: false,
-                }],
+                vec![],
             ),
         ];
         for (name, containers, nodes, prov, expected) in cases {

@@ -89,14 +89,12 @@ impl Report {
                 self.count,
                 list(&self.started)
             ),
-            (Action::ScaleDown, None) => format!(
-                "scale down: {would}remove {}\n",
-                if self.removed.is_empty() {
-                    self.candidates.first().cloned().unwrap_or_default()
-                } else {
-                    self.removed.join(", ")
-                }
-            ),
+            (Action::ScaleDown, None) if self.removed.is_empty() => {
+                "scale down: no removable candidate\n".to_string()
+            }
+            (Action::ScaleDown, None) => {
+                format!("scale down: {would}remove {}\n", self.removed.join(", "))
+            }
             (Action::None, None) => "no action\n".to_string(),
         };
         for r in &self.reasons {

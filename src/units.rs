@@ -19,12 +19,19 @@ impl Secs {
     }
 }
 
+/// The longest duration accepted (about 31,700 years): far past any sensible setting, and
+/// small enough that adding it to a clock can never overflow.
+const MAX_SECS: u64 = 1_000_000_000_000;
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if t.is_empty() {
         return Err("empty duration".into());
     }
     if let Ok(n) = t.parse::<u64>() {
+        if n > MAX_SECS {
+            return Err(format!("duration {text:?} is out of range"));
+        }
         return Ok(Duration::from_secs(n));
     }
     let mut total = Duration::ZERO;
@@ -102,12 +109,16 @@ impl<'de> Deserialize<'de> for Secs {
                 f.write_str("a duration: seconds as an integer, or a string like \"90s\" or \"5m\"")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Secs, E> {
+                // Bounded like the string form: deadlines are added to clocks later.
+                if v > MAX_SECS {
+                    return Err(E::custom(format!("duration {v} is out of range")));
+                }
                 Ok(Secs(Duration::from_secs(v)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Secs, E> {
                 u64::try_from(v)
-                    .map(|v| Secs(Duration::from_secs(v)))
                     .map_err(|_| E::custom(format!("duration {v} is negative")))
+                    .and_then(|v| self.visit_u64(v))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Secs, E> {
                 parse_duration(v).map(Secs).map_err(E::custom)
@@ -220,7 +231,15 @@ mod tests {
         for (text, ms) in cases {
             assert_eq!(parse_duration(text).unwrap().as_millis(), ms, "{text}");
         }
-        for bad in ["", "5x", "m", "-3s", "5 m", "1e400s"] {
+        for bad in [
+            "",
+            "5x",
+            "m",
+            "-3s",
+            "5 m",
+            "1e400s",
+            "18446744073709551615",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
         }
     }
