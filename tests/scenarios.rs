@@ -658,11 +658,18 @@ fn prometheus_going_down_mid_sequence_exits_4_changes_nothing_and_the_next_run_c
     let after = s.state();
     assert_eq!(after.totals.runs, before.totals.runs + 1);
     assert_eq!(after.totals.errors.get("metrics"), Some(&1));
-    // Nothing else moved: timers, idle time, booting list, names.
+    // The idle timer restarts (the signals were not seen low meanwhile); nothing else
+    // moved: cooldowns, back-offs, booting list, names.
+    assert!(before.low_since.is_some());
+    assert_eq!(
+        after.low_since, None,
+        "the idle time starts again after an outage"
+    );
     let mut same = after.clone();
     same.totals = before.totals.clone();
     same.events = before.events.clone();
-    assert_eq!(same, before, "only the run and error counters changed");
+    same.low_since = before.low_since;
+    assert_eq!(same, before, "only the counters and the idle timer changed");
 
     s.prometheus_up();
     let r = s.evaluate(&[]);
@@ -681,11 +688,9 @@ fn prometheus_going_down_mid_sequence_exits_4_changes_nothing_and_the_next_run_c
 }
 
 #[test]
-fn a_container_removed_and_a_node_deleted_by_hand_are_repaired_by_the_next_run() {
+fn a_container_removed_and_one_stopped_by_hand_are_repaired_by_the_next_run() {
     let mut s = Scenario::new(Knobs {
         min_nodes: 3,
-        provision_timeout: "2s",
-        failure_backoff: "2s",
         ..Knobs::default()
     });
     let r = s.evaluate(&[]);
@@ -713,53 +718,44 @@ fn a_container_removed_and_a_node_deleted_by_hand_are_repaired_by_the_next_run()
             nodes: &[1, 2, 3],
         },
     );
-    let st = s.state();
-    assert!(st.provisioning.is_empty());
+    assert!(s.state().provisioning.is_empty());
 
     // By hand: worker 1's container removed (`docker rm -f`: its volume stays), worker
-    // 2's Node deleted, worker 3's container stopped.
-    let (w1, w2, w3) = (s.worker(1), s.worker(2), s.worker(3));
+    // 3's container stopped. Their kubelets stop posting status: the Nodes go Unknown.
+    let (w1, w3) = (s.worker(1), s.worker(3));
     docker_support::docker_ok(&["rm", "-f", &w1]);
-    assert!(s.api.remove_node(&w2));
     docker_support::docker_ok(&["stop", "-t", "1", &w3]);
-    // Worker 2 runs without a Node for longer than a worker may take to join.
-    s.wait_past(Some(s.created(2)), s.knobs.provision_timeout);
+    s.kubelet_catch_up();
+    assert_eq!(
+        (s.node_ready(1), s.node_ready(3)),
+        (Some(false), Some(false))
+    );
 
-    // The next run repairs all three, then holds the scale-up back to min_nodes: the
-    // worker that never got its Node back counts as a failed scale-up.
+    // The next run repairs both (Nodes, secrets, containers, volumes) and, counting only
+    // worker 2, starts two new workers under new names.
     let r = s.evaluate(&[]);
     s.check(
         &r,
         &Expect {
-            code: 0,
-            action: "none",
-            started: &[],
+            code: 10,
+            action: "scale_up",
+            started: &[4, 5],
             removed: &[],
-            containers: &[],
-            nodes: &[],
+            containers: &[2, 4, 5],
+            nodes: &[2],
         },
     );
-    let repairs = r.strings("repairs");
-    assert_eq!(repairs.len(), 3, "{}", r.run.stdout);
-    for (w, what) in [
-        (&w1, "its container is gone"),
-        (&w2, "provision timeout"),
-        (&w3, "exited"),
-    ] {
-        assert!(
-            repairs
-                .iter()
-                .any(|x| x.contains(w.as_str()) && x.contains(what)),
-            "{w}: {what} in {repairs:?}"
-        );
-    }
-    assert!(
-        r.blocked_by("back-off after a failed scale-up"),
+    assert_eq!(
+        r.strings("repairs"),
+        [
+            format!("remove {w3}: container is exited and not restarting; delete its Node"),
+            format!("delete Node {w1} and remove its volume: its container is gone"),
+        ],
         "{}",
         r.run.stdout
     );
     assert_eq!(
-        r.json["workers"]["total"], 0,
+        r.json["workers"]["total"], 1,
         "repaired workers are not counted"
     );
     for w in [&w1, &w3] {
@@ -770,25 +766,84 @@ fn a_container_removed_and_a_node_deleted_by_hand_are_repaired_by_the_next_run()
         );
     }
     let st = s.state();
-    assert_eq!(st.totals.repairs, 3);
-    assert_eq!(st.totals.failed_scale_ups, 1, "the worker without a Node");
+    assert_eq!(st.totals.repairs, 2);
+    assert_eq!(st.totals.failed_scale_ups, 0);
 
-    // After the back-off: back to min_nodes, under new names.
-    s.wait_past(st.last_scale_up_failure, s.knobs.failure_backoff);
+    // The new workers join; nothing left to repair.
+    join(&s, &[4, 5]);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[2, 4, 5],
+            nodes: &[2, 4, 5],
+        },
+    );
+    assert!(r.strings("repairs").is_empty(), "{}", r.run.stdout);
+}
+
+/// A worker whose Node is deleted by hand keeps running: its kubelet does not register
+/// again (kubernetes#71398), so it is neither capacity nor ever Ready. Expected: removed
+/// (container and volume) once it has been without a Node for the provision timeout, as
+/// cluster-autoscaler removes unregistered nodes after max-node-provision-time.
+#[test]
+#[ignore = "product gap (reported to the lead): reconcile never repairs a running worker \
+            whose Node was deleted by hand; it runs on uncounted"]
+fn a_node_deleted_by_hand_is_repaired_after_the_provision_timeout() {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 2,
+        provision_timeout: "2s",
+        ..Knobs::default()
+    });
     let r = s.evaluate(&[]);
     s.check(
         &r,
         &Expect {
             code: 10,
             action: "scale_up",
-            started: &[4, 5, 6],
+            started: &[1, 2],
             removed: &[],
-            containers: &[4, 5, 6],
+            containers: &[1, 2],
             nodes: &[],
         },
     );
-    assert!(r.strings("repairs").is_empty(), "{}", r.run.stdout);
-    assert_eq!(s.state().next_worker_index, 7);
+    join(&s, &[1, 2]);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1, 2],
+            nodes: &[1, 2],
+        },
+    );
+    let w2 = s.worker(2);
+    assert!(s.api.remove_node(&w2));
+    s.kubelet_catch_up();
+    assert_eq!(s.node_ready(2), None, "the kubelet does not register again");
+
+    // Not capacity: a replacement starts at once.
+    let r = s.evaluate(&[]);
+    assert_eq!(r.run.code, 10, "{}", r.run.stdout);
+    assert_eq!(r.strings("started"), [s.worker(3)]);
+    join(&s, &[3]);
+
+    // Past the provision timeout without a Node: repaired.
+    std::thread::sleep(Duration::from_secs(2));
+    let r = s.evaluate(&[]);
+    assert!(
+        r.strings("repairs").iter().any(|x| x.contains(&w2)),
+        "{}",
+        r.run.stdout
+    );
+    s.assert_world(&[1, 3], &[1, 3]);
 }
 
 #[test]
@@ -982,6 +1037,7 @@ fn dry_run_through_the_whole_sequence_changes_nothing_in_docker_kubernetes_or_th
     // not done.
     let (w1, w2) = (s.worker(1), s.worker(2));
     docker_support::docker_ok(&["rm", "-f", &w2]);
+    s.kubelet_catch_up();
     let r = s.evaluate(&["--dry-run"]);
     assert_eq!(
         r.strings("repairs"),

@@ -2,10 +2,12 @@
 //! watches the real Docker engine for running managed containers of one pool and, for
 //! each new one, registers a Ready Node in the API stand-in (name = container name,
 //! labels from the container's `--node-label` agent flags, allocatable = the worker size)
-//! and the k3s node-password secret, as a joining k3s agent would. It can hold back
-//! (pause), join late (delay) or never join (per worker). It removes nothing by itself:
-//! like a real kubelet it registers once per container and does not re-register a Node
-//! deleted by hand.
+//! and the k3s node-password secret, as a joining k3s agent would. When a registered
+//! worker's container stops running, its Node's Ready condition turns Unknown, as the node
+//! lifecycle controller does once the kubelet stops posting status (after 40 s in a real
+//! cluster; at once here). It can hold back (pause: it does nothing), join late (delay) or
+//! never join (per worker). It removes nothing by itself: like a real kubelet it registers
+//! once per container and does not re-register a Node deleted by hand (kubernetes#71398).
 
 #![allow(dead_code)]
 
@@ -42,6 +44,8 @@ struct Control {
     never: BTreeSet<String>,
     /// Containers seen running, by ID: (name, first seen, registered).
     seen: BTreeMap<String, (String, Instant, bool)>,
+    /// Registered workers whose container is not running: their Node went Unknown.
+    lost: BTreeSet<String>,
     /// Nodes registered, in order.
     joined: Vec<String>,
     /// Completed polls (for `settle`).
@@ -183,6 +187,24 @@ fn register_new(c: &mut Control, containers: &[Running], api: &ApiServer, size: 
     if c.paused {
         return;
     }
+    let running: BTreeSet<&str> = containers.iter().map(|r| r.id.as_str()).collect();
+    let registered: Vec<(String, bool)> = c
+        .seen
+        .iter()
+        .filter(|(_, (_, _, reg))| *reg)
+        .map(|(id, (name, _, _))| (name.clone(), running.contains(id.as_str())))
+        .collect();
+    for (name, up) in registered {
+        let status = if up { "True" } else { "Unknown" };
+        let changed = if up {
+            c.lost.remove(&name)
+        } else {
+            c.lost.insert(name.clone())
+        };
+        if changed {
+            set_ready(api, &name, status);
+        }
+    }
     for r in containers {
         let (delay, never) = (c.delay, c.never.contains(&r.name));
         let Some(entry) = c.seen.get_mut(&r.id) else {
@@ -196,6 +218,25 @@ fn register_new(c: &mut Control, containers: &[Running], api: &ApiServer, size: 
         api.add_secret("kube-system", &format!("{}.node-password.k3s", r.name));
         c.joined.push(r.name.clone());
     }
+}
+
+/// Sets the Node's Ready condition (if the Node is still there).
+fn set_ready(api: &ApiServer, name: &str, status: &str) {
+    let Some(mut node) = api.node(name) else {
+        return;
+    };
+    let reason = if status == "True" {
+        "KubeletReady"
+    } else {
+        "NodeStatusUnknown"
+    };
+    if let Some(conds) = node.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+        for cond in conds.iter_mut().filter(|x| x.type_ == "Ready") {
+            cond.status = status.to_string();
+            cond.reason = Some(reason.to_string());
+        }
+    }
+    api.add_node(node);
 }
 
 /// The Node a k3s agent registers: Ready, its labels, the worker's allocatable.

@@ -540,15 +540,23 @@ state:
         }
     }
 
-    /// When Docker created this worker's container.
-    pub fn created(&self, n: u64) -> Timestamp {
-        let text = crate::docker_support::docker_ok(&[
-            "inspect",
-            "--format",
-            "{{.Created}}",
-            &self.worker(n),
-        ]);
-        Timestamp::parse(&text).expect("Docker's Created is RFC 3339")
+    /// Lets the kubelet stand-in look once (new workers join, stopped ones go Unknown),
+    /// then holds it again.
+    pub fn kubelet_catch_up(&self) {
+        self.kubelet.resume();
+        self.kubelet.settle();
+        self.kubelet.pause();
+    }
+
+    /// Whether this worker's Node is Ready in the stand-in (None: no Node).
+    pub fn node_ready(&self, n: u64) -> Option<bool> {
+        let node = self.api.node(&self.worker(n))?;
+        Some(
+            node.status
+                .iter()
+                .flat_map(|s| s.conditions.iter().flatten())
+                .any(|x| x.type_ == "Ready" && x.status == "True"),
+        )
     }
 
     /// Waits until the kubelet stand-in has registered these workers.
@@ -601,8 +609,13 @@ fn ksm_node(c: Cluster, n: &Node) -> Cluster {
         .conditions
         .iter()
         .flatten()
-        .any(|x| x.type_ == "Ready" && x.status == "True");
-    c = c.ready(ready);
+        .find(|x| x.type_ == "Ready")
+        .map_or("Unknown", |x| x.status.as_str());
+    c = match ready {
+        "True" => c.ready(true),
+        "False" => c.ready(false),
+        _ => c.ready_unknown(),
+    };
     if n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
         c = c.cordoned();
     }
