@@ -344,7 +344,14 @@ impl Mover {
                 return Fate::Kept(self.deadline_reason(last.as_deref(), done));
             };
             let answer = {
-                let _permit = self.permits.acquire().await;
+                // Waiting for a slot counts against the deadline, and the limit is taken
+                // after the wait: no eviction is sent once the drain has given up.
+                let Ok(_permit) = tokio::time::timeout(left, self.permits.acquire()).await else {
+                    return Fate::Kept(self.deadline_reason(last.as_deref(), done));
+                };
+                let Some(left) = self.time_left() else {
+                    return Fate::Kept(self.deadline_reason(last.as_deref(), done));
+                };
                 let limit = self.call_timeout.min(left);
                 let res = match self.how.mode {
                     MoveMode::Evict => {
@@ -390,7 +397,12 @@ impl Mover {
                 return Fate::Terminating(why);
             };
             let got = {
-                let _permit = self.permits.acquire().await;
+                let Ok(_permit) = tokio::time::timeout(left, self.permits.acquire()).await else {
+                    continue;
+                };
+                let Some(left) = self.time_left() else {
+                    continue;
+                };
                 timed(
                     &format!("get pod {key}"),
                     self.call_timeout.min(left),

@@ -237,9 +237,12 @@ impl ScaleDown {
             match self.containers.is_managed(node) {
                 Ok(true) => None,
                 Ok(false) => Some("not a k3s-scale worker (no managed container backs it)".into()),
-                Err(e) => Some(format!(
-                    "cannot tell whether it is a k3s-scale worker ({e})"
-                )),
+                // Draining a node we cannot classify would leave it cordoned for nothing.
+                Err(e) => {
+                    return rep.failed(format!(
+                        "cannot tell whether {node} is a k3s-scale worker ({e}); nothing was done"
+                    ));
+                }
             }
         };
         let pods = match self.cluster.pods_on(node) {
