@@ -175,7 +175,12 @@ pub fn drain_node(
         node_left,
     };
     let was_cordoned = match cluster.node(node) {
-        Ok(Some(n)) => n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
+        // A cordon with k3s-scale's mark is a leftover of a run that died mid-drain: not
+        // the user's, so it is undone on failure like our own.
+        Ok(Some(n)) => {
+            n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
+                && !crate::kube::is_our_cordon(&n)
+        }
         Ok(None) => {
             return Err(fail(
                 Some(format!("no node named {node}")),

@@ -314,6 +314,11 @@ impl ScaleDown {
             Ok(d) => {
                 rep.evicted = d.moved;
                 if rep.kept_because.is_some() {
+                    // Left cordoned on purpose: the cordon is the user's now, and reconcile
+                    // must not undo it.
+                    if let Err(e) = self.cluster.forget_cordon(node) {
+                        log::warn!("could not unmark the cordon of {node}: {e}");
+                    }
                     rep.node_left = Some("cordoned".into());
                     rep.exit_code = 0;
                     return rep;
