@@ -175,7 +175,12 @@ pub fn drain_node(
         node_left,
     };
     let was_cordoned = match cluster.node(node) {
-        Ok(Some(n)) => n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
+        // A cordon with k3s-scale's mark is a leftover of a run that died mid-drain: not
+        // the user's, so it is undone on failure like our own.
+        Ok(Some(n)) => {
+            n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
+                && !crate::kube::is_our_cordon(&n)
+        }
         Ok(None) => {
             return Err(fail(
                 Some(format!("no node named {node}")),
@@ -344,7 +349,14 @@ impl Mover {
                 return Fate::Kept(self.deadline_reason(last.as_deref(), done));
             };
             let answer = {
-                let _permit = self.permits.acquire().await;
+                // Waiting for a slot counts against the deadline, and the limit is taken
+                // after the wait: no eviction is sent once the drain has given up.
+                let Ok(_permit) = tokio::time::timeout(left, self.permits.acquire()).await else {
+                    return Fate::Kept(self.deadline_reason(last.as_deref(), done));
+                };
+                let Some(left) = self.time_left() else {
+                    return Fate::Kept(self.deadline_reason(last.as_deref(), done));
+                };
                 let limit = self.call_timeout.min(left);
                 let res = match self.how.mode {
                     MoveMode::Evict => {
@@ -390,7 +402,12 @@ impl Mover {
                 return Fate::Terminating(why);
             };
             let got = {
-                let _permit = self.permits.acquire().await;
+                let Ok(_permit) = tokio::time::timeout(left, self.permits.acquire()).await else {
+                    continue;
+                };
+                let Some(left) = self.time_left() else {
+                    continue;
+                };
                 timed(
                     &format!("get pod {key}"),
                     self.call_timeout.min(left),

@@ -7,7 +7,7 @@ use crate::docker::{DockerActuator, DockerClient, DockerEnv, JoinToken, NODE_LAB
 use crate::drain_run::MoveMode;
 use crate::error::RunError;
 use crate::evaluate::{ActionFailure, Actuator, Observed, PlanOnly, Removal};
-use crate::kube::{Cluster, KubeCluster, is_ready};
+use crate::kube::{Cluster, KubeCluster, is_our_cordon, is_ready};
 use crate::reconcile::{ContainerState, Repair, WorkerContainer, WorkerNode};
 use crate::report::Report;
 use crate::scale_down::{ContainerError, ScaleDown, WorkerContainers};
@@ -128,7 +128,12 @@ impl Actuator for Executor {
             })
             .filter_map(|n| {
                 let ready = is_ready(&n);
-                n.metadata.name.map(|name| WorkerNode { name, ready })
+                let stale_cordon = is_our_cordon(&n);
+                n.metadata.name.map(|name| WorkerNode {
+                    name,
+                    ready,
+                    stale_cordon,
+                })
             })
             .collect();
         Ok(Some(Observed { containers, nodes }))
@@ -157,6 +162,14 @@ impl Actuator for Executor {
             Repair::OrphanNode { name } => {
                 self.delete_node(name)?;
                 self.remove_container(name)
+            }
+            Repair::StaleCordon { name } => {
+                self.cluster
+                    .set_unschedulable(name, false)
+                    .map_err(|e| ActionFailure {
+                        done: Vec::new(),
+                        message: format!("uncordon {name}: {e}"),
+                    })
             }
             Repair::StaleEntry { name } => self.remove_container(name),
         }

@@ -146,6 +146,8 @@ pub trait Cluster {
     fn nodes(&self) -> Result<Vec<Node>, KubeError>;
     /// Cordons (`true`) or uncordons (`false`) the node.
     fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError>;
+    /// Keeps the cordon but drops k3s-scale's mark on it: from now on it is the user's.
+    fn forget_cordon(&self, node: &str) -> Result<(), KubeError>;
     /// Every pod bound to the node, in every namespace.
     fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError>;
     /// Every PodDisruptionBudget, in every namespace.
@@ -171,6 +173,9 @@ impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
     fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
         (**self).set_unschedulable(node, unschedulable)
     }
+    fn forget_cordon(&self, node: &str) -> Result<(), KubeError> {
+        (**self).forget_cordon(node)
+    }
     fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError> {
         (**self).pods_on(node)
     }
@@ -186,6 +191,19 @@ impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
     fn delete_node_password(&self, node: &str) -> Result<bool, KubeError> {
         (**self).delete_node_password(node)
     }
+}
+
+/// The annotation k3s-scale puts on a Node together with its drain's cordon.
+pub const CORDON_ANNOTATION: &str = "k3s-scale.io/drain-cordon";
+
+/// A cordon k3s-scale set for a drain (and has not released).
+pub fn is_our_cordon(node: &Node) -> bool {
+    node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
+        && node
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(CORDON_ANNOTATION))
 }
 
 pub fn is_ready(node: &Node) -> bool {
@@ -297,6 +315,25 @@ pub(crate) async fn timed<T>(
     }
 }
 
+impl KubeCluster {
+    fn patch_node(
+        &self,
+        what: &str,
+        node: &str,
+        patch: serde_json::Value,
+    ) -> Result<(), KubeError> {
+        self.call(&format!("{what} node {node}"), |c| {
+            let patch = patch.clone();
+            async move {
+                Api::<Node>::all(c)
+                    .patch(node, &PatchParams::default(), &Patch::Strategic(patch))
+                    .await
+            }
+        })
+        .map(|_| ())
+    }
+}
+
 impl Cluster for KubeCluster {
     fn node(&self, name: &str) -> Result<Option<Node>, KubeError> {
         self.call(&format!("get node {name}"), |c| async move {
@@ -313,17 +350,25 @@ impl Cluster for KubeCluster {
 
     fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
         let what = if unschedulable { "cordon" } else { "uncordon" };
-        // The same strategic-merge patch kubectl cordon sends.
-        let patch = serde_json::json!({ "spec": { "unschedulable": unschedulable } });
-        self.call(&format!("{what} node {node}"), |c| {
-            let patch = patch.clone();
-            async move {
-                Api::<Node>::all(c)
-                    .patch(node, &PatchParams::default(), &Patch::Strategic(patch))
-                    .await
-            }
-        })
-        .map(|_| ())
+        // kubectl cordon's strategic-merge patch, plus our mark on the cordon (removed
+        // with it), so that a cordon a crashed run left behind is told from a person's.
+        let mark = if unschedulable {
+            serde_json::Value::from("true")
+        } else {
+            serde_json::Value::Null
+        };
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { CORDON_ANNOTATION: mark } },
+            "spec": { "unschedulable": unschedulable },
+        });
+        self.patch_node(what, node, patch)
+    }
+
+    fn forget_cordon(&self, node: &str) -> Result<(), KubeError> {
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { CORDON_ANNOTATION: serde_json::Value::Null } },
+        });
+        self.patch_node("unmark the cordon of", node, patch)
     }
 
     fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError> {

@@ -49,6 +49,8 @@ impl ContainerState {
 pub struct WorkerNode {
     pub name: String,
     pub ready: bool,
+    /// Cordoned by a k3s-scale drain that never finished (the run died mid-drain).
+    pub stale_cordon: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,6 +74,8 @@ pub enum Repair {
     },
     /// A provisioning entry with no container behind it: drop it.
     StaleEntry { name: String },
+    /// A cordon a k3s-scale drain set and never undid (the run died): uncordon.
+    StaleCordon { name: String },
 }
 
 impl Repair {
@@ -80,13 +84,14 @@ impl Repair {
             Repair::NeverReady { name, .. }
             | Repair::OrphanNode { name }
             | Repair::DeadContainer { name, .. }
-            | Repair::StaleEntry { name } => name,
+            | Repair::StaleEntry { name }
+            | Repair::StaleCordon { name } => name,
         }
     }
 
     /// Whether carrying it out deletes the worker's Node (if it has one).
     pub fn deletes_node(&self) -> bool {
-        !matches!(self, Repair::StaleEntry { .. })
+        !matches!(self, Repair::StaleEntry { .. } | Repair::StaleCordon { .. })
     }
 
     pub fn describe(&self) -> String {
@@ -124,6 +129,9 @@ impl Repair {
             ),
             Repair::StaleEntry { name } => {
                 format!("forget {name}: provisioning entry with no container (its volume goes too)")
+            }
+            Repair::StaleCordon { name } => {
+                format!("uncordon {name}: cordoned by a k3s-scale drain that never finished")
             }
         }
     }
@@ -189,6 +197,11 @@ pub fn plan_repairs(
         }
     }
     for n in nodes {
+        if n.stale_cordon && by_name.contains_key(n.name.as_str()) {
+            repairs.push(Repair::StaleCordon {
+                name: n.name.clone(),
+            });
+        }
         if !n.ready && !by_name.contains_key(n.name.as_str()) && !permanent.contains(&n.name) {
             repairs.push(Repair::OrphanNode {
                 name: n.name.clone(),
@@ -249,6 +262,7 @@ mod tests {
         WorkerNode {
             name: name.into(),
             ready,
+            stale_cordon: false,
         }
     }
     fn booting(name: &str, started_ago: i64) -> Provisioning {
@@ -351,6 +365,19 @@ mod tests {
                 vec![n("w-6", false)],
                 vec![],
                 vec![],
+            ),
+            (
+                "a cordon left by a drain that died is undone",
+                vec![c("w-10", Running, 9000)],
+                vec![WorkerNode {
+                    name: "w-10".into(),
+                    ready: true,
+                    stale_cordon: true,
+                }],
+                vec![],
+                vec![Repair::StaleCordon {
+                    name: "w-10".into(),
+                }],
             ),
             (
                 "provisioning entry with nothing behind it dropped",

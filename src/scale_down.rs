@@ -237,9 +237,12 @@ impl ScaleDown {
             match self.containers.is_managed(node) {
                 Ok(true) => None,
                 Ok(false) => Some("not a k3s-scale worker (no managed container backs it)".into()),
-                Err(e) => Some(format!(
-                    "cannot tell whether it is a k3s-scale worker ({e})"
-                )),
+                // Draining a node we cannot classify would leave it cordoned for nothing.
+                Err(e) => {
+                    return rep.failed(format!(
+                        "cannot tell whether {node} is a k3s-scale worker ({e}); nothing was done"
+                    ));
+                }
             }
         };
         let pods = match self.cluster.pods_on(node) {
@@ -311,6 +314,11 @@ impl ScaleDown {
             Ok(d) => {
                 rep.evicted = d.moved;
                 if rep.kept_because.is_some() {
+                    // Left cordoned on purpose: the cordon is the user's now, and reconcile
+                    // must not undo it.
+                    if let Err(e) = self.cluster.forget_cordon(node) {
+                        log::warn!("could not unmark the cordon of {node}: {e}");
+                    }
                     rep.node_left = Some("cordoned".into());
                     rep.exit_code = 0;
                     return rep;

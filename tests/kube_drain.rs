@@ -337,6 +337,35 @@ fn a_node_cordoned_before_stays_cordoned_after_a_failure() {
     assert_eq!(server.is_cordoned("w1"), Some(true));
 }
 
+// Relies on: strategic-merge patches applied as JSON merge patches (null deletes a key).
+#[test]
+fn a_cordon_left_by_a_dead_drain_is_undone_not_taken_for_the_users() {
+    let server = ApiServer::start();
+    server.add_node(
+        node("w1")
+            .cordoned()
+            .annotate(k3s_scale::kube::CORDON_ANNOTATION, "true")
+            .build(),
+    );
+    server.add_pod(pod("stubborn").on("w1").build());
+    server.fault(Fault::status("POST", "/eviction", 503));
+    let c = cluster(&server);
+    let f =
+        drain_node(&c, "w1", &options(&server, MoveMode::Evict), Recheck::Pods).expect_err("fails");
+    assert_eq!(f.node_left, "uncordoned", "{f}");
+    assert_eq!(server.is_cordoned("w1"), Some(false));
+    let annotations = server
+        .node("w1")
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert!(
+        !annotations.contains_key(k3s_scale::kube::CORDON_ANNOTATION),
+        "the mark goes with the cordon: {annotations:?}"
+    );
+}
+
 // Relies on: pod delete with a grace period (no PDB check), recorded per deletion.
 #[test]
 fn disable_eviction_deletes_with_grace_and_ignores_pdbs() {
