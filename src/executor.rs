@@ -166,6 +166,7 @@ impl Actuator for Executor {
                         message: format!("uncordon {name}: {e}"),
                     })
             }
+            Repair::Nodeless { name, .. } => self.remove_container(name),
             Repair::StaleEntry { .. } => Ok(()),
         }
     }
