@@ -243,13 +243,34 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
     }
     // Hold the run lock so a running evaluate is not pulled from under.
     let _lock = crate::lock::RunLock::acquire(&cfg.state.lock_path)?;
+    // The worker-name counter is worth saving from the wreck when it can be read: names
+    // must never come back (the next scale-up also skips every number still in Docker).
+    let counter = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("next_worker_index")?.as_u64())
+        .filter(|n| *n > 1);
     std::fs::rename(path, &aside)
         .map_err(|e| RunError::State(crate::state::StateError::Write(path.to_path_buf(), e)))?;
-    println!(
-        "moved {} to {}; the next run starts from a fresh state",
-        path.display(),
-        aside.display()
-    );
+    match counter {
+        Some(n) => {
+            let fresh = State {
+                next_worker_index: n,
+                ..State::fresh()
+            };
+            fresh.save(path)?;
+            println!(
+                "moved {} to {}; started a fresh state that keeps the worker counter ({n})",
+                path.display(),
+                aside.display()
+            );
+        }
+        None => println!(
+            "moved {} to {}; the next run starts from a fresh state",
+            path.display(),
+            aside.display()
+        ),
+    }
     Ok(0)
 }
 

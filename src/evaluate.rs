@@ -410,7 +410,6 @@ fn scale_down(
                     report.removed = vec![name.clone()];
                     if !ctx.dry_run {
                         state.last_scale_down = Some(now);
-                        state.low_since = None;
                         state.totals.scale_downs += 1;
                         state.totals.workers_removed += 1;
                         state.totals.evicted_pods += removal.evicted.len() as u64;

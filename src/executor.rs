@@ -171,6 +171,7 @@ impl Actuator for Executor {
                         message: format!("uncordon {name}: {e}"),
                     })
             }
+            Repair::Nodeless { name, .. } => self.remove_container(name),
             Repair::StaleEntry { name } => self.remove_container(name),
         }
     }

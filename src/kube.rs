@@ -161,7 +161,6 @@ pub trait Cluster {
     fn delete_node_password(&self, node: &str) -> Result<bool, KubeError>;
 }
 
-/// Whether the Node's Ready condition is True.
 /// A shared cluster client is a cluster client (scale-down and reconcile share one).
 impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
     fn node(&self, name: &str) -> Result<Option<Node>, KubeError> {
@@ -206,6 +205,7 @@ pub fn is_our_cordon(node: &Node) -> bool {
             .is_some_and(|a| a.contains_key(CORDON_ANNOTATION))
 }
 
+/// Whether the Node's Ready condition is True.
 pub fn is_ready(node: &Node) -> bool {
     node.status
         .as_ref()

@@ -1,6 +1,7 @@
 //! Drift repair planned at the start of every `evaluate`: from the Docker and Kubernetes
 //! listings of managed workers and the state's provisioning list, what must be cleaned up
-//! before deciding. Pure, like the decision; `apply` lives with the clients.
+//! before deciding. Pure, like the decision; `evaluate` carries the repairs out through
+//! `Actuator::repair` (`executor.rs` on the real systems).
 
 use crate::config::Config;
 use crate::state::State;
@@ -76,6 +77,9 @@ pub enum Repair {
     StaleEntry { name: String },
     /// A cordon a k3s-scale drain set and never undid (the run died): uncordon.
     StaleCordon { name: String },
+    /// A live container with no Node, not booting, older than the provision timeout (its
+    /// Node was deleted by hand): remove the container and its volume.
+    Nodeless { name: String, since: Timestamp },
 }
 
 impl Repair {
@@ -85,13 +89,17 @@ impl Repair {
             | Repair::OrphanNode { name }
             | Repair::DeadContainer { name, .. }
             | Repair::StaleEntry { name }
-            | Repair::StaleCordon { name } => name,
+            | Repair::StaleCordon { name }
+            | Repair::Nodeless { name, .. } => name,
         }
     }
 
     /// Whether carrying it out deletes the worker's Node (if it has one).
     pub fn deletes_node(&self) -> bool {
-        !matches!(self, Repair::StaleEntry { .. } | Repair::StaleCordon { .. })
+        !matches!(
+            self,
+            Repair::StaleEntry { .. } | Repair::StaleCordon { .. } | Repair::Nodeless { .. }
+        )
     }
 
     pub fn describe(&self) -> String {
@@ -132,6 +140,9 @@ impl Repair {
             }
             Repair::StaleCordon { name } => {
                 format!("uncordon {name}: cordoned by a k3s-scale drain that never finished")
+            }
+            Repair::Nodeless { name, since } => {
+                format!("remove {name}: running since {since} without a Node (deleted by hand?)")
             }
         }
     }
@@ -185,15 +196,32 @@ pub fn plan_repairs(
             continue;
         }
         // Not Ready: past the provision timeout since k3s-scale started it?
-        if let Some(&since) = provisioning.get(c.name.as_str())
-            && now.since(since) >= timeout
-        {
-            repairs.push(Repair::NeverReady {
-                name: c.name.clone(),
-                since,
-                node_registered: registered,
-            });
-            handled.insert(c.name.as_str());
+        match provisioning.get(c.name.as_str()) {
+            Some(&since) if now.since(since) >= timeout => {
+                repairs.push(Repair::NeverReady {
+                    name: c.name.clone(),
+                    since,
+                    node_registered: registered,
+                });
+                handled.insert(c.name.as_str());
+            }
+            Some(_) => {}
+            // A live container of this pool with no Node that is not booting either (its
+            // Node was deleted by hand, or the state was reset), older than the provision
+            // timeout: no Node will come. Only when the API shows this pool's Nodes at all:
+            // an empty list more likely means a kubeconfig for another cluster than a pool
+            // whose every Node vanished.
+            None if !registered && !nodes.is_empty() => {
+                if let Some(created) = c.created
+                    && now.since(created) >= timeout
+                {
+                    repairs.push(Repair::Nodeless {
+                        name: c.name.clone(),
+                        since: created,
+                    });
+                }
+            }
+            None => {}
         }
     }
     for n in nodes {
@@ -387,11 +415,25 @@ mod tests {
                 vec![Repair::StaleEntry { name: "w-7".into() }],
             ),
             (
-                "old unregistered container not in the state (reset state, wrong kubeconfig?): left alone",
+                "a container without Node and no pool Node at all (wrong kubeconfig?): left alone",
                 vec![c("w-8", Running, 5000)],
                 vec![],
                 vec![],
                 vec![],
+            ),
+            (
+                "a container whose Node was deleted by hand: removed once past the timeout",
+                vec![
+                    c("w-8", Running, 5000),
+                    c("w-1", Running, 5000),
+                    c("w-11", Running, 60),
+                ],
+                vec![n("w-1", true)],
+                vec![],
+                vec![Repair::Nodeless {
+                    name: "w-8".into(),
+                    since: ago(5000),
+                }],
             ),
         ];
         for (name, containers, nodes, prov, expected) in cases {

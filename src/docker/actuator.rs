@@ -1,6 +1,6 @@
 //! The Docker side of `Actuator`: starts workers for `evaluate` and `up`. Removal belongs
-//! to the Kubernetes side (cordon, drain, delete the Node first), so it is passed on to an
-//! inner actuator.
+//! to the Kubernetes side (cordon, drain, delete the Node first): `executor.rs` joins the
+//! two, so `remove_worker` here only passes on to the inner actuator it was given.
 
 use super::client::DockerClient;
 use super::spec::{HostCapacity, WorkerSpec};
