@@ -93,8 +93,9 @@ fn burst_scales_up_by_the_computed_count_then_idle_workers_go_one_per_run_down_t
     let mut s = Scenario::new(Knobs {
         min_nodes: 1,
         max_nodes: 5,
-        // Long enough that the run right after the burst is surely inside it.
+        // Long enough that the run right after the burst (or a removal) is surely inside.
         scale_up_cooldown: "5s",
+        scale_down_cooldown: "4s",
         ..Knobs::default()
     });
 
@@ -235,12 +236,13 @@ fn burst_scales_up_by_the_computed_count_then_idle_workers_go_one_per_run_down_t
     let mut st = s.state();
     assert!(st.low_since.is_some());
 
-    // One worker per run, newest first (all equally idle), each after the unneeded time
-    // and the scale-down cooldown; never below min_nodes.
+    // One worker per run, newest first (all equally idle): the first once the unneeded
+    // time is over, each next one after the scale-down cooldown; never below min_nodes.
     let mut left = vec![1, 2, 3, 4];
+    let low_since = st.low_since;
+    s.wait_past(st.low_since, s.knobs.unneeded_time);
+    s.wait_past(st.last_scale_up, s.knobs.delay_after_scale_up);
     for gone in [4, 3, 2] {
-        s.wait_past(st.low_since, s.knobs.unneeded_time);
-        s.wait_past(st.last_scale_up, s.knobs.delay_after_scale_up);
         if st.last_scale_down.is_some() {
             s.wait_past(st.last_scale_down, s.knobs.scale_down_cooldown);
         }
@@ -277,12 +279,9 @@ fn burst_scales_up_by_the_computed_count_then_idle_workers_go_one_per_run_down_t
         assert_eq!(st.totals.scale_downs, removed);
         assert_eq!(st.totals.workers_removed, removed);
         assert_eq!(st.totals.evicted_pods, removed);
-        assert_eq!(
-            st.low_since, None,
-            "a scale-down restarts the unneeded time"
-        );
+        assert_eq!(st.low_since, low_since, "still idle since then");
 
-        // The run right after: nothing, the cooldown and the unneeded time hold.
+        // The run right after: nothing, the cooldown holds.
         let r = s.evaluate(&[]);
         s.check(
             &r,
@@ -295,12 +294,12 @@ fn burst_scales_up_by_the_computed_count_then_idle_workers_go_one_per_run_down_t
                 nodes: &left,
             },
         );
+        assert!(r.blocked_by("scale_down_cooldown"), "{}", r.run.stdout);
         st = s.state();
-        assert!(st.low_since.is_some());
+        assert_eq!(st.low_since, low_since);
     }
 
     // At min_nodes: even with every timer over, the last worker stays.
-    s.wait_past(st.low_since, s.knobs.unneeded_time);
     s.wait_past(st.last_scale_down, s.knobs.scale_down_cooldown);
     let r = s.evaluate(&[]);
     s.check(
@@ -787,16 +786,14 @@ fn a_container_removed_and_one_stopped_by_hand_are_repaired_by_the_next_run() {
 }
 
 /// A worker whose Node is deleted by hand keeps running: its kubelet does not register
-/// again (kubernetes#71398), so it is neither capacity nor ever Ready. Expected: removed
-/// (container and volume) once it has been without a Node for the provision timeout, as
+/// again (kubernetes#71398), so it is neither capacity nor ever Ready. It is removed
+/// (container and volume) once its container is older than the provision timeout, as
 /// cluster-autoscaler removes unregistered nodes after max-node-provision-time.
 #[test]
-#[ignore = "product gap (reported to the lead): reconcile never repairs a running worker \
-            whose Node was deleted by hand; it runs on uncounted"]
 fn a_node_deleted_by_hand_is_repaired_after_the_provision_timeout() {
     let mut s = Scenario::new(Knobs {
         min_nodes: 2,
-        provision_timeout: "2s",
+        provision_timeout: "4s",
         ..Knobs::default()
     });
     let r = s.evaluate(&[]);
@@ -829,21 +826,45 @@ fn a_node_deleted_by_hand_is_repaired_after_the_provision_timeout() {
     s.kubelet_catch_up();
     assert_eq!(s.node_ready(2), None, "the kubelet does not register again");
 
-    // Not capacity: a replacement starts at once.
+    // Not capacity: a replacement starts at once; worker 2 is left alone while younger
+    // than the provision timeout.
     let r = s.evaluate(&[]);
-    assert_eq!(r.run.code, 10, "{}", r.run.stdout);
-    assert_eq!(r.strings("started"), [s.worker(3)]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[3],
+            removed: &[],
+            containers: &[1, 2, 3],
+            nodes: &[1],
+        },
+    );
+    assert!(r.strings("repairs").is_empty(), "{}", r.run.stdout);
     join(&s, &[3]);
 
-    // Past the provision timeout without a Node: repaired.
-    std::thread::sleep(Duration::from_secs(2));
+    // Older than the provision timeout without a Node: removed, not a failed scale-up.
+    s.wait_past(Some(s.created(2)), s.knobs.provision_timeout);
     let r = s.evaluate(&[]);
-    assert!(
-        r.strings("repairs").iter().any(|x| x.contains(&w2)),
-        "{}",
-        r.run.stdout
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1, 3],
+            nodes: &[1, 3],
+        },
     );
-    s.assert_world(&[1, 3], &[1, 3]);
+    let repairs = r.strings("repairs");
+    assert_eq!(repairs.len(), 1, "{}", r.run.stdout);
+    assert!(
+        repairs[0].contains(&w2) && repairs[0].contains("without a Node"),
+        "{repairs:?}"
+    );
+    let st = s.state();
+    assert_eq!((st.totals.repairs, st.totals.failed_scale_ups), (1, 0));
 }
 
 #[test]

@@ -547,6 +547,17 @@ state:
         }
     }
 
+    /// When Docker created this worker's container.
+    pub fn created(&self, n: u64) -> Timestamp {
+        let text = crate::docker_support::docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.Created}}",
+            &self.worker(n),
+        ]);
+        Timestamp::parse(&text).expect("Docker's Created is RFC 3339")
+    }
+
     /// Lets the kubelet stand-in look once (new workers join, stopped ones go Unknown),
     /// then holds it again.
     pub fn kubelet_catch_up(&self) {
