@@ -293,7 +293,8 @@ pub(crate) fn scale_up(
             if !f.done.is_empty() {
                 record_scale_up(state, now, &f.done);
             }
-            record_failed_scale_up(state, now, &f.message);
+            // The back-off runs from when the failure happened, not from the run's start.
+            record_failed_scale_up(state, now.max(Timestamp::now()), &f.message);
             Err(RunError::Action(f.message))
         }
     }
@@ -427,7 +428,8 @@ fn scale_down(
         Err(f) => {
             if !ctx.dry_run {
                 state.totals.evicted_pods += f.done.len() as u64;
-                record_failed_scale_down(state, now, &f.message);
+                // A drain can take drain.timeout: the back-off runs from its end.
+                record_failed_scale_down(state, now.max(Timestamp::now()), &f.message);
             }
             Err(RunError::Action(f.message))
         }

@@ -57,7 +57,7 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match jiff::Timestamp::from_millisecond(self.0) {
-            Ok(ts) => write!(f, "{ts:.0}"),
+            Ok(ts) => write!(f, "{ts}"),
             Err(_) => write!(f, "@{}ms", self.0),
         }
     }
