@@ -213,7 +213,7 @@ pub fn drain_node(
         Ok(p) => p,
         Err(e) => return Err(fail(Some(e.to_string()), vec![], vec![], restore())),
     };
-    let plan = drain::plan_pods(&pods);
+    let plan = drain::into_plan(pods);
     if recheck == Recheck::Pods {
         let found = drain::blockers(&plan, None);
         if !found.is_empty() {

@@ -23,6 +23,9 @@ impl RunError {
         match self {
             RunError::Internal(_) => 1,
             RunError::Usage(_) | RunError::Config(_) => 2,
+            // An unreadable or world-writable credential or CA file is a config problem,
+            // not Prometheus being down (still counted as a metrics error).
+            RunError::Metrics(PromError::Setup(_)) => 2,
             RunError::Lock(_) => 3,
             RunError::Metrics(_) => 4,
             RunError::Action(_) => 5,

@@ -246,9 +246,21 @@ pub(crate) fn scale_up(
     };
     let first = workers::next_free_index(state.next_worker_index, highest);
     let names = workers::worker_names(prefix, first, count);
-    // The counter moves before anything is created: a name is never handed out twice,
-    // even if this run dies half-way.
+    // Written ahead, before anything is created: the moved counter and the workers about
+    // to start are on disk, so a run killed half-way never hands a name out twice and
+    // leaves no container the next run does not know (an entry whose container never
+    // came is forgotten by reconcile).
     state.next_worker_index = first + u64::from(count);
+    for name in &names {
+        state.provisioning.push(Provisioning {
+            name: name.clone(),
+            started_at: now,
+        });
+    }
+    if let Err(e) = state.save(&ctx.state_path) {
+        state.provisioning.retain(|p| !names.contains(&p.name));
+        return Err(RunError::State(e));
+    }
     report.started = names.clone();
     match actuator.start_workers(&names) {
         Ok(()) => {
@@ -256,6 +268,9 @@ pub(crate) fn scale_up(
             Ok(())
         }
         Err(f) => {
+            state
+                .provisioning
+                .retain(|p| !names.contains(&p.name) || f.done.contains(&p.name));
             report.started = f.done.clone();
             if !f.done.is_empty() {
                 record_scale_up(state, now, &f.done);
@@ -332,10 +347,13 @@ pub fn record_scale_up(state: &mut State, now: Timestamp, names: &[String]) {
     state.totals.scale_ups += 1;
     state.totals.workers_added += names.len() as u64;
     for n in names {
-        state.provisioning.push(Provisioning {
-            name: n.clone(),
-            started_at: now,
-        });
+        // Already there when written ahead of the start (`scale_up`).
+        if !state.provisioning.iter().any(|p| p.name == *n) {
+            state.provisioning.push(Provisioning {
+                name: n.clone(),
+                started_at: now,
+            });
+        }
     }
     state.record(now, "scale_up", format!("started {}", names.join(", ")));
 }

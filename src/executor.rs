@@ -153,7 +153,7 @@ impl Actuator for Executor {
                 Ok(())
             }
             Repair::OrphanNode { name } => self.delete_node(name),
-            Repair::StaleEntry { .. } => Ok(()),
+            Repair::StaleEntry { .. } | Repair::Adopt { .. } => Ok(()),
         }
     }
 

@@ -72,6 +72,11 @@ pub enum Repair {
     },
     /// A provisioning entry with no container behind it: drop it.
     StaleEntry { name: String },
+    /// A container of the pool without a Node that the state does not list (the state
+    /// was reset or lost): listed as provisioning since it was created, so it counts
+    /// toward max_nodes, holds back further scale-ups while it boots, and is removed if
+    /// it never gets Ready.
+    Adopt { name: String, since: Timestamp },
 }
 
 impl Repair {
@@ -80,13 +85,14 @@ impl Repair {
             Repair::NeverReady { name, .. }
             | Repair::OrphanNode { name }
             | Repair::DeadContainer { name, .. }
-            | Repair::StaleEntry { name } => name,
+            | Repair::StaleEntry { name }
+            | Repair::Adopt { name, .. } => name,
         }
     }
 
     /// Whether carrying it out deletes the worker's Node (if it has one).
     pub fn deletes_node(&self) -> bool {
-        !matches!(self, Repair::StaleEntry { .. })
+        !matches!(self, Repair::StaleEntry { .. } | Repair::Adopt { .. })
     }
 
     pub fn describe(&self) -> String {
@@ -125,6 +131,10 @@ impl Repair {
             Repair::StaleEntry { name } => {
                 format!("forget {name}: provisioning entry with no container")
             }
+            Repair::Adopt { name, since } => format!(
+                "adopt {name}: container without a Node that the state did not list; \
+                 provisioning since it was created at {since}"
+            ),
         }
     }
 }
@@ -183,6 +193,16 @@ pub fn plan_repairs(
                 node_registered: registered,
             });
             handled.insert(c.name.as_str());
+            continue;
+        }
+        if !registered
+            && !provisioning.contains_key(c.name.as_str())
+            && c.state != ContainerState::Removing
+        {
+            repairs.push(Repair::Adopt {
+                name: c.name.clone(),
+                since: c.created.unwrap_or(now),
+            });
         }
     }
     for n in nodes {
@@ -206,6 +226,12 @@ pub fn plan_repairs(
 pub fn record(state: &mut State, repairs: &[Repair], now: Timestamp) {
     for r in repairs {
         state.provisioning.retain(|p| p.name != r.name());
+        if let Repair::Adopt { name, since } = r {
+            state.provisioning.push(crate::state::Provisioning {
+                name: name.clone(),
+                started_at: *since,
+            });
+        }
         state.totals.repairs += 1;
         if matches!(r, Repair::NeverReady { .. }) {
             crate::evaluate::record_failed_scale_up(state, now, &r.describe());
@@ -333,6 +359,16 @@ mod tests {
                 vec![Repair::StaleEntry { name: "w-7".into() }],
             ),
             (
+                "young container without a Node that the state does not list: adopted",
+                vec![c("w-9", Running, 30)],
+                vec![],
+                vec![],
+                vec![Repair::Adopt {
+                    name: "w-9".into(),
+                    since: ago(30),
+                }],
+            ),
+            (
                 "old container that never registered and is not in the state (state was reset)",
                 vec![c("w-8", Running, 5000)],
                 vec![],
@@ -377,5 +413,13 @@ mod tests {
         assert_eq!(state.totals.failed_scale_ups, 1);
         assert_eq!(state.last_scale_up_failure, Some(NOW));
         assert_eq!(state.events.len(), 2);
+
+        let adopt = Repair::Adopt {
+            name: "w-9".into(),
+            since: ago(30),
+        };
+        record(&mut state, &[adopt], NOW);
+        assert_eq!(state.provisioning, vec![booting("w-9", 30)]);
+        assert_eq!(state.totals.repairs, 3);
     }
 }
