@@ -22,6 +22,11 @@ pub const CONTROL_PLANE_LABELS: [&str; 2] = [
     "node-role.kubernetes.io/control-plane",
     "node-role.kubernetes.io/master",
 ];
+/// Set on a Node with the cordon of every drain k3s-scale starts, removed with the
+/// uncordon (or when a `drain --keep-cordoned` ends): a Node that still carries it when a
+/// run starts was left cordoned by a drain that never finished (the run was killed), and
+/// reconcile uncordons it. Drains run under the run lock, so none is in progress then.
+pub const DRAINING_ANNOTATION: &str = "k3s-scale.io/draining-since";
 /// The grace period the apiserver applies when a pod sets none.
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
 
@@ -216,38 +221,52 @@ pub fn budget_blocker(pod: &Pod, pdbs: &[PodDisruptionBudget]) -> Option<Blocker
 fn first_exhausted(matching: Vec<&PodDisruptionBudget>) -> Option<Blocker> {
     matching
         .into_iter()
-        .find(|b| {
-            b.status
-                .as_ref()
-                .and_then(|s| s.disruptions_allowed)
-                .unwrap_or(0)
-                < 1
-        })
-        .map(|b| Blocker::Budget {
-            pdb: format!(
-                "{}/{}",
-                b.metadata.namespace.as_deref().unwrap_or("default"),
-                b.metadata.name.as_deref().unwrap_or("")
-            ),
-        })
+        .find(|b| exhausted(b))
+        .map(budget_named)
+}
+
+/// Allows fewer than one disruption now (an unknown status allows none).
+fn exhausted(b: &PodDisruptionBudget) -> bool {
+    b.status
+        .as_ref()
+        .and_then(|s| s.disruptions_allowed)
+        .unwrap_or(0)
+        < 1
+}
+
+fn budget_named(b: &PodDisruptionBudget) -> Blocker {
+    Blocker::Budget {
+        pdb: format!(
+            "{}/{}",
+            b.metadata.namespace.as_deref().unwrap_or("default"),
+            b.metadata.name.as_deref().unwrap_or("")
+        ),
+    }
 }
 
 /// Every blocker among the pods a drain would move; empty when the node may go. A pod
 /// already terminating blocks nothing: it is leaving whatever happens (and its eviction
 /// skips the budget check).
 pub fn blockers(plan: &PodPlan, pdbs: Option<&[PodDisruptionBudget]>) -> Vec<PodBlocker> {
-    blockers_with(plan, |p| pdbs.and_then(|b| budget_blocker(p, b)))
+    blockers_with(plan.to_move.iter(), |p| {
+        pdbs.and_then(|b| budget_blocker(p, b))
+    })
 }
 
-/// `blockers` with the PDBs indexed (`Budgets`): what scale-down uses, checking many
-/// candidates against one PDB list.
-pub fn blockers_indexed(plan: &PodPlan, budgets: Option<&Budgets>) -> Vec<PodBlocker> {
-    blockers_with(plan, |p| budgets.and_then(|b| b.blocker(p)))
+/// `blockers` straight from a node's pods (those a drain would move), with the PDBs
+/// indexed (`Budgets`): what scale-down checks each candidate with, before any plan is
+/// made.
+pub fn pod_blockers(pods: &[Pod], budgets: Option<&Budgets>) -> Vec<PodBlocker> {
+    blockers_with(pods.iter().filter(|p| skip_reason(p).is_none()), |p| {
+        budgets.and_then(|b| b.blocker(p))
+    })
 }
 
-fn blockers_with(plan: &PodPlan, budget: impl Fn(&Pod) -> Option<Blocker>) -> Vec<PodBlocker> {
-    plan.to_move
-        .iter()
+fn blockers_with<'a>(
+    to_move: impl Iterator<Item = &'a Pod>,
+    budget: impl Fn(&Pod) -> Option<Blocker>,
+) -> Vec<PodBlocker> {
+    to_move
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| {
             pod_blocker(p)
@@ -263,8 +282,9 @@ fn blockers_with(plan: &PodPlan, budget: impl Fn(&Pod) -> Option<Blocker>) -> Ve
 /// The cluster's PodDisruptionBudgets indexed for matching many pods: by namespace, and
 /// within it by one label their selector requires (its first matchLabels entry), so a
 /// pod is only tried against the budgets that could select it. Scanning every budget for
-/// every pod cost 0.3 s at 150,000 pods and 500 budgets (benches/scale.rs); this does
-/// the same matching (`matching_budgets`, in list order) in a few ms.
+/// every pod made the worst-case candidate choice at 150,000 pods and 500 budgets take
+/// ~470 ms (benches/scale.rs); the index gives the same answers (`matching_budgets`,
+/// `budget_blocker`) without the scan.
 #[derive(Debug, Default)]
 pub struct Budgets {
     pdbs: Vec<PodDisruptionBudget>,
@@ -330,9 +350,40 @@ impl Budgets {
             .collect()
     }
 
-    /// `budget_blocker` over the indexed budgets.
+    /// `budget_blocker` over the indexed budgets: the first budget in list order that
+    /// selects the pod and allows no disruption now. Without allocating: it runs for
+    /// every pod of every candidate.
     pub fn blocker(&self, pod: &Pod) -> Option<Blocker> {
-        first_exhausted(self.matching(pod))
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let nb = self.by_namespace.get(ns)?;
+        let empty = BTreeMap::new();
+        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+        let mut first: Option<usize> = None;
+        let mut consider = |i: usize| {
+            if first.is_some_and(|f| f < i) {
+                return;
+            }
+            let b = &self.pdbs[i];
+            if exhausted(b)
+                && b.spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .is_some_and(|sel| selector_matches(sel, labels))
+            {
+                first = Some(i);
+            }
+        };
+        for &i in &nb.others {
+            consider(i);
+        }
+        for (k, v) in labels {
+            if let Some(ids) = nb.by_label.get(k).and_then(|by_value| by_value.get(v)) {
+                for &i in ids {
+                    consider(i);
+                }
+            }
+        }
+        first.map(|i| budget_named(&self.pdbs[i]))
     }
 }
 
@@ -357,6 +408,11 @@ pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) 
         }
     });
     by_labels && by_exprs
+}
+
+/// When an unfinished k3s-scale drain cordoned this Node, if one did (`DRAINING_ANNOTATION`).
+pub fn drain_mark(node: &Node) -> Option<&str> {
+    annotation(&node.metadata, DRAINING_ANNOTATION)
 }
 
 /// Why this Node may never be removed by k3s-scale, if so. (Whether a container backs it

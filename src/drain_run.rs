@@ -174,8 +174,13 @@ pub fn drain_node(
         not_moved,
         node_left,
     };
+    // Cordoned by someone else before this drain: left so. A cordon that still carries
+    // our drain mark is a killed run's, not someone's wish.
     let was_cordoned = match cluster.node(node) {
-        Ok(Some(n)) => n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
+        Ok(Some(n)) => {
+            n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
+                && drain::drain_mark(&n).is_none()
+        }
         Ok(None) => {
             return Err(fail(
                 Some(format!("no node named {node}")),

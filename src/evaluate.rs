@@ -152,7 +152,12 @@ fn run(
     let mut state = State::load(&ctx.state_path)?;
     let now = ctx.now;
 
-    let snap = match source.snapshot() {
+    // Reconcile's Docker and Kubernetes listings are taken while Prometheus answers:
+    // neither needs the other. (Used only once the snapshot is there.)
+    let mut cell = ActuatorCell::new(make_actuator);
+    let mut observed = None;
+    let snap = source.snapshot_while(&mut || observed = Some(observe(&mut cell)));
+    let snap = match snap {
         Ok(s) => s,
         Err(e) => {
             let e = RunError::Metrics(e);
@@ -166,11 +171,18 @@ fn run(
             return Err(e);
         }
     };
-    let mut cell = ActuatorCell::new(make_actuator);
     let mut snap = snap;
     let mut repairs = Vec::new();
     let mut reconcile_note = None;
-    if let Err(e) = reconcile_run(ctx, &mut state, &mut snap, &mut cell, &mut repairs) {
+    let observed = observed.unwrap_or_else(|| observe(&mut cell));
+    if let Err(e) = reconcile_run(
+        ctx,
+        &mut state,
+        &mut snap,
+        &mut cell,
+        observed,
+        &mut repairs,
+    ) {
         if ctx.dry_run {
             // A dry run still decides: say that drift was not looked at.
             reconcile_note = Some(format!("reconcile skipped: {e}"));
@@ -281,22 +293,22 @@ pub(crate) fn scale_up(
     }
 }
 
-/// Repairs drift before deciding: lists this pool's containers and Nodes, plans repairs,
-/// carries them out (dry-run: only lists them) and records them. Nodes deleted by a repair
-/// leave the snapshot, so the decision does not count them.
+/// Repairs drift before deciding: from this pool's containers and Nodes as listed
+/// (`observed`), plans repairs, carries them out (dry-run: only lists them) and records
+/// them. Workers left without a Node leave the snapshot, so the decision does not count
+/// them.
 fn reconcile_run(
     ctx: &Context,
     state: &mut State,
     snap: &mut crate::snapshot::Snapshot,
     cell: &mut ActuatorCell,
+    observed: Result<Option<Observed>, RunError>,
     listed: &mut Vec<String>,
 ) -> Result<(), RunError> {
-    let actuator = cell.get()?;
-    let observed = match actuator.observe() {
-        Ok(Some(o)) => o,
-        Ok(None) => return Ok(()),
-        Err(f) => return Err(RunError::Action(format!("cannot reconcile: {}", f.message))),
+    let Some(observed) = observed? else {
+        return Ok(());
     };
+    let actuator = cell.get()?;
     let repairs = reconcile::plan_repairs(
         &observed.containers,
         &observed.nodes,
@@ -328,7 +340,7 @@ fn reconcile_run(
     let applied: &[Repair] = if ctx.dry_run { &repairs } else { &done };
     if let Some(nodes) = snap.nodes.as_mut() {
         for r in applied {
-            if r.deletes_node() {
+            if r.leaves_no_node() {
                 nodes.remove(r.name());
             }
         }
@@ -340,6 +352,13 @@ fn reconcile_run(
         Some(m) => Err(RunError::Action(format!("a repair failed: {m}"))),
         None => Ok(()),
     }
+}
+
+/// This pool's workers as Docker and Kubernetes list them (connecting on first use).
+fn observe(cell: &mut ActuatorCell) -> Result<Option<Observed>, RunError> {
+    cell.get()?
+        .observe()
+        .map_err(|f| RunError::Action(format!("cannot reconcile: {}", f.message)))
 }
 
 pub fn record_scale_up(state: &mut State, now: Timestamp, names: &[String]) {

@@ -128,7 +128,12 @@ impl Actuator for Executor {
             })
             .filter_map(|n| {
                 let ready = is_ready(&n);
-                n.metadata.name.map(|name| WorkerNode { name, ready })
+                let drain_left = crate::drain::drain_mark(&n).is_some();
+                n.metadata.name.map(|name| WorkerNode {
+                    name,
+                    ready,
+                    drain_left,
+                })
             })
             .collect();
         Ok(Some(Observed { containers, nodes }))
@@ -153,6 +158,13 @@ impl Actuator for Executor {
                 Ok(())
             }
             Repair::OrphanNode { name } => self.delete_node(name),
+            Repair::UnfinishedDrain { name } => self
+                .cluster
+                .set_unschedulable(name, false)
+                .map_err(|e| ActionFailure {
+                    done: Vec::new(),
+                    message: format!("uncordon {name}: {e}"),
+                }),
             Repair::StaleEntry { .. } | Repair::Adopt { .. } => Ok(()),
         }
     }

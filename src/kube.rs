@@ -144,8 +144,11 @@ pub trait Cluster {
     fn node(&self, name: &str) -> Result<Option<Node>, KubeError>;
     /// Every Node (for drift repair).
     fn nodes(&self) -> Result<Vec<Node>, KubeError>;
-    /// Cordons (`true`) or uncordons (`false`) the node.
+    /// Cordons (`true`) or uncordons (`false`) the node for a drain: the cordon marks the
+    /// node with `drain::DRAINING_ANNOTATION`, the uncordon removes the mark.
     fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError>;
+    /// Removes the drain mark and leaves the node cordoned (a drain that keeps it so).
+    fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError>;
     /// Every pod bound to the node, in every namespace.
     fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError>;
     /// Every PodDisruptionBudget, in every namespace.
@@ -170,6 +173,9 @@ impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
     }
     fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
         (**self).set_unschedulable(node, unschedulable)
+    }
+    fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError> {
+        (**self).clear_drain_mark(node)
     }
     fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError> {
         (**self).pods_on(node)
@@ -281,6 +287,25 @@ impl KubeCluster {
     }
 }
 
+impl KubeCluster {
+    fn patch_node(
+        &self,
+        what: &str,
+        node: &str,
+        patch: serde_json::Value,
+    ) -> Result<(), KubeError> {
+        self.call(what, |c| {
+            let patch = patch.clone();
+            async move {
+                Api::<Node>::all(c)
+                    .patch(node, &PatchParams::default(), &Patch::Strategic(patch))
+                    .await
+            }
+        })
+        .map(|_| ())
+    }
+}
+
 /// Runs one API call under `limit`, classifying its failure.
 pub(crate) async fn timed<T>(
     what: &str,
@@ -313,17 +338,21 @@ impl Cluster for KubeCluster {
 
     fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
         let what = if unschedulable { "cordon" } else { "uncordon" };
-        // The same strategic-merge patch kubectl cordon sends.
-        let patch = serde_json::json!({ "spec": { "unschedulable": unschedulable } });
-        self.call(&format!("{what} node {node}"), |c| {
-            let patch = patch.clone();
-            async move {
-                Api::<Node>::all(c)
-                    .patch(node, &PatchParams::default(), &Patch::Strategic(patch))
-                    .await
-            }
-        })
-        .map(|_| ())
+        // The strategic-merge patch kubectl cordon sends, and the drain mark in the same
+        // write (null removes it), so no cordon of ours is ever left unmarked.
+        let mark = unschedulable.then(|| crate::time::Timestamp::now().to_string());
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { crate::drain::DRAINING_ANNOTATION: mark } },
+            "spec": { "unschedulable": unschedulable },
+        });
+        self.patch_node(&format!("{what} node {node}"), node, patch)
+    }
+
+    fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError> {
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { crate::drain::DRAINING_ANNOTATION: null } },
+        });
+        self.patch_node(&format!("unmark node {node}"), node, patch)
     }
 
     fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError> {

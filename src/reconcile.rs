@@ -49,6 +49,8 @@ impl ContainerState {
 pub struct WorkerNode {
     pub name: String,
     pub ready: bool,
+    /// Still cordoned by a drain that never finished (`drain::DRAINING_ANNOTATION`).
+    pub drain_left: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,6 +74,9 @@ pub enum Repair {
     },
     /// A provisioning entry with no container behind it: drop it.
     StaleEntry { name: String },
+    /// A Node that a drain cordoned and never finished with (its run was killed): the
+    /// run lock is held, so no drain is in progress; uncordon it (and remove the mark).
+    UnfinishedDrain { name: String },
     /// A container of the pool without a Node that the state does not list (the state
     /// was reset or lost): listed as provisioning since it was created, so it counts
     /// toward max_nodes, holds back further scale-ups while it boots, and is removed if
@@ -86,13 +91,20 @@ impl Repair {
             | Repair::OrphanNode { name }
             | Repair::DeadContainer { name, .. }
             | Repair::StaleEntry { name }
+            | Repair::UnfinishedDrain { name }
             | Repair::Adopt { name, .. } => name,
         }
     }
 
-    /// Whether carrying it out deletes the worker's Node (if it has one).
-    pub fn deletes_node(&self) -> bool {
-        !matches!(self, Repair::StaleEntry { .. } | Repair::Adopt { .. })
+    /// Whether the worker has no Node once this is carried out, so the decision must not
+    /// count one even if the Prometheus snapshot (a scrape older than the API listing)
+    /// still shows it: its Node was deleted, or, adopted, the API lists none (a run killed
+    /// after deleting the Node of a worker it was removing leaves its container so).
+    pub fn leaves_no_node(&self) -> bool {
+        !matches!(
+            self,
+            Repair::StaleEntry { .. } | Repair::UnfinishedDrain { .. }
+        )
     }
 
     pub fn describe(&self) -> String {
@@ -131,6 +143,9 @@ impl Repair {
             Repair::StaleEntry { name } => {
                 format!("forget {name}: provisioning entry with no container")
             }
+            Repair::UnfinishedDrain { name } => format!(
+                "uncordon {name}: a drain that never finished (its run was killed) left it cordoned"
+            ),
             Repair::Adopt { name, since } => format!(
                 "adopt {name}: container without a Node that the state did not list; \
                  provisioning since it was created at {since}"
@@ -210,6 +225,10 @@ pub fn plan_repairs(
             repairs.push(Repair::OrphanNode {
                 name: n.name.clone(),
             });
+        } else if n.drain_left && !handled.contains(n.name.as_str()) {
+            repairs.push(Repair::UnfinishedDrain {
+                name: n.name.clone(),
+            });
         }
     }
     for p in &state.provisioning {
@@ -262,6 +281,7 @@ mod tests {
         WorkerNode {
             name: name.into(),
             ready,
+            drain_left: false,
         }
     }
     fn booting(name: &str, started_ago: i64) -> Provisioning {
@@ -357,6 +377,18 @@ mod tests {
                 vec![],
                 vec![booting("w-7", 10)],
                 vec![Repair::StaleEntry { name: "w-7".into() }],
+            ),
+            (
+                "cordoned by a drain that never finished: uncordoned",
+                vec![c("w-10", Running, 5000)],
+                vec![WorkerNode {
+                    drain_left: true,
+                    ..n("w-10", true)
+                }],
+                vec![],
+                vec![Repair::UnfinishedDrain {
+                    name: "w-10".into(),
+                }],
             ),
             (
                 "young container without a Node that the state does not list: adopted",

@@ -122,7 +122,7 @@ fn twenty_runs_at_once_one_acts_and_the_rest_exit_3_fifty_times() {
 
         // One container, one state that says so.
         let worker = rig.worker(1);
-        assert_eq!(rig.containers(), [worker.clone()], "rep {rep}");
+        assert_eq!(rig.containers(), std::slice::from_ref(&worker), "rep {rep}");
         let state = rig
             .state()
             .unwrap_or_else(|e| panic!("rep {rep}: state does not load: {e}"))

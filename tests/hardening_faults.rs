@@ -230,7 +230,15 @@ fn faults_end_in_the_documented_exit_code_and_lose_nothing() {
     let mut pending = LiveProm::start(pending_cluster());
     let faults = DockerFaults::start(&rig.pool.dir.join("faults.sock"));
     rig.new_cluster();
-    let docker_rows: Vec<(&str, Option<String>, Vec<DockerRule>, &str, bool)> = vec![
+    // (fault, docker.host, proxy rules, cause in the error, whether the create was reached)
+    type DockerRow = (
+        &'static str,
+        Option<String>,
+        Vec<DockerRule>,
+        &'static str,
+        bool,
+    );
+    let docker_rows: Vec<DockerRow> = vec![
         (
             "Docker daemon gone (no socket)",
             Some(format!(

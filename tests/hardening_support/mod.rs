@@ -900,10 +900,7 @@ fn docker_connection(client: UnixStream, up: UnixStream, ctx: &ConnCtx) {
         Err(_) => return,
     });
     let mut up_w = up;
-    loop {
-        let Ok(Some((head, body))) = read_one(&mut reader) else {
-            break;
-        };
+    while let Ok(Some((head, body))) = read_one(&mut reader) {
         let line = head.lines().next().unwrap_or("").to_string();
         let fault = {
             let rules = ctx.rules.lock().unwrap();
