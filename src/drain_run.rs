@@ -174,12 +174,12 @@ pub fn drain_node(
         not_moved,
         node_left,
     };
+    // Cordoned by someone else before this drain: left so. A cordon that still carries
+    // our drain mark is a killed run's, not someone's wish.
     let was_cordoned = match cluster.node(node) {
-        // A cordon with k3s-scale's mark is a leftover of a run that died mid-drain: not
-        // the user's, so it is undone on failure like our own.
         Ok(Some(n)) => {
             n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
-                && !crate::kube::is_our_cordon(&n)
+                && drain::drain_mark(&n).is_none()
         }
         Ok(None) => {
             return Err(fail(
@@ -218,7 +218,7 @@ pub fn drain_node(
         Ok(p) => p,
         Err(e) => return Err(fail(Some(e.to_string()), vec![], vec![], restore())),
     };
-    let plan = drain::plan_pods(&pods);
+    let plan = drain::into_plan(pods);
     if recheck == Recheck::Pods {
         let found = drain::blockers(&plan, None);
         if !found.is_empty() {

@@ -23,12 +23,10 @@ impl RunError {
         match self {
             RunError::Internal(_) => 1,
             RunError::Usage(_) | RunError::Config(_) => 2,
-            // Only "held by another run" is 3 (harmless); a lock file that cannot be opened
-            // is a broken set-up and must not pass for it.
-            RunError::Lock(crate::lock::LockError::Held(..)) => 3,
-            RunError::Lock(_) => 1,
-            // Unusable credential or CA files are config errors, not an outage.
+            // An unreadable or world-writable credential or CA file is a config problem,
+            // not Prometheus being down (still counted as a metrics error).
             RunError::Metrics(PromError::Setup(_)) => 2,
+            RunError::Lock(_) => 3,
             RunError::Metrics(_) => 4,
             RunError::Action(_) => 5,
             RunError::State(_) => 6,

@@ -152,7 +152,12 @@ fn run(
     let mut state = State::load(&ctx.state_path)?;
     let now = ctx.now;
 
-    let snap = match source.snapshot() {
+    // Reconcile's Docker and Kubernetes listings are taken while Prometheus answers:
+    // neither needs the other. (Used only once the snapshot is there.)
+    let mut cell = ActuatorCell::new(make_actuator);
+    let mut observed = None;
+    let snap = source.snapshot_while(&mut || observed = Some(observe(&mut cell)));
+    let snap = match snap {
         Ok(s) => s,
         Err(e) => {
             let e = RunError::Metrics(e);
@@ -168,12 +173,19 @@ fn run(
             return Err(e);
         }
     };
-    let mut cell = ActuatorCell::new(make_actuator);
     let mut snap = snap;
     let mut repairs = Vec::new();
     let mut reconcile_note = None;
+    let observed = observed.unwrap_or_else(|| observe(&mut cell));
     let mut repair_failed = None;
-    match reconcile_run(ctx, &mut state, &mut snap, &mut cell, &mut repairs) {
+    match reconcile_run(
+        ctx,
+        &mut state,
+        &mut snap,
+        &mut cell,
+        observed,
+        &mut repairs,
+    ) {
         Ok(failed) => repair_failed = failed,
         Err(e) if ctx.dry_run => {
             // A dry run still decides: say that drift was not looked at.
@@ -266,18 +278,21 @@ pub(crate) fn scale_up(
     };
     let first = workers::next_free_index(state.next_worker_index, highest);
     let names = workers::worker_names(prefix, first, count);
-    // The counter moves and the workers are listed as provisioning, on disk, before
-    // anything is created: a name is never handed out twice, and a run that dies half-way
-    // leaves no container the next run does not know about (it repairs what never joins).
-    // If that save fails, nothing is started.
+    // Written ahead, before anything is created: the moved counter and the workers about
+    // to start are on disk, so a run killed half-way never hands a name out twice and
+    // leaves no container the next run does not know (an entry whose container never
+    // came is forgotten by reconcile).
     state.next_worker_index = first + u64::from(count);
-    for n in &names {
+    for name in &names {
         state.provisioning.push(Provisioning {
-            name: n.clone(),
+            name: name.clone(),
             started_at: now,
         });
     }
-    state.save(&ctx.state_path)?;
+    if let Err(e) = state.save(&ctx.state_path) {
+        state.provisioning.retain(|p| !names.contains(&p.name));
+        return Err(RunError::State(e));
+    }
     report.started = names.clone();
     match actuator.start_workers(&names) {
         Ok(()) => {
@@ -285,7 +300,6 @@ pub(crate) fn scale_up(
             Ok(())
         }
         Err(f) => {
-            // Those that did not start are not provisioning (their clean-up removed them).
             state
                 .provisioning
                 .retain(|p| !names.contains(&p.name) || f.done.contains(&p.name));
@@ -300,22 +314,22 @@ pub(crate) fn scale_up(
     }
 }
 
-/// Repairs drift before deciding: lists this pool's containers and Nodes, plans repairs,
-/// carries them out (dry-run: only lists them) and records them. Nodes deleted by a repair
-/// leave the snapshot, so the decision does not count them.
+/// Repairs drift before deciding: from this pool's containers and Nodes as listed
+/// (`observed`), plans repairs, carries them out (dry-run: only lists them) and records
+/// them. Workers left without a Node leave the snapshot, so the decision does not count
+/// them.
 fn reconcile_run(
     ctx: &Context,
     state: &mut State,
     snap: &mut crate::snapshot::Snapshot,
     cell: &mut ActuatorCell,
+    observed: Result<Option<Observed>, RunError>,
     listed: &mut Vec<String>,
 ) -> Result<Option<String>, RunError> {
-    let actuator = cell.get()?;
-    let observed = match actuator.observe() {
-        Ok(Some(o)) => o,
-        Ok(None) => return Ok(None),
-        Err(f) => return Err(RunError::Action(format!("cannot reconcile: {}", f.message))),
+    let Some(observed) = observed? else {
+        return Ok(None);
     };
+    let actuator = cell.get()?;
     // The API can see a worker Ready before Prometheus does: it is done booting.
     if !ctx.dry_run {
         let joined = reconcile::joined(&observed.nodes, state);
@@ -354,7 +368,7 @@ fn reconcile_run(
     let applied: &[Repair] = if ctx.dry_run { &repairs } else { &done };
     if let Some(nodes) = snap.nodes.as_mut() {
         for r in applied {
-            if r.deletes_node() {
+            if r.leaves_no_node() {
                 nodes.remove(r.name());
             }
         }
@@ -365,11 +379,19 @@ fn reconcile_run(
     Ok(failed)
 }
 
+/// This pool's workers as Docker and Kubernetes list them (connecting on first use).
+fn observe(cell: &mut ActuatorCell) -> Result<Option<Observed>, RunError> {
+    cell.get()?
+        .observe()
+        .map_err(|f| RunError::Action(format!("cannot reconcile: {}", f.message)))
+}
+
 pub fn record_scale_up(state: &mut State, now: Timestamp, names: &[String]) {
     state.last_scale_up = Some(now);
     state.totals.scale_ups += 1;
     state.totals.workers_added += names.len() as u64;
     for n in names {
+        // Already there when written ahead of the start (`scale_up`).
         if !state.provisioning.iter().any(|p| p.name == *n) {
             state.provisioning.push(Provisioning {
                 name: n.clone(),

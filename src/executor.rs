@@ -7,7 +7,7 @@ use crate::docker::{DockerActuator, DockerClient, DockerEnv, JoinToken, NODE_LAB
 use crate::drain_run::MoveMode;
 use crate::error::RunError;
 use crate::evaluate::{ActionFailure, Actuator, Observed, PlanOnly, Removal};
-use crate::kube::{Cluster, KubeCluster, is_our_cordon, is_ready};
+use crate::kube::{Cluster, KubeCluster, is_ready};
 use crate::reconcile::{ContainerState, Repair, WorkerContainer, WorkerNode};
 use crate::report::Report;
 use crate::scale_down::{ContainerError, ScaleDown, WorkerContainers};
@@ -128,11 +128,11 @@ impl Actuator for Executor {
             })
             .filter_map(|n| {
                 let ready = is_ready(&n);
-                let stale_cordon = is_our_cordon(&n);
+                let drain_left = crate::drain::drain_mark(&n).is_some();
                 n.metadata.name.map(|name| WorkerNode {
                     name,
                     ready,
-                    stale_cordon,
+                    drain_left,
                 })
             })
             .collect();
@@ -163,16 +163,15 @@ impl Actuator for Executor {
                 self.delete_node(name)?;
                 self.remove_container(name)
             }
-            Repair::StaleCordon { name } => {
-                self.cluster
-                    .set_unschedulable(name, false)
-                    .map_err(|e| ActionFailure {
-                        done: Vec::new(),
-                        message: format!("uncordon {name}: {e}"),
-                    })
-            }
-            Repair::Nodeless { name, .. } => self.remove_container(name),
+            Repair::UnfinishedDrain { name } => self
+                .cluster
+                .set_unschedulable(name, false)
+                .map_err(|e| ActionFailure {
+                    done: Vec::new(),
+                    message: format!("uncordon {name}: {e}"),
+                }),
             Repair::StaleEntry { name } => self.remove_container(name),
+            Repair::Adopt { .. } => Ok(()),
         }
     }
 

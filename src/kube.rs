@@ -144,10 +144,11 @@ pub trait Cluster {
     fn node(&self, name: &str) -> Result<Option<Node>, KubeError>;
     /// Every Node (for drift repair).
     fn nodes(&self) -> Result<Vec<Node>, KubeError>;
-    /// Cordons (`true`) or uncordons (`false`) the node.
+    /// Cordons (`true`) or uncordons (`false`) the node for a drain: the cordon marks the
+    /// node with `drain::DRAINING_ANNOTATION`, the uncordon removes the mark.
     fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError>;
-    /// Keeps the cordon but drops k3s-scale's mark on it: from now on it is the user's.
-    fn forget_cordon(&self, node: &str) -> Result<(), KubeError>;
+    /// Removes the drain mark and leaves the node cordoned (a drain that keeps it so).
+    fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError>;
     /// Every pod bound to the node, in every namespace.
     fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError>;
     /// Every PodDisruptionBudget, in every namespace.
@@ -172,8 +173,8 @@ impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
     fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
         (**self).set_unschedulable(node, unschedulable)
     }
-    fn forget_cordon(&self, node: &str) -> Result<(), KubeError> {
-        (**self).forget_cordon(node)
+    fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError> {
+        (**self).clear_drain_mark(node)
     }
     fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError> {
         (**self).pods_on(node)
@@ -190,19 +191,6 @@ impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
     fn delete_node_password(&self, node: &str) -> Result<bool, KubeError> {
         (**self).delete_node_password(node)
     }
-}
-
-/// The annotation k3s-scale puts on a Node together with its drain's cordon.
-pub const CORDON_ANNOTATION: &str = "k3s-scale.io/drain-cordon";
-
-/// A cordon k3s-scale set for a drain (and has not released).
-pub fn is_our_cordon(node: &Node) -> bool {
-    node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
-        && node
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(CORDON_ANNOTATION))
 }
 
 /// Whether the Node's Ready condition is True.
@@ -299,6 +287,25 @@ impl KubeCluster {
     }
 }
 
+impl KubeCluster {
+    fn patch_node(
+        &self,
+        what: &str,
+        node: &str,
+        patch: serde_json::Value,
+    ) -> Result<(), KubeError> {
+        self.call(what, |c| {
+            let patch = patch.clone();
+            async move {
+                Api::<Node>::all(c)
+                    .patch(node, &PatchParams::default(), &Patch::Strategic(patch))
+                    .await
+            }
+        })
+        .map(|_| ())
+    }
+}
+
 /// Runs one API call under `limit`, classifying its failure.
 pub(crate) async fn timed<T>(
     what: &str,
@@ -312,25 +319,6 @@ pub(crate) async fn timed<T>(
             call: what.to_string(),
             after: limit,
         }),
-    }
-}
-
-impl KubeCluster {
-    fn patch_node(
-        &self,
-        what: &str,
-        node: &str,
-        patch: serde_json::Value,
-    ) -> Result<(), KubeError> {
-        self.call(&format!("{what} node {node}"), |c| {
-            let patch = patch.clone();
-            async move {
-                Api::<Node>::all(c)
-                    .patch(node, &PatchParams::default(), &Patch::Strategic(patch))
-                    .await
-            }
-        })
-        .map(|_| ())
     }
 }
 
@@ -350,25 +338,21 @@ impl Cluster for KubeCluster {
 
     fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
         let what = if unschedulable { "cordon" } else { "uncordon" };
-        // kubectl cordon's strategic-merge patch, plus our mark on the cordon (removed
-        // with it), so that a cordon a crashed run left behind is told from a person's.
-        let mark = if unschedulable {
-            serde_json::Value::from("true")
-        } else {
-            serde_json::Value::Null
-        };
+        // The strategic-merge patch kubectl cordon sends, and the drain mark in the same
+        // write (null removes it), so no cordon of ours is ever left unmarked.
+        let mark = unschedulable.then(|| crate::time::Timestamp::now().to_string());
         let patch = serde_json::json!({
-            "metadata": { "annotations": { CORDON_ANNOTATION: mark } },
+            "metadata": { "annotations": { crate::drain::DRAINING_ANNOTATION: mark } },
             "spec": { "unschedulable": unschedulable },
         });
-        self.patch_node(what, node, patch)
+        self.patch_node(&format!("{what} node {node}"), node, patch)
     }
 
-    fn forget_cordon(&self, node: &str) -> Result<(), KubeError> {
+    fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError> {
         let patch = serde_json::json!({
-            "metadata": { "annotations": { CORDON_ANNOTATION: serde_json::Value::Null } },
+            "metadata": { "annotations": { crate::drain::DRAINING_ANNOTATION: null } },
         });
-        self.patch_node("unmark the cordon of", node, patch)
+        self.patch_node(&format!("unmark node {node}"), node, patch)
     }
 
     fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError> {

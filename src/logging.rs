@@ -30,7 +30,7 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
     match format {
         LogFormat::Text => {
             b.format(|buf, r| {
-                if carries_bodies(r) {
+                if may_carry_secrets(r) {
                     return Ok(());
                 }
                 writeln!(
@@ -44,7 +44,7 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
         }
         LogFormat::Json => {
             b.format(|buf, r| {
-                if carries_bodies(r) {
+                if may_carry_secrets(r) {
                     return Ok(());
                 }
                 let line = serde_json::json!({
@@ -60,8 +60,17 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
     let _ = b.try_init();
 }
 
-/// bollard logs request and response bodies at debug and trace level; a worker's create
-/// body carries the join token. Those lines are dropped whatever RUST_LOG asks for.
-fn carries_bodies(r: &log::Record) -> bool {
-    r.level() >= log::Level::Debug && r.target().starts_with("bollard")
+/// Dependency lines that may carry secrets, dropped whatever RUST_LOG asks for: bollard
+/// logs request and response bodies at debug and trace (a worker's create body carries
+/// the join token); ureq hex-dumps every request at trace, the Authorization header (the
+/// Prometheus bearer token or basic-auth password) included; the other clients' trace
+/// lines are wire-level too. k3s-scale's own lines are kept at every level: it never logs
+/// a secret.
+fn may_carry_secrets(r: &log::Record) -> bool {
+    let target = r.target();
+    if target.starts_with("k3s_scale") {
+        return false;
+    }
+    r.level() == log::Level::Trace
+        || (r.level() >= log::Level::Debug && target.starts_with("bollard"))
 }

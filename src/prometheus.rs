@@ -58,6 +58,17 @@ impl std::error::Error for PromError {}
 /// Where the snapshot comes from; the real one is `PromClient`.
 pub trait MetricsSource {
     fn snapshot(&self) -> Result<Snapshot, PromError>;
+
+    /// The snapshot, with `meanwhile` run while the query is under way (`PromClient` sends
+    /// it from a thread of its own). By default one after the other, and `meanwhile` only
+    /// when the snapshot was taken.
+    fn snapshot_while(&self, meanwhile: &mut dyn FnMut()) -> Result<Snapshot, PromError> {
+        let snap = self.snapshot();
+        if snap.is_ok() {
+            meanwhile();
+        }
+        snap
+    }
 }
 
 pub struct PromClient {
@@ -161,6 +172,21 @@ fn base64(input: &[u8]) -> String {
 }
 
 impl MetricsSource for PromClient {
+    /// The query goes out from a scoped thread while `meanwhile` (a run's Docker and
+    /// Kubernetes listings) runs here: each is a round trip to a server, and a dry run
+    /// spent most of its time waiting on them one after the other.
+    fn snapshot_while(&self, meanwhile: &mut dyn FnMut()) -> Result<Snapshot, PromError> {
+        std::thread::scope(|s| {
+            let query = s.spawn(|| self.snapshot());
+            meanwhile();
+            query.join().unwrap_or_else(|_| {
+                Err(PromError::Malformed(
+                    "the thread reading the answer panicked".into(),
+                ))
+            })
+        })
+    }
+
     fn snapshot(&self) -> Result<Snapshot, PromError> {
         let mut req = self.agent.post(&self.endpoint);
         if let Some(a) = &self.authorization {

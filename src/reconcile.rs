@@ -50,8 +50,8 @@ impl ContainerState {
 pub struct WorkerNode {
     pub name: String,
     pub ready: bool,
-    /// Cordoned by a k3s-scale drain that never finished (the run died mid-drain).
-    pub stale_cordon: bool,
+    /// Still cordoned by a drain that never finished (`drain::DRAINING_ANNOTATION`).
+    pub drain_left: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -75,11 +75,14 @@ pub enum Repair {
     },
     /// A provisioning entry with no container behind it: drop it.
     StaleEntry { name: String },
-    /// A cordon a k3s-scale drain set and never undid (the run died): uncordon.
-    StaleCordon { name: String },
-    /// A live container with no Node, not booting, older than the provision timeout (its
-    /// Node was deleted by hand): remove the container and its volume.
-    Nodeless { name: String, since: Timestamp },
+    /// A Node that a drain cordoned and never finished with (its run was killed): the
+    /// run lock is held, so no drain is in progress; uncordon it (and remove the mark).
+    UnfinishedDrain { name: String },
+    /// A container of the pool without a Node that the state does not list (the state
+    /// was reset or lost): listed as provisioning since it was created, so it counts
+    /// toward max_nodes, holds back further scale-ups while it boots, and is removed if
+    /// it never gets Ready.
+    Adopt { name: String, since: Timestamp },
 }
 
 impl Repair {
@@ -89,16 +92,19 @@ impl Repair {
             | Repair::OrphanNode { name }
             | Repair::DeadContainer { name, .. }
             | Repair::StaleEntry { name }
-            | Repair::StaleCordon { name }
-            | Repair::Nodeless { name, .. } => name,
+            | Repair::UnfinishedDrain { name }
+            | Repair::Adopt { name, .. } => name,
         }
     }
 
-    /// Whether carrying it out deletes the worker's Node (if it has one).
-    pub fn deletes_node(&self) -> bool {
+    /// Whether the worker has no Node once this is carried out, so the decision must not
+    /// count one even if the Prometheus snapshot (a scrape older than the API listing)
+    /// still shows it: its Node was deleted, or, adopted, the API lists none (a run killed
+    /// after deleting the Node of a worker it was removing leaves its container so).
+    pub fn leaves_no_node(&self) -> bool {
         !matches!(
             self,
-            Repair::StaleEntry { .. } | Repair::StaleCordon { .. } | Repair::Nodeless { .. }
+            Repair::StaleEntry { .. } | Repair::UnfinishedDrain { .. }
         )
     }
 
@@ -138,12 +144,13 @@ impl Repair {
             Repair::StaleEntry { name } => {
                 format!("forget {name}: provisioning entry with no container (its volume goes too)")
             }
-            Repair::StaleCordon { name } => {
-                format!("uncordon {name}: cordoned by a k3s-scale drain that never finished")
-            }
-            Repair::Nodeless { name, since } => {
-                format!("remove {name}: running since {since} without a Node (deleted by hand?)")
-            }
+            Repair::UnfinishedDrain { name } => format!(
+                "uncordon {name}: a drain that never finished (its run was killed) left it cordoned"
+            ),
+            Repair::Adopt { name, since } => format!(
+                "adopt {name}: container without a Node that the state did not list; \
+                 provisioning since it was created at {since}"
+            ),
         }
     }
 }
@@ -183,6 +190,7 @@ pub fn plan_repairs(
         }
         let node = node_by_name.get(c.name.as_str());
         let registered = node.is_some();
+        // A Ready worker is never repaired, whatever its container looks like.
         if node.is_some_and(|n| n.ready) {
             continue;
         }
@@ -195,8 +203,8 @@ pub fn plan_repairs(
             handled.insert(c.name.as_str());
             continue;
         }
-        // Not Ready: past the provision timeout since k3s-scale started it?
         match provisioning.get(c.name.as_str()) {
+            // Started by k3s-scale and still not Ready past the provision timeout.
             Some(&since) if now.since(since) >= timeout => {
                 repairs.push(Repair::NeverReady {
                     name: c.name.clone(),
@@ -206,18 +214,25 @@ pub fn plan_repairs(
                 handled.insert(c.name.as_str());
             }
             Some(_) => {}
-            // A live container of this pool with no Node that is not booting either (its
-            // Node was deleted by hand, or the state was reset), older than the provision
-            // timeout: no Node will come. Only when the API shows this pool's Nodes at all:
-            // an empty list more likely means a kubeconfig for another cluster than a pool
-            // whose every Node vanished.
-            None if !registered && !nodes.is_empty() => {
-                if let Some(created) = c.created
-                    && now.since(created) >= timeout
-                {
-                    repairs.push(Repair::Nodeless {
+            // A live container without a Node that the state does not list (a run killed
+            // between deleting a Node and removing its container, a lost state, a Node
+            // deleted by hand): adopted as provisioning since it was created, so it counts
+            // toward max_nodes and goes if no Node comes within the provision timeout.
+            None if !registered && c.state != ContainerState::Removing => {
+                let since = c.created.unwrap_or(now);
+                if now.since(since) >= timeout {
+                    // Already past the timeout (its Node was deleted by hand long after it
+                    // joined, say): no Node is coming.
+                    repairs.push(Repair::NeverReady {
                         name: c.name.clone(),
-                        since: created,
+                        since,
+                        node_registered: false,
+                    });
+                    handled.insert(c.name.as_str());
+                } else {
+                    repairs.push(Repair::Adopt {
+                        name: c.name.clone(),
+                        since,
                     });
                 }
             }
@@ -225,13 +240,19 @@ pub fn plan_repairs(
         }
     }
     for n in nodes {
-        if n.stale_cordon && by_name.contains_key(n.name.as_str()) {
-            repairs.push(Repair::StaleCordon {
-                name: n.name.clone(),
-            });
+        if permanent.contains(&n.name) {
+            continue;
         }
-        if !n.ready && !by_name.contains_key(n.name.as_str()) && !permanent.contains(&n.name) {
-            repairs.push(Repair::OrphanNode {
+        if !by_name.contains_key(n.name.as_str()) {
+            // Its kubelet went with the container, so the Node turns NotReady; a Ready
+            // one is someone else's worker as far as this Docker host can tell.
+            if !n.ready {
+                repairs.push(Repair::OrphanNode {
+                    name: n.name.clone(),
+                });
+            }
+        } else if n.drain_left && !handled.contains(n.name.as_str()) {
+            repairs.push(Repair::UnfinishedDrain {
                 name: n.name.clone(),
             });
         }
@@ -260,6 +281,12 @@ pub fn joined<'a>(nodes: &'a [WorkerNode], state: &State) -> Vec<&'a str> {
 pub fn record(state: &mut State, repairs: &[Repair], now: Timestamp) {
     for r in repairs {
         state.provisioning.retain(|p| p.name != r.name());
+        if let Repair::Adopt { name, since } = r {
+            state.provisioning.push(crate::state::Provisioning {
+                name: name.clone(),
+                started_at: *since,
+            });
+        }
         state.totals.repairs += 1;
         if matches!(r, Repair::NeverReady { .. }) {
             crate::evaluate::record_failed_scale_up(state, now, &r.describe());
@@ -290,7 +317,7 @@ mod tests {
         WorkerNode {
             name: name.into(),
             ready,
-            stale_cordon: false,
+            drain_left: false,
         }
     }
     fn booting(name: &str, started_ago: i64) -> Provisioning {
@@ -395,19 +422,6 @@ mod tests {
                 vec![],
             ),
             (
-                "a cordon left by a drain that died is undone",
-                vec![c("w-10", Running, 9000)],
-                vec![WorkerNode {
-                    name: "w-10".into(),
-                    ready: true,
-                    stale_cordon: true,
-                }],
-                vec![],
-                vec![Repair::StaleCordon {
-                    name: "w-10".into(),
-                }],
-            ),
-            (
                 "provisioning entry with nothing behind it dropped",
                 vec![],
                 vec![],
@@ -415,14 +429,40 @@ mod tests {
                 vec![Repair::StaleEntry { name: "w-7".into() }],
             ),
             (
-                "a container without Node and no pool Node at all (wrong kubeconfig?): left alone",
+                "cordoned by a drain that never finished: uncordoned",
+                vec![c("w-10", Running, 5000)],
+                vec![WorkerNode {
+                    drain_left: true,
+                    ..n("w-10", true)
+                }],
+                vec![],
+                vec![Repair::UnfinishedDrain {
+                    name: "w-10".into(),
+                }],
+            ),
+            (
+                "young container without a Node that the state does not list: adopted",
+                vec![c("w-9", Running, 30), c("w-1", Running, 5000)],
+                vec![n("w-1", true)],
+                vec![],
+                vec![Repair::Adopt {
+                    name: "w-9".into(),
+                    since: ago(30),
+                }],
+            ),
+            (
+                "an old container without Node that the state does not list: removed",
                 vec![c("w-8", Running, 5000)],
                 vec![],
                 vec![],
-                vec![],
+                vec![Repair::NeverReady {
+                    name: "w-8".into(),
+                    since: ago(5000),
+                    node_registered: false,
+                }],
             ),
             (
-                "a container whose Node was deleted by hand: removed once past the timeout",
+                "containers whose Node was deleted by hand: removed past the timeout, else adopted",
                 vec![
                     c("w-8", Running, 5000),
                     c("w-1", Running, 5000),
@@ -430,10 +470,17 @@ mod tests {
                 ],
                 vec![n("w-1", true)],
                 vec![],
-                vec![Repair::Nodeless {
-                    name: "w-8".into(),
-                    since: ago(5000),
-                }],
+                vec![
+                    Repair::NeverReady {
+                        name: "w-8".into(),
+                        since: ago(5000),
+                        node_registered: false,
+                    },
+                    Repair::Adopt {
+                        name: "w-11".into(),
+                        since: ago(60),
+                    },
+                ],
             ),
         ];
         for (name, containers, nodes, prov, expected) in cases {
@@ -469,5 +516,13 @@ mod tests {
         assert_eq!(state.totals.failed_scale_ups, 1);
         assert_eq!(state.last_scale_up_failure, Some(NOW));
         assert_eq!(state.events.len(), 2);
+
+        let adopt = Repair::Adopt {
+            name: "w-9".into(),
+            since: ago(30),
+        };
+        record(&mut state, &[adopt], NOW);
+        assert_eq!(state.provisioning, vec![booting("w-9", 30)]);
+        assert_eq!(state.totals.repairs, 3);
     }
 }

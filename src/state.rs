@@ -204,6 +204,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "state".into());
+    remove_stale_temps(&dir, &file_name);
     let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
@@ -222,6 +223,35 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes the temp files that writes killed half-way (kill -9, power loss) left beside
+/// `file_name`: `.<file_name>.tmp.<pid>` of a process that is gone. Each would otherwise
+/// stay forever, as large as the file. A live process's temp file is its write in progress.
+fn remove_stale_temps(dir: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}.tmp.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => log::info!(
+                    "removed {}, left by a write that was cut short",
+                    e.path().display()
+                ),
+                Err(err) => log::debug!("cannot remove {}: {err}", e.path().display()),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -264,6 +294,30 @@ mod tests {
         assert!(text.contains("\"2027-01-15T08:00:00Z\""), "{text}");
         let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn temp_files_of_dead_writers_are_removed_and_others_kept() {
+        let d = tmpdir("stale");
+        let p = d.join("state.json");
+        // PID 0 is never a process; our own PID is alive; other names are not ours.
+        let dead = d.join(".state.json.tmp.0");
+        let unrelated = d.join(".other.json.tmp.0");
+        std::fs::write(&dead, "half").unwrap();
+        std::fs::write(&unrelated, "x").unwrap();
+        State::fresh().save(&p).unwrap();
+        assert!(!dead.exists(), "a dead writer's temp file is removed");
+        assert!(
+            unrelated.exists(),
+            "another file's temp is not ours to remove"
+        );
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "state.json and the unrelated file: {left:?}");
+        assert_eq!(State::load(&p).unwrap(), State::fresh());
     }
 
     #[test]

@@ -2,6 +2,10 @@
 # Benchmark (not a test): whole-process `k3s-scale --dry-run evaluate` of the release build
 # against a local test Prometheus; reports median wall time (hyperfine) and peak RSS
 # (/usr/bin/time) over repeated runs. Target: median <= 10 ms, peak RSS <= 10 MiB.
+# A dry run also lists the pool's containers (the Docker daemon on its default socket) and
+# Nodes for reconcile: measured once with no kubeconfig (Kubernetes not reachable: the
+# listing is skipped and said so) and once against an apiserver stand-in over TLS
+# (`openssl s_server -WWW` serving an empty NodeList).
 #
 # Usage: tests/bench_evaluate.sh            (RUNS=200 WORKERS=6 PODS_PER_WORKER=10 to change)
 # Needs: prometheus + promtool (Debian package prometheus), hyperfine, GNU time; installs
@@ -21,6 +25,7 @@ READY_TRIES=300
 need_pkgs=()
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v hyperfine >/dev/null 2>&1 || need_pkgs+=(hyperfine)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 [ -x /usr/bin/time ] || need_pkgs+=(time)
 if ((${#need_pkgs[@]})); then
     echo "installing: ${need_pkgs[*]}"
@@ -34,8 +39,10 @@ BIN=$PWD/target/release/k3s-scale
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/k3s-scale-bench.XXXXXX")
 prom_pid=""
+api_pid=""
 cleanup() {
     if [ -n "$prom_pid" ]; then kill "$prom_pid" 2>/dev/null || true; wait "$prom_pid" 2>/dev/null || true; fi
+    if [ -n "$api_pid" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -104,15 +111,52 @@ for _ in 1 2 3 4 5; do
 done
 [ -n "$prom_pid" ] || { echo "prometheus did not start:"; cat "$work/prometheus.log"; exit 1; }
 
-# $1: file; stdin: extra lines for the prometheus section.
+# The apiserver stand-in: a CA and a server certificate for 127.0.0.1, and
+# `openssl s_server -WWW` answering GET /api/v1/nodes with an empty NodeList.
+mkdir -p "$work/api/www/api/v1"
+(
+    cd "$work/api"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -subj /CN=bench-ca -days 1 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+        -days 1 -extfile server.ext 2>/dev/null
+    # The kube client asks for /api/v1/nodes? (an empty query string): s_server looks that
+    # file name up as it is.
+    echo '{"kind":"NodeList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}' \
+        >'www/api/v1/nodes?'
+)
+for _ in 1 2 3 4 5; do
+    api_port=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$api_port") 2>/dev/null && continue
+    (cd "$work/api/www" && exec openssl s_server -quiet -WWW -accept "127.0.0.1:$api_port" \
+        -cert ../server.pem -key ../server.key) >"$work/api.log" 2>&1 &
+    api_pid=$!
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$api_port") 2>/dev/null && break
+        sleep 0.05
+    done
+    kill -0 "$api_pid" 2>/dev/null && break
+    api_pid=""
+done
+[ -n "$api_pid" ] || { echo "openssl s_server did not start:"; cat "$work/api.log"; exit 1; }
+printf '%s\n' "apiVersion: v1" "kind: Config" "clusters:" "- name: stand-in" "  cluster:" \
+    "    server: https://127.0.0.1:$api_port" "    certificate-authority: $work/api/ca.pem" \
+    "contexts:" "- name: stand-in" "  context:" "    cluster: stand-in" "    user: bench" \
+    "current-context: stand-in" "users:" "- name: bench" "  user:" "    token: bench-token" \
+    >"$work/kubeconfig"
+
+# $1: file; $2: extra top-level lines; stdin: extra lines for the prometheus section.
 write_config() {
     {
         printf 'prometheus:\n  url: http://127.0.0.1:%s\n  timeout: 5s\n' "$port"
         cat
         printf 'state:\n  path: %s/state/state.json\n  lock_path: %s/state/k3s-scale.lock\n' "$work" "$work"
+        printf '%s\n' "${2:-}"
     } >"$1"
 }
 write_config "$work/config.yaml" </dev/null
+write_config "$work/with-api.yaml" "$(printf 'kubernetes:\n  kubeconfig: %s' "$work/kubeconfig")" </dev/null
 # The same run with every signal overridden by a constant: Prometheus answers at once, so
 # this is k3s-scale's own share (start-up, config, HTTP, parsing, decision, output).
 write_config "$work/constant.yaml" <<'EOF'
@@ -128,8 +172,11 @@ write_config "$work/constant.yaml" <<'EOF'
 EOF
 
 cmd="$BIN --config $work/config.yaml --dry-run evaluate"
-echo "== one run (expect exit 0, no action):"
+api_cmd="$BIN --config $work/with-api.yaml --dry-run evaluate"
+echo "== one run (expect exit 0, no action; reconcile skipped: no kubeconfig):"
 $cmd
+echo "== one run with the apiserver stand-in (expect exit 0, no action, nothing skipped):"
+$api_cmd
 echo
 echo "== $(nproc) CPUs; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== wall time, $RUNS runs each. Reference points: version = process start-up and clap;"
@@ -139,29 +186,42 @@ hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$work/hyperfine.json" \
     -n version "$BIN --version" \
     -n "config check" "$BIN --config $work/config.yaml config check" \
     -n "evaluate --dry-run, constant queries" "$BIN --config $work/constant.yaml --dry-run evaluate" \
-    -n "evaluate --dry-run" "$cmd"
+    -n "evaluate --dry-run" "$cmd" \
+    -n "evaluate --dry-run, apiserver stand-in" "$api_cmd"
 
 # Medians straight from hyperfine's JSON (one "median" per command, in order).
 mapfile -t medians < <(grep -o '"median": *[0-9.e-]*' "$work/hyperfine.json" | sed 's/.*: *//')
 ms() { awk -v s="$1" 'BEGIN { printf "%.2f", s * 1000 }'; }
 median_ms=$(ms "${medians[3]}")
+api_median_ms=$(ms "${medians[4]}")
 echo
 echo "medians: version $(ms "${medians[0]}") ms, config check $(ms "${medians[1]}") ms," \
-    "constant queries $(ms "${medians[2]}") ms, evaluate --dry-run ${median_ms} ms"
+    "constant queries $(ms "${medians[2]}") ms, evaluate --dry-run ${median_ms} ms," \
+    "with the apiserver stand-in ${api_median_ms} ms"
 echo "Prometheus evaluating the default PromQL: about $(awk -v a="${medians[3]}" -v b="${medians[2]}" 'BEGIN { printf "%.2f", (a - b) * 1000 }') ms of that (evaluate minus constant queries)"
 
+# $1: label; $2: command. Prints median and max peak RSS over RSS_RUNS runs; sets rss_max.
+peak_rss() {
+    : >"$work/rss"
+    for _ in $(seq 1 "$RSS_RUNS"); do
+        /usr/bin/time -a -o "$work/rss" -f '%M' $2 >/dev/null
+    done
+    local median
+    median=$(sort -n "$work/rss" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+    rss_max=$(sort -n "$work/rss" | tail -1)
+    echo "$1: median ${median} KiB, max ${rss_max} KiB"
+}
 echo
-echo "== peak RSS, $RSS_RUNS runs of evaluate --dry-run (GNU time, max resident set size)"
-: >"$work/rss"
-for _ in $(seq 1 "$RSS_RUNS"); do
-    /usr/bin/time -a -o "$work/rss" -f '%M' $cmd >/dev/null
-done
-rss_median=$(sort -n "$work/rss" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-rss_max=$(sort -n "$work/rss" | tail -1)
-echo "median ${rss_median} KiB, max ${rss_max} KiB"
+echo "== peak RSS, $RSS_RUNS runs each (GNU time, max resident set size)"
+peak_rss "evaluate --dry-run" "$cmd"
+plain_rss_max=$rss_max
+peak_rss "evaluate --dry-run, apiserver stand-in" "$api_cmd"
+api_rss_max=$rss_max
 
 echo
 verdict() { if awk -v v="$1" -v t="$2" 'BEGIN { exit !(v <= t) }'; then echo "meets"; else echo "MISSES"; fi; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 echo "RESULT evaluate --dry-run: median wall ${median_ms} ms ($(verdict "$median_ms" "$TARGET_MS") <= ${TARGET_MS} ms);" \
-    "peak RSS max ${rss_max} KiB = $(awk -v k="$rss_max" 'BEGIN { printf "%.1f", k / 1024 }') MiB" \
-    "($(verdict "$rss_max" "$TARGET_KIB") <= 10 MiB)"
+    "peak RSS max ${plain_rss_max} KiB = $(mib "$plain_rss_max") MiB ($(verdict "$plain_rss_max" "$TARGET_KIB") <= 10 MiB)"
+echo "RESULT evaluate --dry-run, apiserver stand-in: median wall ${api_median_ms} ms ($(verdict "$api_median_ms" "$TARGET_MS") <= ${TARGET_MS} ms);" \
+    "peak RSS max ${api_rss_max} KiB = $(mib "$api_rss_max") MiB ($(verdict "$api_rss_max" "$TARGET_KIB") <= 10 MiB)"

@@ -12,6 +12,8 @@ command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
     || need_pkgs+=(docker-compose)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+# The bad-input test measures each run's peak RSS with GNU time.
+[ -x /usr/bin/time ] || need_pkgs+=(time)
 if ((${#need_pkgs[@]})); then
     echo "installing: ${need_pkgs[*]}"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -1054,7 +1054,7 @@ fn privileged_workers_against_the_daemon_itself() {
 // ---------------------------------------------------------------------------------------
 // TLS: `openssl s_server` on 127.0.0.1 stands in for a TLS-protected daemon. It requires a
 // client certificate and serves canned files, enough for the client's TLS set-up and its
-// first call (the API version) to be checked end to end.
+// first call (GET /_ping) to be checked end to end.
 
 struct TlsServer {
     child: std::process::Child,
@@ -1137,12 +1137,12 @@ fn make_certs(dir: &std::path::Path, ca_name: &str) {
 
 fn tls_server(dir: &std::path::Path) -> TlsServer {
     make_certs(dir, "k3s-scale-test-ca");
-    // bollard sends unversioned paths (GET /version), served at the daemon's own version.
+    // The client's first call is GET /_ping (bollard sends unversioned paths).
     let www = dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(
-        www.join("version"),
-        "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ApiVersion\":\"1.41\",\"Version\":\"20.10.0\"}",
+        www.join("_ping"),
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nOK",
     )
     .unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
@@ -1208,7 +1208,7 @@ fn tls_hosts_verify_the_daemon_and_present_the_client_certificate() {
     cfg.timeout = k3s_scale::units::Secs::from_secs(5);
     cfg.tls = Some(tls(&server.dir));
     let client =
-        DockerClient::connect(&cfg, &DockerEnv::default()).expect("TLS handshake and /version");
+        DockerClient::connect(&cfg, &DockerEnv::default()).expect("TLS handshake and /_ping");
     assert_eq!(
         client.endpoint().to_string(),
         format!("tcp://127.0.0.1:{} (TLS)", server.port)
@@ -1249,7 +1249,7 @@ fn tls_hosts_verify_the_daemon_and_present_the_client_certificate() {
     );
 
     // The binary, configured like the docker CLI (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH):
-    // the handshake and version call succeed, and the stand-in's non-answer to the next
+    // the handshake and the ping succeed, and the stand-in's non-answer to the next
     // call is reported as such, not as an unreachable daemon.
     let mut w = World::new(&["perm-1"]);
     let config = w.config(&Conf {

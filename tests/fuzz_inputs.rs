@@ -233,3 +233,119 @@ fn prometheus_answers_never_panic() {
         .unwrap();
     report("Prometheus answers", CASES, started);
 }
+
+/// Keys and values of the wrong type for them.
+const WRONG_TYPES: [(&str, &str, &str); 16] = [
+    ("limits", "max_nodes", "many"),
+    ("limits", "min_nodes", "[1]"),
+    ("limits", "scale_up_cooldown", "5x"),
+    ("limits", "scale_down_cooldown", "-5s"),
+    ("thresholds", "cpu_threshold", "high"),
+    ("thresholds", "pending_pods", "-3"),
+    ("docker", "cpus", "true"),
+    ("docker", "agent_args", "7"),
+    ("docker", "memory", "lots"),
+    ("docker", "ulimit_nofile", "1e3"),
+    ("drain", "concurrency", "1.5"),
+    ("scaling", "max_step", "{a: 1}"),
+    ("kubernetes", "permanent_nodes", "{a: b}"),
+    ("state", "path", "[1]"),
+    ("prometheus", "queries", "[1]"),
+    ("prometheus", "timeout", "[1]"),
+];
+
+#[test]
+fn config_type_errors_name_their_line_and_column() {
+    let started = Instant::now();
+    let cases = 1000;
+    let mut runner = TestRunner::new(PtConfig {
+        cases,
+        failure_persistence: None,
+        ..PtConfig::default()
+    });
+    // Comment and blank lines, a valid section, then the section with the bad value
+    // after some valid keys of another section: the error must point at the bad line.
+    let strategy = (0usize..30, prop::bool::ANY, 0usize..WRONG_TYPES.len());
+    runner
+        .run(&strategy, |(filler, with_valid, which)| {
+            let (section, key, value) = WRONG_TYPES[which];
+            let mut text = String::new();
+            for i in 0..filler {
+                text.push_str(if i % 3 == 0 {
+                    "\n"
+                } else {
+                    "# a comment line\n"
+                });
+            }
+            if with_valid && section != "metrics" {
+                text.push_str("metrics:\n  textfile: /tmp/k3s-scale.prom\n");
+            }
+            text.push_str(&format!("{section}:\n  {key}: {value}\n"));
+            let line = text.lines().count();
+            let e = Config::parse(&text).unwrap_err().to_string();
+            // The value's column; a sequence where a scalar is due points at the key.
+            let at_value = format!("line {line} column {}", key.len() + 5);
+            let at_key = format!("line {line} column 3");
+            prop_assert!(
+                e.contains(&at_value) || e.contains(&at_key),
+                "{key}: {value} at line {line}: {e}"
+            );
+            Ok(())
+        })
+        .unwrap();
+    report("config type errors with line and column", cases, started);
+}
+
+#[test]
+fn prometheus_answers_nested_deep_or_with_structure_missing_are_refused() {
+    let started = Instant::now();
+    let nest = |inner: &str| format!("{}{inner}{}", "[".repeat(100_000), "]".repeat(100_000));
+    // Nested where a series is due: refused at the first wrong type.
+    let deep_result = format!(
+        r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+        nest("")
+    );
+    // Nested in a label the parser skips: skipped without recursing, the rest is read.
+    let deep_label = format!(
+        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"signal":"cpu","deep":{}}},"value":[1,"1"]}}]}}}}"#,
+        nest("")
+    );
+    assert_eq!(
+        parse_response(deep_label.as_bytes()).unwrap().cpu,
+        Some(1.0)
+    );
+    // Nested where a sample value is due.
+    let deep_value = format!(
+        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"signal":"cpu"}},"value":{}}}]}}}}"#,
+        nest("")
+    );
+    let cases: Vec<(String, &str)> = vec![
+        (deep_result, "invalid type: sequence"),
+        (deep_value, "invalid type: sequence"),
+        (r#"{"data":{"resultType":"vector","result":[]}}"#.into(), "missing field `status`"),
+        (r#"{"status":"success","data":{"result":[]}}"#.into(), "resultType"),
+        (r#"{"status":"success","data":{"resultType":"vector"}}"#.into(), "missing field `result`"),
+        (
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"signal":"cpu"}}]}}"#.into(),
+            "missing field `value`",
+        ),
+        (
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"signal":"cpu"},"value":[1]}]}}"#.into(),
+            "invalid length",
+        ),
+        (
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"signal":7},"value":[1,"1"]}]}}"#.into(),
+            "invalid type",
+        ),
+        (
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"signal":"node_ready","node":"a"},"value":[1,"1"]},{"metric":{"signal":"node_ready","node":"a"},"value":[1,"0"]}]}}"#.into(),
+            "more than one series for node a",
+        ),
+    ];
+    let n = cases.len() as u32 + 1;
+    for (body, needle) in cases {
+        let e = parse_response(body.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+    report("Prometheus answers, deep or incomplete", n, started);
+}

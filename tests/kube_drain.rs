@@ -344,7 +344,10 @@ fn a_cordon_left_by_a_dead_drain_is_undone_not_taken_for_the_users() {
     server.add_node(
         node("w1")
             .cordoned()
-            .annotate(k3s_scale::kube::CORDON_ANNOTATION, "true")
+            .annotate(
+                k3s_scale::drain::DRAINING_ANNOTATION,
+                "2026-11-27T00:00:00Z",
+            )
             .build(),
     );
     server.add_pod(pod("stubborn").on("w1").build());
@@ -361,7 +364,7 @@ fn a_cordon_left_by_a_dead_drain_is_undone_not_taken_for_the_users() {
         .annotations
         .unwrap_or_default();
     assert!(
-        !annotations.contains_key(k3s_scale::kube::CORDON_ANNOTATION),
+        !annotations.contains_key(k3s_scale::drain::DRAINING_ANNOTATION),
         "the mark goes with the cordon: {annotations:?}"
     );
 }

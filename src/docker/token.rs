@@ -45,7 +45,8 @@ pub fn load_token(file: Option<&Path>, env: Option<&str>) -> Result<JoinToken, D
         let shown = path.display();
         let meta = std::fs::metadata(path)
             .map_err(|e| setup(format!("cannot read docker.token_file {shown}: {e}")))?;
-        config::refuse_world_writable(path, &meta).map_err(|e| setup(e.to_string()))?;
+        config::refuse_world_writable(path, &meta)
+            .map_err(|e| setup(format!("docker.token_file: {e}")))?;
         if meta.len() > MAX_TOKEN_BYTES {
             return Err(setup(format!(
                 "docker.token_file {shown} is {} bytes; a join token is one short line",
