@@ -8,7 +8,7 @@ use crate::drain_run::MoveMode;
 use crate::error::RunError;
 use crate::evaluate::{ActionFailure, Actuator, Observed, PlanOnly, Removal};
 use crate::kube::{Cluster, KubeCluster, is_ready};
-use crate::reconcile::{ContainerState, Repair, WorkerContainer, WorkerNode};
+use crate::reconcile::{Repair, WorkerContainer, WorkerNode};
 use crate::report::Report;
 use crate::scale_down::{ContainerError, ScaleDown, WorkerContainers};
 use std::rc::Rc;
@@ -110,7 +110,7 @@ impl Actuator for Executor {
             .into_iter()
             .map(|c| WorkerContainer {
                 name: c.name,
-                state: ContainerState::parse(c.state.as_str()),
+                state: c.state,
                 created: c.created,
             })
             .collect();

@@ -31,16 +31,17 @@ pub enum ContainerState {
 }
 
 impl ContainerState {
-    pub fn parse(s: &str) -> ContainerState {
-        match s {
-            "created" => ContainerState::Created,
-            "running" => ContainerState::Running,
-            "restarting" => ContainerState::Restarting,
-            "paused" => ContainerState::Paused,
-            "exited" => ContainerState::Exited,
-            "dead" => ContainerState::Dead,
-            "removing" => ContainerState::Removing,
-            _ => ContainerState::Unknown,
+    /// Docker's word for it ("running", "exited", ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Paused => "paused",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+            ContainerState::Removing => "removing",
+            ContainerState::Unknown => "unknown",
         }
     }
 }
@@ -131,10 +132,7 @@ impl Repair {
                 node_registered,
             } => format!(
                 "remove {name}: container is {} and not restarting{}",
-                serde_json::to_value(state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
+                state.as_str(),
                 if *node_registered {
                     "; delete its Node"
                 } else {

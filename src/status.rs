@@ -54,10 +54,7 @@ pub type Workers = Result<(Observed, Vec<Repair>), String>;
 fn side_by_side(obs: &Observed) -> Vec<(String, String, String)> {
     let mut names: BTreeMap<&str, (String, String)> = BTreeMap::new();
     for c in &obs.containers {
-        let state = serde_json::to_value(c.state)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        let state = c.state.as_str().to_string();
         names
             .entry(&c.name)
             .or_insert_with(|| ("-".into(), "no Node".into()))

@@ -16,45 +16,19 @@ use bollard::query_parameters::{
 use std::collections::HashMap;
 use std::fmt;
 
-/// A container's state as Docker lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerState {
-    Created,
-    Running,
-    Restarting,
-    Paused,
-    Exited,
-    Dead,
-    Removing,
-    Unknown,
-}
+/// The container states are reconcile's (one enum for the domain); this maps Docker's.
+pub use crate::reconcile::ContainerState;
 
-impl ContainerState {
-    fn from_docker(s: Option<&S>) -> ContainerState {
-        match s {
-            Some(S::CREATED) => ContainerState::Created,
-            Some(S::RUNNING) => ContainerState::Running,
-            Some(S::RESTARTING) => ContainerState::Restarting,
-            Some(S::PAUSED) => ContainerState::Paused,
-            Some(S::EXITED) => ContainerState::Exited,
-            Some(S::DEAD) => ContainerState::Dead,
-            Some(S::REMOVING) => ContainerState::Removing,
-            _ => ContainerState::Unknown,
-        }
-    }
-
-    /// Docker's word for it ("running", "exited", ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContainerState::Created => "created",
-            ContainerState::Running => "running",
-            ContainerState::Restarting => "restarting",
-            ContainerState::Paused => "paused",
-            ContainerState::Exited => "exited",
-            ContainerState::Dead => "dead",
-            ContainerState::Removing => "removing",
-            ContainerState::Unknown => "unknown",
-        }
+fn state_from_docker(s: Option<&S>) -> ContainerState {
+    match s {
+        Some(S::CREATED) => ContainerState::Created,
+        Some(S::RUNNING) => ContainerState::Running,
+        Some(S::RESTARTING) => ContainerState::Restarting,
+        Some(S::PAUSED) => ContainerState::Paused,
+        Some(S::EXITED) => ContainerState::Exited,
+        Some(S::DEAD) => ContainerState::Dead,
+        Some(S::REMOVING) => ContainerState::Removing,
+        _ => ContainerState::Unknown,
     }
 }
 
@@ -156,7 +130,7 @@ impl DockerClient {
                 Some(ManagedContainer {
                     id: c.id.unwrap_or_default(),
                     index: index_of(&labels, &name),
-                    state: ContainerState::from_docker(c.state.as_ref()),
+                    state: state_from_docker(c.state.as_ref()),
                     created: c.created.filter(|&t| t > 0).map(Timestamp::from_secs),
                     name,
                 })
