@@ -8,6 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use crate::budgets::Budgets;
+
 /// The kubelet's mark on the API copy of a static pod; the API cannot evict those.
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 /// cluster-autoscaler's per-pod override: "true" lets any pod go, "false" keeps the node.
@@ -226,7 +228,7 @@ fn first_exhausted(matching: Vec<&PodDisruptionBudget>) -> Option<Blocker> {
 }
 
 /// Allows fewer than one disruption now (an unknown status allows none).
-fn exhausted(b: &PodDisruptionBudget) -> bool {
+pub(crate) fn exhausted(b: &PodDisruptionBudget) -> bool {
     b.status
         .as_ref()
         .and_then(|s| s.disruptions_allowed)
@@ -234,7 +236,7 @@ fn exhausted(b: &PodDisruptionBudget) -> bool {
         < 1
 }
 
-fn budget_named(b: &PodDisruptionBudget) -> Blocker {
+pub(crate) fn budget_named(b: &PodDisruptionBudget) -> Blocker {
     Blocker::Budget {
         pdb: format!(
             "{}/{}",
@@ -277,114 +279,6 @@ fn blockers_with<'a>(
                 })
         })
         .collect()
-}
-
-/// The cluster's PodDisruptionBudgets indexed for matching many pods: by namespace, and
-/// within it by one label their selector requires (its first matchLabels entry), so a
-/// pod is only tried against the budgets that could select it. Scanning every budget for
-/// every pod made the worst-case candidate choice at 150,000 pods and 500 budgets take
-/// ~470 ms (benches/scale.rs); the index gives the same answers (`matching_budgets`,
-/// `budget_blocker`) without the scan.
-#[derive(Debug, Default)]
-pub struct Budgets {
-    pdbs: Vec<PodDisruptionBudget>,
-    by_namespace: BTreeMap<String, NamespaceBudgets>,
-}
-
-#[derive(Debug, Default)]
-struct NamespaceBudgets {
-    /// label key -> label value -> budgets whose selector requires that label.
-    by_label: BTreeMap<String, BTreeMap<String, Vec<usize>>>,
-    /// Budgets without matchLabels (expressions only, or empty: they match every pod).
-    others: Vec<usize>,
-}
-
-impl Budgets {
-    pub fn new(pdbs: Vec<PodDisruptionBudget>) -> Budgets {
-        let mut by_namespace: BTreeMap<String, NamespaceBudgets> = BTreeMap::new();
-        for (i, b) in pdbs.iter().enumerate() {
-            // A budget without a selector selects nothing (as `matching_budgets`).
-            let Some(sel) = b.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
-                continue;
-            };
-            let ns = b.metadata.namespace.as_deref().unwrap_or("default");
-            let entry = by_namespace.entry(ns.to_string()).or_default();
-            match sel.match_labels.as_ref().and_then(|m| m.iter().next()) {
-                Some((k, v)) => entry
-                    .by_label
-                    .entry(k.clone())
-                    .or_default()
-                    .entry(v.clone())
-                    .or_default()
-                    .push(i),
-                None => entry.others.push(i),
-            }
-        }
-        Budgets { pdbs, by_namespace }
-    }
-
-    /// The budgets whose selector matches the pod, in list order (as `matching_budgets`).
-    pub fn matching(&self, pod: &Pod) -> Vec<&PodDisruptionBudget> {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let Some(nb) = self.by_namespace.get(ns) else {
-            return Vec::new();
-        };
-        let empty = BTreeMap::new();
-        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-        let mut found: Vec<usize> = nb.others.clone();
-        for (k, v) in labels {
-            if let Some(ids) = nb.by_label.get(k).and_then(|by_value| by_value.get(v)) {
-                found.extend_from_slice(ids);
-            }
-        }
-        found.sort_unstable();
-        found
-            .into_iter()
-            .map(|i| &self.pdbs[i])
-            .filter(|b| {
-                b.spec
-                    .as_ref()
-                    .and_then(|s| s.selector.as_ref())
-                    .is_some_and(|sel| selector_matches(sel, labels))
-            })
-            .collect()
-    }
-
-    /// `budget_blocker` over the indexed budgets: the first budget in list order that
-    /// selects the pod and allows no disruption now. Without allocating: it runs for
-    /// every pod of every candidate.
-    pub fn blocker(&self, pod: &Pod) -> Option<Blocker> {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let nb = self.by_namespace.get(ns)?;
-        let empty = BTreeMap::new();
-        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-        let mut first: Option<usize> = None;
-        let mut consider = |i: usize| {
-            if first.is_some_and(|f| f < i) {
-                return;
-            }
-            let b = &self.pdbs[i];
-            if exhausted(b)
-                && b.spec
-                    .as_ref()
-                    .and_then(|s| s.selector.as_ref())
-                    .is_some_and(|sel| selector_matches(sel, labels))
-            {
-                first = Some(i);
-            }
-        };
-        for &i in &nb.others {
-            consider(i);
-        }
-        for (k, v) in labels {
-            if let Some(ids) = nb.by_label.get(k).and_then(|by_value| by_value.get(v)) {
-                for &i in ids {
-                    consider(i);
-                }
-            }
-        }
-        first.map(|i| budget_named(&self.pdbs[i]))
-    }
 }
 
 /// Label selector semantics: matchLabels and matchExpressions (In, NotIn, Exists,

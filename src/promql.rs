@@ -14,8 +14,12 @@ const WORKER: &str = r#"unless on(node) kube_node_role{role=~"control-plane|mast
 /// A zero is only honest where the series it stands in for are known to be collected:
 /// `ZERO_IF_PODS` is 0 while kube-state-metrics reports pods at all, and absent (so the
 /// signal is unknown) when the pod series are missing, e.g. dropped by a relabel rule or a
-/// failing collector. Zero is then never read into "no pod pending".
-const ZERO_IF_PODS: &str = "0 * group(kube_pod_status_phase)";
+/// failing collector. Zero is then never read into "no pod pending". kube-state-metrics
+/// gives every pod one phase series per phase (value 1 for the current one), so the
+/// `Running` series exists for every pod whatever its phase: selecting that one reads a
+/// fifth of the series for the same answer (the whole query took 26 -> 17 ms of
+/// Prometheus time at 60 pods, tests/bench_evaluate.sh).
+const ZERO_IF_PODS: &str = r#"0 * group(kube_pod_status_phase{phase="Running"})"#;
 const ZERO_IF_REQUESTS: &str = "0 * group(kube_pod_container_resource_requests)";
 
 /// Pods that have been found unschedulable; 0 when there are pods and none is.

@@ -11,7 +11,7 @@ use crate::kube::{Cluster, KubeCluster, KubeError, node_password_secret};
 use crate::report::{Report, Unremovable};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
-use std::fmt;
+use std::fmt::{self, Write};
 
 pub type ContainerError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -90,8 +90,12 @@ pub fn blocking(pods: &[Pod], budgets: Option<&Budgets>) -> Option<String> {
     if found.is_empty() {
         return None;
     }
-    let list: Vec<String> = found.iter().map(ToString::to_string).collect();
-    Some(list.join("; "))
+    let mut why = String::new();
+    for (i, b) in found.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "; " };
+        let _ = write!(why, "{sep}{b}");
+    }
+    Some(why)
 }
 
 /// Scale-down on a cluster and its worker containers.
