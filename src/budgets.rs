@@ -88,8 +88,8 @@ impl Budgets {
         let empty = BTreeMap::new();
         let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
         let mut found: Vec<usize> = nb.others.clone();
-        for (k, v) in labels {
-            if let Some(ids) = nb.by_label.get(k).and_then(|by_value| by_value.get(v)) {
+        for (k, by_value) in &nb.by_label {
+            if let Some(ids) = labels.get(k).and_then(|v| by_value.get(v)) {
                 found.extend_from_slice(ids);
             }
         }
@@ -132,8 +132,10 @@ impl Budgets {
         for &i in &nb.others {
             consider(i);
         }
-        for (k, v) in labels {
-            if let Some(ids) = nb.by_label.get(k).and_then(|by_value| by_value.get(v)) {
+        // The few label keys the namespace's budgets select on, looked up in the pod's
+        // labels (a pod has more labels than that, each of which would be hashed).
+        for (k, by_value) in &nb.by_label {
+            if let Some(ids) = labels.get(k).and_then(|v| by_value.get(v)) {
                 for &i in ids {
                     consider(i);
                 }
