@@ -8,10 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Name -> value, hashed with FNV-1a. The keys are short names (namespaces, label keys
-/// and values) looked up for every pod of every candidate; with ordered maps those
-/// lookups were a string comparison per tree step and most of the candidate choice's
-/// time (benches/scale.rs). Not hardened against crafted collisions: the keys come from
-/// the cluster's own objects, and a collision only costs time.
+/// and values) looked up for every pod of every candidate: one hash and one comparison
+/// each, where an ordered map compares strings at every tree step (the comparisons were
+/// the largest part of the index's samples in a profile of benches/scale.rs; the whole
+/// candidate choice did not get measurably faster, its time is in the per-pod checks).
+/// Not hardened against crafted collisions: the keys come from the cluster's own
+/// objects, and a collision only costs time.
 type Map<V> = HashMap<String, V, BuildHasherDefault<Fnv1a>>;
 
 /// FNV-1a, 64 bit.
@@ -45,8 +47,7 @@ impl Hasher for Fnv1a {
 pub struct Budgets {
     pdbs: Vec<PodDisruptionBudget>,
     /// Per budget, whether it allows no disruption now: `blocker` reads this compact
-    /// copy, not the budget itself (500 budgets do not stay in cache while 150,000 pods
-    /// are checked, and most budgets allow a disruption).
+    /// copy and only looks at the budget itself (its selector) when it is exhausted.
     exhausted: Vec<bool>,
     by_namespace: Map<NamespaceBudgets>,
 }
