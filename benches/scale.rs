@@ -11,10 +11,10 @@
 //! too, for reference.
 //! Run: `cargo bench --bench scale` (prints median/max per step and the peak RSS).
 
-use k3s_scale::config::Config;
+use k3s_scale::answer::parse_response;
+use k3s_scale::config::{Config, SIGNAL_NAMES};
 use k3s_scale::decide::{decide, rank_candidates};
 use k3s_scale::drain::{self, Budgets};
-use k3s_scale::prometheus::parse_response;
 use k3s_scale::scale_down::blocking;
 use k3s_scale::snapshot::Snapshot;
 use k3s_scale::state::State;
@@ -42,28 +42,38 @@ const NAMESPACES: usize = 100;
 const APPS: usize = 10;
 const APPS_WITH_PDB: usize = 5;
 
-/// The answer Prometheus gives to our combined query for such a cluster: per-node series
-/// for readiness, CPU and memory (the 150,000 pods are already summed per node).
+/// Series in the answer: pending pods (pending requests are then 0, worked out by the
+/// reader), and per worker its readiness, requests and allocatable of CPU and memory.
+const SERIES: usize = 1 + NODES * 5;
+
+/// The answer Prometheus gives to the default query for such a cluster: per-node series
+/// for readiness, and requests and allocatable per resource (the 150,000 pods are already
+/// summed per node); the reader works out each worker's utilisation and the averages.
 fn answer() -> String {
     let pods_per_node = PODS / NODES;
-    let mut series = Vec::with_capacity(NODES * 3 + 5);
-    let scalar = |s: &str, v: f64| {
-        format!(r#"{{"metric":{{"signal":"{s}"}},"value":[1800000000.123,"{v}"]}}"#)
-    };
-    series.push(scalar("pending_pods", 0.0));
-    series.push(scalar("pending_cpu_cores", 0.0));
-    series.push(scalar("pending_memory_bytes", 0.0));
-    series.push(scalar("cpu", 12.5));
-    series.push(scalar("memory", 20.0));
+    let mut series = Vec::with_capacity(SERIES);
+    series.push(r#"{"metric":{"signal":"pending_pods"},"value":[1800000000.123,"0"]}"#.to_string());
     for i in 0..NODES {
         let node = format!("k3s-worker-{i}");
-        let cpu = (i * 7 % 100) as f64 * 0.3 + pods_per_node as f64 * 0.01;
-        let mem = (i * 13 % 100) as f64 * 0.2;
-        for (sig, v) in [("node_ready", 1.0), ("node_cpu", cpu), ("node_memory", mem)] {
+        let cpu = (i * 7 % 100) as f64 * 0.012 + pods_per_node as f64 * 0.0004;
+        let mem = (i * 13 % 100) as f64 * 0.002 * 8589934592.0;
+        let mut s = String::new();
+        write!(
+            s,
+            r#"{{"metric":{{"signal":"node_ready","node":"{node}"}},"value":[1800000000.123,"1"]}}"#
+        )
+        .unwrap();
+        series.push(s);
+        for (sig, resource, v) in [
+            ("node_requests", "cpu", cpu),
+            ("node_requests", "memory", mem),
+            ("node_allocatable", "cpu", 4.0),
+            ("node_allocatable", "memory", 8589934592.0),
+        ] {
             let mut s = String::new();
             write!(
                 s,
-                r#"{{"metric":{{"signal":"{sig}","node":"{node}","instance":"kube-state-metrics:8080","job":"kube-state-metrics"}},"value":[1800000000.123,"{v}"]}}"#
+                r#"{{"metric":{{"signal":"{sig}","node":"{node}","resource":"{resource}"}},"value":[1800000000.123,"{v}"]}}"#
             )
             .unwrap();
             series.push(s);
@@ -101,7 +111,7 @@ fn main() {
     let rss_before = peak_rss_kib().unwrap_or(0);
     println!(
         "answer: {} series, {:.1} MiB; peak RSS before the decision step {:.1} MiB",
-        NODES * 3 + 5,
+        SERIES,
         body.len() as f64 / (1 << 20) as f64,
         rss_before as f64 / 1024.0
     );
@@ -116,7 +126,7 @@ fn main() {
     let (mut parse_t, mut decide_t, mut rank_t, mut whole_t) = (vec![], vec![], vec![], vec![]);
     for _ in 0..ROUNDS {
         let t0 = Instant::now();
-        let snap = parse_response(body.as_bytes()).expect("valid answer");
+        let snap = parse_response(body.as_bytes(), &SIGNAL_NAMES).expect("valid answer");
         let t1 = Instant::now();
         let plan = decide(&snap, &state, &cfg, now);
         let t2 = Instant::now();
@@ -139,7 +149,7 @@ fn main() {
             rss as f64 / 1024.0
         );
     }
-    let snap = parse_response(body.as_bytes()).expect("valid answer");
+    let snap = parse_response(body.as_bytes(), &SIGNAL_NAMES).expect("valid answer");
     drop(body);
     candidate_choice(&snap, &cfg);
 }

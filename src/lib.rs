@@ -1,6 +1,7 @@
 //! k3s-scale as a library: the modules the binary is built from, public so that the
 //! integration tests and benchmarks exercise the same code.
 
+pub mod answer;
 pub mod budgets;
 pub mod cli;
 pub mod commands;

@@ -17,49 +17,45 @@ const WORKER: &str = r#"unless on(node) kube_node_role{role=~"control-plane|mast
 /// failing collector. Zero is then never read into "no pod pending". kube-state-metrics
 /// gives every pod one phase series per phase (value 1 for the current one), so the
 /// `Running` series exists for every pod whatever its phase: selecting that one reads a
-/// fifth of the series for the same answer (the whole query took 26 -> 17 ms of
-/// Prometheus time at 60 pods, tests/bench_evaluate.sh).
+/// fifth of the series for the same answer.
 const ZERO_IF_PODS: &str = r#"0 * group(kube_pod_status_phase{phase="Running"})"#;
-const ZERO_IF_REQUESTS: &str = "0 * group(kube_pod_container_resource_requests)";
 
 /// Pods that have been found unschedulable; 0 when there are pods and none is.
 fn pending_pods() -> String {
     format!(r#"sum(kube_pod_status_unschedulable) or {ZERO_IF_PODS}"#)
 }
 
+/// The requests of the unschedulable pods. Absent when there are none: the answer reader
+/// makes that 0 when `pending_pods` is 0 (no guard series here, see `REQUESTS`).
 fn pending_requests(resource: &str) -> String {
     format!(
-        r#"sum(kube_pod_container_resource_requests{{resource="{resource}"}} and on(namespace, pod) (kube_pod_status_unschedulable == 1)) or ({ZERO_IF_PODS} and on() group(kube_pod_container_resource_requests))"#
+        r#"sum(kube_pod_container_resource_requests{{resource="{resource}"}} and on(namespace, pod) (kube_pod_status_unschedulable == 1))"#
     )
 }
 
-fn ready_workers() -> String {
-    format!(r#"(kube_node_status_condition{{condition="Ready",status="true"}} == 1) {WORKER}"#)
-}
+/// What the four utilisation signals (`cpu`, `memory`, `node_cpu`, `node_memory`) are
+/// worked out from when not overridden: per node and resource, the requests of its pods
+/// that are placed and not finished, and its allocatable (control-plane nodes left out as
+/// in `WORKER`; their requests stay, they say request series are collected). The reader (answer.rs) divides them for each worker and sums them over the
+/// Ready workers for the averages, as the four PromQL expressions did. Prometheus's cost is one read per series it selects
+/// (~10 us each once a series' chunk holds an hour of 30 s samples), and PromQL cannot
+/// share a sub-expression: the four expressions read the pod series twelve times over,
+/// these two read them once (19 -> 5 ms of Prometheus time for the whole query at 60 pods,
+/// measured on a Prometheus scraping them every second). A resource with no request series
+/// of a placed pod anywhere is unknown, never 0.
+pub const NODE_REQUESTS: &str = "node_requests";
+pub const NODE_ALLOCATABLE: &str = "node_allocatable";
+const REQUESTS: &str = r#"sum by (node, resource) (kube_pod_container_resource_requests{resource=~"cpu|memory",node!=""} and on(namespace, pod) (kube_pod_status_phase{phase=~"Pending|Running"} == 1))"#;
+const ALLOCATABLE: &str = r#"max by (node, resource) (kube_node_status_allocatable{resource=~"cpu|memory"}) unless on(node) kube_node_role{role=~"control-plane|master|etcd"}"#;
 
-/// Average utilisation of the Ready workers: their pods' requests over their allocatable.
-fn average(resource: &str) -> String {
-    let ready = ready_workers();
-    format!(
-        r#"100 * (sum(kube_pod_container_resource_requests{{resource="{resource}"}} and on(namespace, pod) (kube_pod_status_phase{{phase=~"Pending|Running"}} == 1) and on(node) ({ready})) or {ZERO_IF_REQUESTS}) / sum(kube_node_status_allocatable{{resource="{resource}"}} and on(node) ({ready}))"#
-    )
-}
-
-/// Per-worker utilisation; a worker with no pods is 0, not absent (while request series
-/// are collected at all).
-fn per_node(resource: &str) -> String {
-    format!(
-        r#"100 * (sum by (node) (kube_pod_container_resource_requests{{resource="{resource}"}} and on(namespace, pod) (kube_pod_status_phase{{phase=~"Pending|Running"}} == 1)) or (sum by (node) (0 * kube_node_status_allocatable{{resource="{resource}"}}) and on() group(kube_pod_container_resource_requests))) / sum by (node) (kube_node_status_allocatable{{resource="{resource}"}}) {WORKER}"#
-    )
-}
+/// The signals the reader works out from `NODE_REQUESTS` and `NODE_ALLOCATABLE`.
+pub const DERIVED: [&str; 4] = ["cpu", "memory", "node_cpu", "node_memory"];
 
 pub fn default_query(signal: &str) -> Option<String> {
     Some(match signal {
         "pending_pods" => pending_pods(),
         "pending_cpu_cores" => pending_requests("cpu"),
         "pending_memory_bytes" => pending_requests("memory"),
-        "cpu" => average("cpu"),
-        "memory" => average("memory"),
         // 1 for a Ready worker, 0 for one that is not. When kube-state-metrics reports the
         // Ready condition of nodes but none is a worker, one `workers="none"` series says
         // so: zero workers is then known, and the run can scale up to min_nodes. (`or on()`
@@ -67,28 +63,51 @@ pub fn default_query(signal: &str) -> Option<String> {
         "node_ready" => format!(
             r#"(max by (node) (kube_node_status_condition{{condition="Ready",status="true"}}) {WORKER}) or on() label_replace(group(kube_node_status_condition{{condition="Ready"}}), "{NO_WORKERS_LABEL}", "{NO_WORKERS_VALUE}", "", "")"#
         ),
-        "node_cpu" => per_node("cpu"),
-        "node_memory" => per_node("memory"),
+        NODE_REQUESTS => REQUESTS.to_string(),
+        NODE_ALLOCATABLE => ALLOCATABLE.to_string(),
         _ => return None,
     })
 }
 
-/// The expression for every signal, with config overrides applied.
-pub fn signal_queries(overrides: &BTreeMap<String, String>) -> Vec<(&'static str, String)> {
-    crate::config::SIGNAL_NAMES
-        .iter()
-        .map(|&name| {
-            let q = overrides
-                .get(name)
-                .cloned()
-                .or_else(|| default_query(name))
-                .expect("every signal has a default query");
-            (name, q)
-        })
-        .collect()
+/// The query of one run: its labelled parts, and which signals keep their default (the
+/// reader fills those in where the answer leaves them out; an override's empty answer
+/// stays unknown).
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub parts: Vec<(&'static str, String)>,
+    pub defaulted: Vec<&'static str>,
 }
 
-/// One expression for all signals: each labelled `signal="<name>"` and joined with `or`
+/// Every signal with its default query (what the reader assumes when not told).
+pub fn all_defaults() -> Query {
+    signal_queries(&BTreeMap::new())
+}
+
+/// The parts to send, with config overrides applied: an overridden signal is sent as its
+/// override; `cpu`, `memory`, `node_cpu` and `node_memory` are derived from the two
+/// per-node parts, sent once when any of the four keeps its default.
+pub fn signal_queries(overrides: &BTreeMap<String, String>) -> Query {
+    let mut parts = Vec::new();
+    let mut defaulted = Vec::new();
+    for &name in crate::config::SIGNAL_NAMES.iter() {
+        match overrides.get(name) {
+            Some(q) => parts.push((name, q.clone())),
+            None => {
+                defaulted.push(name);
+                if let Some(q) = default_query(name) {
+                    parts.push((name, q));
+                }
+            }
+        }
+    }
+    if DERIVED.iter().any(|d| defaulted.contains(d)) {
+        parts.push((NODE_REQUESTS, REQUESTS.to_string()));
+        parts.push((NODE_ALLOCATABLE, ALLOCATABLE.to_string()));
+    }
+    Query { parts, defaulted }
+}
+
+/// One expression for all parts: each labelled `signal="<name>"` and joined with `or`
 /// (without distinct labels `or` would drop all but one).
 pub fn combined_query(queries: &[(&str, String)]) -> String {
     queries
@@ -106,12 +125,50 @@ mod tests {
     fn every_signal_has_a_default_and_overrides_win() {
         let mut o = BTreeMap::new();
         o.insert("cpu".to_string(), "vector(42)".to_string());
-        let qs = signal_queries(&o);
-        assert_eq!(qs.len(), crate::config::SIGNAL_NAMES.len());
-        let cpu = qs.iter().find(|(n, _)| *n == "cpu").unwrap();
+        let q = signal_queries(&o);
+        let cpu = q.parts.iter().find(|(n, _)| *n == "cpu").unwrap();
         assert_eq!(cpu.1, "vector(42)");
-        let combined = combined_query(&qs);
+        assert!(!q.defaulted.contains(&"cpu"));
+        // memory and the per-node signals still come from the two per-node parts.
+        let names: Vec<&str> = q.parts.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "pending_pods",
+                "pending_cpu_cores",
+                "pending_memory_bytes",
+                "cpu",
+                "node_ready",
+                NODE_REQUESTS,
+                NODE_ALLOCATABLE
+            ]
+        );
+        let combined = combined_query(&q.parts);
         assert!(combined.contains(r#"label_replace((vector(42)), "signal", "cpu", "", "")"#));
-        assert_eq!(combined.matches(r#", "signal", ""#).count(), qs.len());
+        assert_eq!(combined.matches(r#", "signal", ""#).count(), q.parts.len());
+    }
+
+    #[test]
+    fn the_per_node_parts_go_only_when_a_derived_signal_keeps_its_default() {
+        let o: BTreeMap<String, String> = DERIVED
+            .iter()
+            .map(|d| (d.to_string(), "vector(1)".to_string()))
+            .collect();
+        let q = signal_queries(&o);
+        assert!(
+            q.parts
+                .iter()
+                .all(|(n, _)| *n != NODE_REQUESTS && *n != NODE_ALLOCATABLE)
+        );
+        assert_eq!(
+            q.defaulted,
+            [
+                "pending_pods",
+                "pending_cpu_cores",
+                "pending_memory_bytes",
+                "node_ready"
+            ]
+        );
+        assert_eq!(all_defaults().defaulted, crate::config::SIGNAL_NAMES);
     }
 }

@@ -9,7 +9,8 @@
 # It also reports the two parts of the wall time: Prometheus's own time on the query (its
 # engine metrics) and k3s-scale's own share (every signal overridden by a constant).
 #
-# Usage: tests/bench_evaluate.sh            (RUNS=200 WORKERS=6 PODS_PER_WORKER=10 to change)
+# Usage: tests/bench_evaluate.sh  (RUNS=200 WORKERS=6 PODS_PER_WORKER=10 SAMPLES=120
+#        SCRAPE_INTERVAL=30 to change)
 # Needs: prometheus + promtool (Debian package prometheus), hyperfine, GNU time; installs
 # the missing ones with apt-get.
 set -euo pipefail
@@ -19,6 +20,8 @@ RUNS=${RUNS:-200}
 RSS_RUNS=${RSS_RUNS:-50}
 WORKERS=${WORKERS:-6}
 PODS_PER_WORKER=${PODS_PER_WORKER:-10}
+SAMPLES=${SAMPLES:-120}
+SCRAPE_INTERVAL=${SCRAPE_INTERVAL:-30}
 TARGET_MS=10
 TARGET_KIB=$((10 * 1024))
 # Prometheus on a tiny TSDB is ready in ~0.1-0.3 s; 30 s covers a loaded machine.
@@ -51,33 +54,42 @@ trap cleanup EXIT
 
 # kube-state-metrics series of a steady cluster: a k3s server, WORKERS Ready workers of
 # 4 cores / 8 GiB, each running PODS_PER_WORKER pods of 200m / 400Mi (~50 %: no action).
-ts=$(($(date +%s) - 5))
+# Each series has SAMPLES samples SCRAPE_INTERVAL seconds apart up to 5 s ago, as
+# Prometheus holds them after scraping kube-state-metrics for a while: a query reads a
+# series by decoding its chunk (up to 120 samples) from the start, so Prometheus's time on
+# the query grows with the history (SAMPLES=1 is the cheapest case, a just-started
+# Prometheus).
+now=$(date +%s)
+stamps=()
+for k in $(seq $((SAMPLES - 1)) -1 0); do stamps+=($((now - 5 - k * SCRAPE_INTERVAL))); done
+# $1: a series and its value; printed once per timestamp.
+sample() { printf "${1//%/%%} %s\n" "${stamps[@]}"; }
 ksm='job="kube-state-metrics",instance="kube-state-metrics:8080"'
 {
     nodes="server"
     for i in $(seq 1 "$WORKERS"); do nodes="$nodes k3s-worker-$i"; done
     echo "# TYPE kube_node_info gauge"
-    for n in $nodes; do echo "kube_node_info{node=\"$n\",$ksm} 1 $ts"; done
+    for n in $nodes; do sample "kube_node_info{node=\"$n\",$ksm} 1"; done
     echo "# TYPE kube_node_role gauge"
-    for r in control-plane master; do echo "kube_node_role{node=\"server\",role=\"$r\",$ksm} 1 $ts"; done
+    for r in control-plane master; do sample "kube_node_role{node=\"server\",role=\"$r\",$ksm} 1"; done
     echo "# TYPE kube_node_status_condition gauge"
     for n in $nodes; do
         for s in true false unknown; do
             v=0; [ "$s" = true ] && v=1
-            echo "kube_node_status_condition{node=\"$n\",condition=\"Ready\",status=\"$s\",$ksm} $v $ts"
+            sample "kube_node_status_condition{node=\"$n\",condition=\"Ready\",status=\"$s\",$ksm} $v"
         done
     done
     echo "# TYPE kube_node_status_allocatable gauge"
     for n in $nodes; do
-        echo "kube_node_status_allocatable{node=\"$n\",resource=\"cpu\",unit=\"core\",$ksm} 4 $ts"
-        echo "kube_node_status_allocatable{node=\"$n\",resource=\"memory\",unit=\"byte\",$ksm} 8589934592 $ts"
+        sample "kube_node_status_allocatable{node=\"$n\",resource=\"cpu\",unit=\"core\",$ksm} 4"
+        sample "kube_node_status_allocatable{node=\"$n\",resource=\"memory\",unit=\"byte\",$ksm} 8589934592"
     done
     echo "# TYPE kube_pod_status_phase gauge"
     for i in $(seq 1 "$WORKERS"); do
         for j in $(seq 1 "$PODS_PER_WORKER"); do
             for ph in Pending Running Succeeded Failed Unknown; do
                 v=0; [ "$ph" = Running ] && v=1
-                echo "kube_pod_status_phase{namespace=\"default\",pod=\"app-$i-$j\",uid=\"u-$i-$j\",phase=\"$ph\",$ksm} $v $ts"
+                sample "kube_pod_status_phase{namespace=\"default\",pod=\"app-$i-$j\",uid=\"u-$i-$j\",phase=\"$ph\",$ksm} $v"
             done
         done
     done
@@ -85,8 +97,8 @@ ksm='job="kube-state-metrics",instance="kube-state-metrics:8080"'
     for i in $(seq 1 "$WORKERS"); do
         for j in $(seq 1 "$PODS_PER_WORKER"); do
             l="namespace=\"default\",pod=\"app-$i-$j\",uid=\"u-$i-$j\",container=\"main\",node=\"k3s-worker-$i\""
-            echo "kube_pod_container_resource_requests{$l,resource=\"cpu\",unit=\"core\",$ksm} 0.2 $ts"
-            echo "kube_pod_container_resource_requests{$l,resource=\"memory\",unit=\"byte\",$ksm} 419430400 $ts"
+            sample "kube_pod_container_resource_requests{$l,resource=\"cpu\",unit=\"core\",$ksm} 0.2"
+            sample "kube_pod_container_resource_requests{$l,resource=\"memory\",unit=\"byte\",$ksm} 419430400"
         done
     done
     echo "# EOF"

@@ -1,8 +1,8 @@
 //! Bad input, fuzzed with proptest: config YAML, state JSON and Prometheus answers never
 //! panic, and every rejection names the problem. Each test prints its case count and time.
 
-use k3s_scale::config::Config;
-use k3s_scale::prometheus::parse_response;
+use k3s_scale::answer;
+use k3s_scale::config::{Config, SIGNAL_NAMES};
 use k3s_scale::state::State;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestRunner};
@@ -183,6 +183,8 @@ fn prom_series() -> impl Strategy<Value = String> {
         "node_ready",
         "node_cpu",
         "node_memory",
+        "node_requests",
+        "node_allocatable",
         "other",
     ]);
     let value = prop_oneof![
@@ -195,9 +197,13 @@ fn prom_series() -> impl Strategy<Value = String> {
         Just("\"x\"".to_string()),
     ];
     let node = prop::option::of("[a-z]{1,3}");
-    (signal, value, node).prop_map(|(s, v, n)| {
+    let resource = prop::option::of(prop::sample::select(vec!["cpu", "memory", "gpu"]));
+    (signal, value, node, resource).prop_map(|(s, v, n, r)| {
         let node = n.map(|n| format!(",\"node\":\"{n}\"")).unwrap_or_default();
-        format!("{{\"metric\":{{\"signal\":\"{s}\"{node}}},\"value\":[1.5,{v}]}}")
+        let resource = r
+            .map(|r| format!(",\"resource\":\"{r}\""))
+            .unwrap_or_default();
+        format!("{{\"metric\":{{\"signal\":\"{s}\"{node}{resource}}},\"value\":[1.5,{v}]}}")
     })
 }
 
@@ -217,7 +223,7 @@ fn prometheus_answers_never_panic() {
     });
     runner
         .run(&strategy, |body| {
-            match parse_response(body.as_bytes()) {
+            match answer::parse_response(body.as_bytes(), &SIGNAL_NAMES) {
                 Ok(snap) => {
                     for (name, v) in snap.signals() {
                         prop_assert!(
@@ -311,7 +317,9 @@ fn prometheus_answers_nested_deep_or_with_structure_missing_are_refused() {
         nest("")
     );
     assert_eq!(
-        parse_response(deep_label.as_bytes()).unwrap().cpu,
+        answer::parse_response(deep_label.as_bytes(), &SIGNAL_NAMES)
+            .unwrap()
+            .cpu,
         Some(1.0)
     );
     // Nested where a sample value is due.
@@ -344,7 +352,9 @@ fn prometheus_answers_nested_deep_or_with_structure_missing_are_refused() {
     ];
     let n = cases.len() as u32 + 1;
     for (body, needle) in cases {
-        let e = parse_response(body.as_bytes()).unwrap_err().to_string();
+        let e = answer::parse_response(body.as_bytes(), &SIGNAL_NAMES)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(needle), "{needle}: {e}");
     }
     report("Prometheus answers, deep or incomplete", n, started);

@@ -322,8 +322,11 @@ fn one_snapshot_is_exactly_one_query_request() {
     assert_eq!(reqs[0].method, "POST");
     let form = String::from_utf8_lossy(&reqs[0].body);
     assert!(form.starts_with("query="), "{form}");
-    // Every signal travels in that one request.
-    for name in config::SIGNAL_NAMES {
+    // Every part of the query travels in that one request: each signal's own, and the
+    // per-node requests and allocatable the utilisation signals are worked out from.
+    let parts = k3s_scale::promql::all_defaults().parts;
+    assert_eq!(parts.len(), 6);
+    for (name, _) in parts {
         assert!(
             form.contains(&format!("%22{name}%22")),
             "{name} missing: {form}"
