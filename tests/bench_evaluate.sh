@@ -196,7 +196,8 @@ $api_cmd
 echo "== one run without a kubeconfig (expect exit 0, no action; reconcile skipped):"
 $plain_cmd
 echo
-echo "== $(nproc) CPUs; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== $(nproc) CPUs; load average: $(cut -d' ' -f1-3 /proc/loadavg); data: $WORKERS workers," \
+    "$((WORKERS * PODS_PER_WORKER)) pods, $SAMPLES samples per series ${SCRAPE_INTERVAL} s apart"
 echo "== wall time, $RUNS runs each. Reference points: version = process start-up and clap;"
 echo "   config check = + config parse, no network; constant queries = a whole run with the"
 echo "   apiserver stand-in whose PromQL costs Prometheus nothing (k3s-scale's own share)."
