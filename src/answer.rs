@@ -7,7 +7,7 @@ use crate::promql::{self, NODE_ALLOCATABLE, NODE_REQUESTS};
 use crate::snapshot::{NodeSample, Snapshot};
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Deserialize)]
 struct ApiResponse<'a> {
@@ -100,11 +100,13 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
     }
     let mut snap = Snapshot::default();
     let mut seen: Vec<&str> = Vec::new();
-    let mut ready: Option<BTreeMap<String, bool>> = None;
-    let mut node_cpu = BTreeMap::new();
-    let mut node_mem = BTreeMap::new();
-    let mut requests: BTreeMap<String, PerResource> = BTreeMap::new();
-    let mut allocatable: BTreeMap<String, PerResource> = BTreeMap::new();
+    // Node names are borrowed from the answer until the snapshot is built (a 5,000-node
+    // answer has 25,000 series, most of them per node).
+    let mut ready: Option<BTreeMap<&str, bool>> = None;
+    let mut node_cpu: HashMap<&str, Option<f64>> = HashMap::new();
+    let mut node_mem: HashMap<&str, Option<f64>> = HashMap::new();
+    let mut requests: HashMap<&str, PerResource> = HashMap::new();
+    let mut allocatable: HashMap<&str, PerResource> = HashMap::new();
     for s in &data.result {
         let Some(signal) = s.metric.signal.as_deref() else {
             return Err(PromError::Malformed(
@@ -130,7 +132,6 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
                 .node
                 .as_deref()
                 .filter(|n| !n.is_empty())
-                .map(str::to_string)
                 .ok_or_else(|| {
                     PromError::Malformed(format!(
                         "signal {signal}: a series without a `node` label"
@@ -163,16 +164,16 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
                 let map = match signal {
                     "node_ready" => {
                         let known = ready.get_or_insert_with(BTreeMap::new);
-                        if known.insert(node.clone(), value == Some(1.0)).is_some() {
-                            return Err(duplicate(&node));
+                        if known.insert(node, value == Some(1.0)).is_some() {
+                            return Err(duplicate(node));
                         }
                         continue;
                     }
                     "node_cpu" => &mut node_cpu,
                     _ => &mut node_mem,
                 };
-                if map.insert(node.clone(), finite).is_some() {
-                    return Err(duplicate(&node));
+                if map.insert(node, finite).is_some() {
+                    return Err(duplicate(node));
                 }
             }
             NODE_REQUESTS | NODE_ALLOCATABLE => {
@@ -188,7 +189,7 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
                 } else {
                     &mut allocatable
                 };
-                let slot = &mut map.entry(node.clone()).or_insert([None; 2])[i];
+                let slot = &mut map.entry(node).or_insert([None; 2])[i];
                 if slot.is_some() {
                     let resource = ["cpu", "memory"][i];
                     return Err(duplicate(&format!("{node} and resource {resource}")));
@@ -214,16 +215,8 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
         }
     }
     let usage = Usage::new(&requests, &allocatable);
-    for (i, name) in ["node_cpu", "node_memory"].into_iter().enumerate() {
-        if derive(name) {
-            let map = if i == 0 { &mut node_cpu } else { &mut node_mem };
-            for n in ready.iter().flat_map(|r| r.keys()) {
-                map.insert(n.clone(), usage.of_node(n, i));
-            }
-        }
-    }
     if let Some(ready) = &ready {
-        let ready_workers = || ready.iter().filter(|(_, r)| **r).map(|(n, _)| n.as_str());
+        let ready_workers = || ready.iter().filter(|(_, r)| **r).map(|(n, _)| *n);
         if derive("cpu") {
             snap.cpu = usage.average(ready_workers(), 0);
         }
@@ -231,16 +224,24 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
             snap.memory = usage.average(ready_workers(), 1);
         }
     }
+    // Per node: the answer's own figure, or worked out.
+    let figure = |name: &str, given: &HashMap<&str, Option<f64>>, i: usize| {
+        if derive(["node_cpu", "node_memory"][i]) {
+            usage.of_node(name, i)
+        } else {
+            given.get(name).copied().flatten()
+        }
+    };
     snap.nodes = ready.map(|ready| {
         ready
             .into_iter()
             .map(|(name, is_ready)| {
                 let sample = NodeSample {
                     ready: is_ready,
-                    cpu: node_cpu.get(&name).copied().flatten(),
-                    memory: node_mem.get(&name).copied().flatten(),
+                    cpu: figure(name, &node_cpu, 0),
+                    memory: figure(name, &node_mem, 1),
                 };
-                (name, sample)
+                (name.to_string(), sample)
             })
             .collect()
     });
@@ -249,8 +250,8 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
 
 /// Utilisation in percent from the per-node parts: requests over allocatable.
 struct Usage<'a> {
-    requests: &'a BTreeMap<String, PerResource>,
-    allocatable: &'a BTreeMap<String, PerResource>,
+    requests: &'a HashMap<&'a str, PerResource>,
+    allocatable: &'a HashMap<&'a str, PerResource>,
     /// Per resource: some placed pod has request series for it, so a node without any
     /// is at 0; when none has, the resource is unknown (its series may not be collected).
     seen: [bool; 2],
@@ -258,8 +259,8 @@ struct Usage<'a> {
 
 impl<'a> Usage<'a> {
     fn new(
-        requests: &'a BTreeMap<String, PerResource>,
-        allocatable: &'a BTreeMap<String, PerResource>,
+        requests: &'a HashMap<&'a str, PerResource>,
+        allocatable: &'a HashMap<&'a str, PerResource>,
     ) -> Usage<'a> {
         let seen = [0, 1].map(|i| requests.values().any(|r| r[i].is_some()));
         Usage {
