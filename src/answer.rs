@@ -195,7 +195,7 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
                     return Err(duplicate(&format!("{node} and resource {resource}")));
                 }
                 // A non-finite value is kept as NaN: the node's figure is then unknown.
-                *slot = Some(value.unwrap_or(f64::NAN));
+                *slot = Some(finite.unwrap_or(f64::NAN));
             }
             other => {
                 return Err(PromError::Malformed(format!("unexpected signal {other:?}")));
@@ -302,10 +302,11 @@ impl<'a> Usage<'a> {
     }
 }
 
-/// `100 * used / total` when that is a number; unknown for 0 or non-finite totals.
+/// `100 * used / total` when that is a number; unknown for a total of 0 or less, a
+/// negative use, or anything non-finite (a negative figure would read as "idle").
 fn percent(used: f64, total: f64) -> Option<f64> {
     let p = 100.0 * used / total;
-    (total > 0.0 && p.is_finite()).then_some(p)
+    (total > 0.0 && used >= 0.0 && p.is_finite()).then_some(p)
 }
 
 /// Prometheus sends sample values as strings; NaN and ±Inf are legal there.
@@ -416,6 +417,17 @@ mod tests {
         assert!(near(snap.memory, 50.0), "{:?}", snap.memory);
         assert_eq!(snap.nodes.as_ref().unwrap()["w-2"].cpu, None);
         assert!(near(snap.nodes.as_ref().unwrap()["w-1"].cpu, 50.0));
+        // Negative or non-finite figures are not "idle".
+        let mut parts = per_node_parts();
+        parts[4] = r("node_requests", "w-1", "cpu", "-2");
+        parts[14] = r("node_allocatable", "w-3", "cpu", "+Inf");
+        let snap = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap();
+        let nodes = snap.nodes.as_ref().unwrap();
+        assert_eq!(
+            (nodes["w-1"].cpu, nodes["w-3"].cpu, snap.cpu),
+            (None, None, None)
+        );
+        assert!(near(nodes["w-2"].cpu, 50.0));
         // No Ready worker with allocatable at all: no average.
         let parts: Vec<String> = per_node_parts()
             .into_iter()
