@@ -116,10 +116,15 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
         let value = parse_value(&s.value.1).ok_or_else(|| {
             PromError::Malformed(format!("signal {signal}: value {:?}", s.value.1))
         })?;
-        // NaN/Inf (e.g. 0/0 with no allocatable) say nothing: unknown.
+        // NaN/Inf (e.g. an override's 0/0) say nothing: unknown.
         let finite = value.filter(|v| v.is_finite());
+        // A signal's second series (NaN or not) is a duplicate for a scalar.
+        let repeated = seen.contains(&signal);
+        if !repeated {
+            seen.push(signal);
+        }
         let scalar = |slot: &mut Option<f64>| -> Result<(), PromError> {
-            if slot.is_some() {
+            if repeated {
                 return Err(PromError::Malformed(format!(
                     "signal {signal} has more than one series"
                 )));
@@ -143,9 +148,6 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
                 "signal {signal} has more than one series for node {node}"
             ))
         };
-        if !seen.contains(&signal) {
-            seen.push(signal);
-        }
         match signal {
             "pending_pods" => scalar(&mut snap.pending_pods)?,
             "pending_cpu_cores" => scalar(&mut snap.pending_cpu_cores)?,
@@ -178,11 +180,14 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
             }
             NODE_REQUESTS | NODE_ALLOCATABLE => {
                 let node = node()?;
-                let Some(i) = resource_index(s.metric.resource.as_deref()) else {
-                    return Err(PromError::Malformed(format!(
-                        "signal {signal}: resource {:?}, expected \"cpu\" or \"memory\"",
-                        s.metric.resource.as_deref().unwrap_or("")
-                    )));
+                let resource = s.metric.resource.as_deref();
+                let Some(i) = resource_index(resource) else {
+                    return Err(PromError::Malformed(match resource {
+                        None => format!("signal {signal}: a series without a `resource` label"),
+                        Some(r) => format!(
+                            "signal {signal}: resource {r:?}, expected \"cpu\" or \"memory\""
+                        ),
+                    }));
                 };
                 let map = if signal == NODE_REQUESTS {
                     &mut requests
@@ -225,8 +230,9 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
         }
     }
     // Per node: the answer's own figure, or worked out.
+    let derive_node = [derive("node_cpu"), derive("node_memory")];
     let figure = |name: &str, given: &HashMap<&str, Option<f64>>, i: usize| {
-        if derive(["node_cpu", "node_memory"][i]) {
+        if derive_node[i] {
             usage.of_node(name, i)
         } else {
             given.get(name).copied().flatten()
@@ -288,15 +294,17 @@ impl<'a> Usage<'a> {
     }
 
     /// The Ready workers' requests over their allocatable, summed first (a big worker
-    /// weighs more); a node without allocatable for the resource (a control-plane node
-    /// counted as a worker by an override) is left out of both sums.
+    /// weighs more). Unknown when any of them has no usable figures: leaving one out
+    /// could hide its load (a negative one would lower the sum).
     fn average<'n>(&self, nodes: impl Iterator<Item = &'n str>, i: usize) -> Option<f64> {
         let (mut used, mut total) = (0.0, 0.0);
         for n in nodes {
-            if let Some(a) = self.allocatable(n, i) {
-                used += self.requested(n, i)?;
-                total += a;
+            let (r, a) = (self.requested(n, i)?, self.allocatable(n, i)?);
+            if r < 0.0 || a <= 0.0 {
+                return None;
             }
+            used += r;
+            total += a;
         }
         percent(used, total)
     }
@@ -407,19 +415,20 @@ mod tests {
         assert!(snap.nodes.unwrap().values().all(|n| n.memory.is_none()));
         assert!(near(snap.cpu, 50.0));
 
-        // A Ready worker without allocatable: its own figure is unknown, and the average
-        // is over the others (4 of 8 GiB on w-1).
+        // A Ready worker without allocatable: its own figure and the average are unknown
+        // (leaving it out would hide its load).
         let parts: Vec<String> = per_node_parts()
             .into_iter()
             .filter(|p| !(p.contains("node_allocatable") && p.contains("w-2")))
             .collect();
         let snap = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap();
-        assert!(near(snap.memory, 50.0), "{:?}", snap.memory);
+        assert_eq!((snap.cpu, snap.memory), (None, None));
         assert_eq!(snap.nodes.as_ref().unwrap()["w-2"].cpu, None);
         assert!(near(snap.nodes.as_ref().unwrap()["w-1"].cpu, 50.0));
-        // Negative or non-finite figures are not "idle".
+        // Negative or non-finite figures are not "idle", and do not lower the average.
         let mut parts = per_node_parts();
         parts[4] = r("node_requests", "w-1", "cpu", "-2");
+        parts[6] = r("node_requests", "w-2", "cpu", "3");
         parts[14] = r("node_allocatable", "w-3", "cpu", "+Inf");
         let snap = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap();
         let nodes = snap.nodes.as_ref().unwrap();
@@ -427,7 +436,7 @@ mod tests {
             (nodes["w-1"].cpu, nodes["w-3"].cpu, snap.cpu),
             (None, None, None)
         );
-        assert!(near(nodes["w-2"].cpu, 50.0));
+        assert!(near(nodes["w-2"].cpu, 150.0));
         // No Ready worker with allocatable at all: no average.
         let parts: Vec<String> = per_node_parts()
             .into_iter()
@@ -551,7 +560,15 @@ mod tests {
             (body(r#"{"metric":{},"value":[1,"1"]}"#), "`signal` label"),
             (
                 body(&s("node_requests", Some("w-1"), "1")),
+                "without a `resource` label",
+            ),
+            (
+                body(&r("node_requests", "w-1", "gpu", "1")),
                 "expected \"cpu\" or \"memory\"",
+            ),
+            (
+                body(&[s("pending_pods", None, "NaN"), s("pending_pods", None, "0")].join(",")),
+                "more than one",
             ),
             (
                 body(

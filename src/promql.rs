@@ -38,18 +38,25 @@ fn pending_requests(resource: &str) -> String {
 
 /// What the four utilisation signals (`cpu`, `memory`, `node_cpu`, `node_memory`) are
 /// worked out from when not overridden: per node and resource, the requests of its pods
-/// that are placed and not finished, and its allocatable (control-plane nodes left out as
-/// in `WORKER`; their requests stay, they say request series are collected). The reader (answer.rs) divides them for each worker and sums them over the
-/// Ready workers for the averages, as the four PromQL expressions did. Prometheus's cost is one read per series it selects
-/// (~10 us each once a series' chunk holds an hour of 30 s samples), and PromQL cannot
-/// share a sub-expression: the four expressions read the pod series twelve times over,
-/// these two read them once (19 -> 5 ms of Prometheus time for the whole query at 60 pods,
-/// measured on a Prometheus scraping them every second). A resource with no request series
-/// of a placed pod anywhere is unknown, never 0.
+/// that are placed and not finished, and its allocatable. Both are summed the same way, so
+/// a kube-state-metrics scraped twice doubles both sides and the ratio holds. The reader
+/// (answer.rs) divides them for each node `node_ready` names, and sums them over its Ready
+/// ones for the averages.
+///
+/// Prometheus's cost is one read per series a selector picks (~10 us each once a series'
+/// chunk holds an hour of 30 s samples), and PromQL cannot share a sub-expression: the four
+/// expressions these replace read every pod's series twelve times, these read them once
+/// (19 -> 5 ms of Prometheus time for the whole query at 60 pods, on a Prometheus scraping
+/// every second). Where the answers differ from those four expressions, they differ
+/// towards unknown: a resource that no placed, unfinished pod requests (control plane
+/// included) is unknown rather than 0 %, as are requests without a `node` label; a Ready
+/// node without allocatable makes the average unknown rather than leaving its allocatable
+/// out. The averages follow a `node_ready` override (it names the workers, e.g. one pool's).
 pub const NODE_REQUESTS: &str = "node_requests";
 pub const NODE_ALLOCATABLE: &str = "node_allocatable";
 const REQUESTS: &str = r#"sum by (node, resource) (kube_pod_container_resource_requests{resource=~"cpu|memory",node!=""} and on(namespace, pod) (kube_pod_status_phase{phase=~"Pending|Running"} == 1))"#;
-const ALLOCATABLE: &str = r#"max by (node, resource) (kube_node_status_allocatable{resource=~"cpu|memory"}) unless on(node) kube_node_role{role=~"control-plane|master|etcd"}"#;
+const ALLOCATABLE: &str =
+    r#"sum by (node, resource) (kube_node_status_allocatable{resource=~"cpu|memory"})"#;
 
 /// The signals the reader works out from `NODE_REQUESTS` and `NODE_ALLOCATABLE`.
 pub const DERIVED: [&str; 4] = ["cpu", "memory", "node_cpu", "node_memory"];

@@ -218,6 +218,49 @@ fn nodes_without_pod_series_leave_pending_and_utilisation_unknown() {
 }
 
 #[test]
+fn twice_scraped_kube_state_metrics_or_a_worker_without_allocatable() {
+    // Two kube-state-metrics replicas (or two scrape jobs): every series twice, with
+    // another `instance`. Requests and allocatable double alike; the figures hold.
+    let once = busy_cluster().samples();
+    let mut twice = once.clone();
+    twice.extend(once.iter().cloned().map(|mut s| {
+        for (k, v) in &mut s.labels {
+            if k == "instance" {
+                *v = "kube-state-metrics-2:8080".into();
+            }
+        }
+        s
+    }));
+    let mut prom = PromServer::start(&twice);
+    let s = snapshot(&prom.url());
+    assert_near("cpu", s.cpu, 50.0);
+    assert_near("memory", s.memory, 500.0 / 12.0);
+    assert_near(
+        "worker 1",
+        s.nodes.as_ref().unwrap()["k3s-worker-1"].cpu,
+        50.0,
+    );
+
+    // A Ready worker whose allocatable series are missing: its load cannot be weighed,
+    // so the average is unknown (leaving it out would read 25 % here: a scale-down).
+    let without: Vec<_> = once
+        .into_iter()
+        .filter(|s| {
+            !(s.name == "kube_node_status_allocatable"
+                && s.labels
+                    .iter()
+                    .any(|(k, v)| k == "node" && v == "k3s-worker-1"))
+        })
+        .collect();
+    prom.load(&without);
+    let s = snapshot(&prom.url());
+    assert_eq!((s.cpu, s.memory), (None, None));
+    let nodes = s.nodes.unwrap();
+    assert_eq!(nodes["k3s-worker-1"].utilisation(), None);
+    assert_near("worker 2", nodes["k3s-worker-2"].cpu, 50.0);
+}
+
+#[test]
 fn without_kube_state_metrics_every_signal_is_unknown() {
     // First a cluster, so the swap below also shows old series do not linger.
     let mut prom = PromServer::with_cluster(&busy_cluster());
@@ -274,8 +317,14 @@ fn config_overrides_replace_the_default_queries() {
     assert_eq!(s.pending_pods, Some(4.0));
     assert!(node_names(&s).contains(&"server"), "{s:?}");
     assert!(s.nodes.as_ref().unwrap()["server"].ready);
-    // Signals not overridden keep their defaults.
-    assert_near("memory", s.memory, 500.0 / 12.0);
+    // Signals not overridden keep their defaults, over the workers `node_ready` names:
+    // the server (coredns, 70 MiB of 8 GiB) counts now. (5 GiB + 70 MiB) of 20 GiB.
+    assert_near("memory", s.memory, 100.0 * (5120.0 + 70.0) / 20480.0);
+    assert_near(
+        "server's memory",
+        s.nodes.as_ref().unwrap()["server"].memory,
+        100.0 * 70.0 / 8192.0,
+    );
     assert_near("pending_cpu_cores", s.pending_cpu_cores, 1.5);
 }
 
