@@ -73,8 +73,6 @@ pub fn default_query(signal: &str) -> Option<String> {
         "node_ready" => format!(
             r#"(max by (node) (kube_node_status_condition{{condition="Ready",status="true"}}) {WORKER}) or on() label_replace(group(kube_node_status_condition{{condition="Ready"}}), "{NO_WORKERS_LABEL}", "{NO_WORKERS_VALUE}", "", "")"#
         ),
-        NODE_REQUESTS => REQUESTS.to_string(),
-        NODE_ALLOCATABLE => ALLOCATABLE.to_string(),
         _ => return None,
     })
 }
