@@ -11,14 +11,15 @@
 //! too, for reference.
 //! Run: `cargo bench --bench scale` (prints median/max per step and the peak RSS).
 
-use k3s_scale::answer::parse_response;
 use k3s_scale::config::{Config, SIGNAL_NAMES};
-use k3s_scale::decide::{decide, rank_candidates};
-use k3s_scale::drain::{self, Budgets};
-use k3s_scale::scale_down::blocking;
-use k3s_scale::snapshot::Snapshot;
+use k3s_scale::kube::drain::{self, Budgets};
+use k3s_scale::plan::decide::decide;
+use k3s_scale::plan::rules::scale_down::rank_candidates;
+use k3s_scale::plan::snapshot::Snapshot;
+use k3s_scale::run::scale_down::blocking;
+use k3s_scale::signals::answer::parse_response;
 use k3s_scale::state::State;
-use k3s_scale::time::Timestamp;
+use k3s_scale::state::time::Timestamp;
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, Node, Pod, PodSpec, PodStatus, ProjectedVolumeSource, Volume,
 };

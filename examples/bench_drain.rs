@@ -14,7 +14,7 @@ mod objects;
 
 use apiserver::{ApiServer, Fault};
 use k3s_scale::config::Config;
-use k3s_scale::drain_run::{DrainOptions, MoveMode, Recheck, drain_node};
+use k3s_scale::kube::mover::{DrainOptions, MoveMode, Recheck, drain_node};
 use k3s_scale::kube::{Cluster, KubeCluster};
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Entry point: parse the command line, run the command, map its outcome to an exit code.
 
 use clap::Parser;
-use k3s_scale::{cli, commands, logging};
+use k3s_scale::cli::{self, commands, logging};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -6,7 +6,7 @@
 mod support;
 
 use k3s_scale::state::State;
-use k3s_scale::time::Timestamp;
+use k3s_scale::state::time::Timestamp;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

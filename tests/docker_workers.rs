@@ -873,8 +873,8 @@ fn client(pool: &mut Pool) -> (Config, DockerClient) {
     cfg.docker.name_prefix = pool.name.clone();
     cfg.docker.pool = pool.name.clone();
     cfg.docker.cpus = 0.5;
-    cfg.docker.memory = k3s_scale::units::Bytes(256 << 20);
-    cfg.docker.stop_timeout = k3s_scale::units::Secs::from_secs(2);
+    cfg.docker.memory = k3s_scale::config::units::Bytes(256 << 20);
+    cfg.docker.stop_timeout = k3s_scale::config::units::Secs::from_secs(2);
     cfg.docker.ulimit_nofile = 4096;
     cfg.docker.ulimit_nproc = 4096;
     let client = DockerClient::connect(&cfg.docker, &DockerEnv::default())
@@ -1205,7 +1205,7 @@ fn tls_hosts_verify_the_daemon_and_present_the_client_certificate() {
     };
     let mut cfg = Config::default().docker;
     cfg.host = Some(host.clone());
-    cfg.timeout = k3s_scale::units::Secs::from_secs(5);
+    cfg.timeout = k3s_scale::config::units::Secs::from_secs(5);
     cfg.tls = Some(tls(&server.dir));
     let client =
         DockerClient::connect(&cfg, &DockerEnv::default()).expect("TLS handshake and /_ping");

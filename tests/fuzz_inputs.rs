@@ -1,8 +1,8 @@
 //! Bad input, fuzzed with proptest: config YAML, state JSON and Prometheus answers never
 //! panic, and every rejection names the problem. Each test prints its case count and time.
 
-use k3s_scale::answer;
 use k3s_scale::config::{Config, SIGNAL_NAMES};
+use k3s_scale::signals::answer;
 use k3s_scale::state::State;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestRunner};

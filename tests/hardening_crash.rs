@@ -16,8 +16,8 @@ use hardening_support::{
     ChildGuard, DockerFault, DockerFaults, DockerRule, HttpProxy, Knobs, LiveProm, Rig, Rng,
     idle_cluster, median, ms, pending_cluster, run, spawn,
 };
+use k3s_scale::state::time::Timestamp;
 use k3s_scale::state::{Event, State};
-use k3s_scale::time::Timestamp;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use support::apiserver::Fault;
@@ -460,7 +460,7 @@ fn a_drain_killed_half_way_is_undone_when_the_next_run_keeps_the_node() {
         );
         let node = rig.api.node(&worker).unwrap();
         assert!(
-            k3s_scale::drain::drain_mark(&node).is_some(),
+            k3s_scale::kube::drain::drain_mark(&node).is_some(),
             "round {i}: the cordon carries the drain mark"
         );
         // The next run finds the node not idle long enough: it keeps it, and uncordons it.
@@ -478,7 +478,7 @@ fn a_drain_killed_half_way_is_undone_when_the_next_run_keeps_the_node() {
         assert_eq!(rig.api.is_cordoned(&worker), Some(false), "round {i}");
         let node = rig.api.node(&worker).unwrap();
         assert!(
-            k3s_scale::drain::drain_mark(&node).is_none(),
+            k3s_scale::kube::drain::drain_mark(&node).is_none(),
             "round {i}: mark removed"
         );
         assert_eq!(

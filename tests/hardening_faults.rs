@@ -18,7 +18,7 @@ use hardening_support::{
     DockerFault, DockerFaults, DockerRule, Knobs, LiveProm, Rig, idle_cluster, pending_cluster, run,
 };
 use k3s_scale::state::State;
-use k3s_scale::time::Timestamp;
+use k3s_scale::state::time::Timestamp;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::Run;

@@ -4,10 +4,10 @@
 
 mod support;
 
-use k3s_scale::drain::Skip;
-use k3s_scale::drain_run::{DrainOptions, MoveMode, Recheck, drain_node};
+use k3s_scale::kube::drain::Skip;
+use k3s_scale::kube::mover::{DrainOptions, MoveMode, Recheck, drain_node};
 use k3s_scale::kube::{Cluster, KubeCluster};
-use k3s_scale::scale_down::{DrainRequest, ScaleDown};
+use k3s_scale::run::scale_down::{DrainRequest, ScaleDown};
 use std::time::{Duration, Instant};
 use support::apiserver::{ApiServer, Fault};
 use support::containers::FakeContainers;
@@ -345,7 +345,7 @@ fn a_cordon_left_by_a_dead_drain_is_undone_not_taken_for_the_users() {
         node("w1")
             .cordoned()
             .annotate(
-                k3s_scale::drain::DRAINING_ANNOTATION,
+                k3s_scale::kube::drain::DRAINING_ANNOTATION,
                 "2026-11-27T00:00:00Z",
             )
             .build(),
@@ -364,7 +364,7 @@ fn a_cordon_left_by_a_dead_drain_is_undone_not_taken_for_the_users() {
         .annotations
         .unwrap_or_default();
     assert!(
-        !annotations.contains_key(k3s_scale::drain::DRAINING_ANNOTATION),
+        !annotations.contains_key(k3s_scale::kube::drain::DRAINING_ANNOTATION),
         "the mark goes with the cordon: {annotations:?}"
     );
 }

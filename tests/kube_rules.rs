@@ -4,7 +4,7 @@
 
 mod support;
 
-use k3s_scale::drain::{
+use k3s_scale::kube::drain::{
     self, Blocker, Skip, budget_blocker, node_unremovable, plan_pods, pod_blocker,
     selector_matches, skip_reason,
 };

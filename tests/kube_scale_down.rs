@@ -5,15 +5,15 @@
 
 mod support;
 
-use k3s_scale::drain_run::MoveMode;
-use k3s_scale::evaluate::{self, Actuator, Context, PlanOnly};
 use k3s_scale::kube::KubeCluster;
-use k3s_scale::prometheus::{MetricsSource, PromError};
-use k3s_scale::report::Report;
-use k3s_scale::scale_down::{ScaleDown, WithScaleDown};
-use k3s_scale::snapshot::{NodeSample, Snapshot};
+use k3s_scale::kube::mover::MoveMode;
+use k3s_scale::plan::snapshot::{NodeSample, Snapshot};
+use k3s_scale::run::{Actuator, Context, PlanOnly, evaluate};
+use k3s_scale::run::report::Report;
+use k3s_scale::run::scale_down::{ScaleDown, WithScaleDown};
+use k3s_scale::signals::{MetricsSource, PromError};
 use k3s_scale::state::State;
-use k3s_scale::time::Timestamp;
+use k3s_scale::state::time::Timestamp;
 use std::time::{Duration, Instant};
 use support::apiserver::{ApiServer, Fault};
 use support::containers::FakeContainers;
@@ -435,9 +435,9 @@ fn evaluate_scales_down_through_the_stand_in() {
         dry_run: false,
         now: Timestamp::now(),
     };
-    let mut make = || -> Result<Box<dyn Actuator>, k3s_scale::error::RunError> {
+    let mut make = || -> Result<Box<dyn Actuator>, k3s_scale::run::error::RunError> {
         let down = ScaleDown::connect(&cfg, containers.boxed())
-            .map_err(|e| k3s_scale::error::RunError::Action(e.to_string()))?;
+            .map_err(|e| k3s_scale::run::error::RunError::Action(e.to_string()))?;
         Ok(Box::new(WithScaleDown { up: PlanOnly, down }))
     };
 

@@ -7,10 +7,10 @@
 mod apiserver;
 mod ops_support;
 
-use k3s_scale::decide::Action;
-use k3s_scale::lock::RunLock;
-use k3s_scale::metrics::{self, RunRecord};
-use k3s_scale::report::Report;
+use k3s_scale::cli::metrics::{self, RunRecord};
+use k3s_scale::plan::decide::Action;
+use k3s_scale::run::report::Report;
+use k3s_scale::state::lock::RunLock;
 use ops_support::*;
 use std::process::Command;
 use std::time::Duration;
@@ -22,7 +22,7 @@ fn render(report: &Report, state: Option<&k3s_scale::state::State>, exit_code: u
         report,
         state,
         exit_code,
-        finished_at: k3s_scale::time::Timestamp::from_secs(1_800_000_200),
+        finished_at: k3s_scale::state::time::Timestamp::from_secs(1_800_000_200),
         duration: Duration::from_millis(1250),
     })
 }

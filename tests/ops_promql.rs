@@ -4,7 +4,7 @@
 
 mod ops_support;
 
-use k3s_scale::metrics::{self, RunRecord};
+use k3s_scale::cli::metrics::{self, RunRecord};
 use ops_support::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -54,7 +54,7 @@ fn render_sample(runs: u64, scale_ups: u64) -> String {
         report: &sample_report(),
         state: Some(&state),
         exit_code: 10,
-        finished_at: k3s_scale::time::Timestamp::now(),
+        finished_at: k3s_scale::state::time::Timestamp::now(),
         duration: Duration::from_millis(800),
     })
 }
@@ -160,7 +160,7 @@ fn every_shipped_expression_is_accepted_by_prometheus() {
         assert_accepted(&prom, &name, &e);
         checked += 1;
     }
-    let defaults = k3s_scale::promql::signal_queries(&BTreeMap::new()).parts;
+    let defaults = k3s_scale::signals::promql::signal_queries(&BTreeMap::new()).parts;
     for (name, q) in &defaults {
         assert_accepted(&prom, name, q);
         checked += 1;
@@ -168,12 +168,12 @@ fn every_shipped_expression_is_accepted_by_prometheus() {
     assert_accepted(
         &prom,
         "combined",
-        &k3s_scale::promql::combined_query(&defaults),
+        &k3s_scale::signals::promql::combined_query(&defaults),
     );
     // The stack's own k3s-scale config overrides nothing, so the defaults are what runs.
     let stack =
         k3s_scale::config::Config::parse(&read_repo("compose/k3s-scale/config.yaml")).unwrap();
-    for (name, q) in k3s_scale::promql::signal_queries(&stack.prometheus.queries).parts {
+    for (name, q) in k3s_scale::signals::promql::signal_queries(&stack.prometheus.queries).parts {
         assert_accepted(&prom, name, &q);
     }
     assert!(checked > 30, "only {checked} expressions found");

@@ -5,9 +5,9 @@
 mod support;
 
 use k3s_scale::config;
-use k3s_scale::prometheus::{MetricsSource, PromClient, PromError};
-use k3s_scale::snapshot::{NodeSample, Snapshot};
-use k3s_scale::units::Secs;
+use k3s_scale::config::units::Secs;
+use k3s_scale::plan::snapshot::{NodeSample, Snapshot};
+use k3s_scale::signals::{MetricsSource, PromClient, PromError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::prom::{
@@ -373,7 +373,7 @@ fn one_snapshot_is_exactly_one_query_request() {
     assert!(form.starts_with("query="), "{form}");
     // Every part of the query travels in that one request: each signal's own, and the
     // per-node requests and allocatable the utilisation signals are worked out from.
-    let parts = k3s_scale::promql::all_defaults().parts;
+    let parts = k3s_scale::signals::promql::all_defaults().parts;
     assert_eq!(parts.len(), 6);
     for (name, _) in parts {
         assert!(

@@ -1,15 +1,14 @@
 //! Worker nodes as Docker containers: the client (endpoint, TLS, timeouts), the worker
-//! container's specification, the operations on managed workers, and the `Actuator` that
-//! `evaluate` and `up` start workers through. Only containers and volumes labelled
-//! `io.k3s-scale.managed=true` and with this pool's `io.k3s-scale.pool` are ever touched.
+//! container's specification and the operations on managed workers. Only containers and
+//! volumes labelled `io.k3s-scale.managed=true` and with this pool's `io.k3s-scale.pool`
+//! are ever touched. The `Actuator` that starts workers through this is in
+//! `run::docker_side`. May use `plan` (names, container states), `state`, `config`.
 
-mod actuator;
 mod client;
 mod ops;
 mod spec;
 mod token;
 
-pub use actuator::DockerActuator;
 pub use client::{DockerClient, DockerEnv, Endpoint, resolve_endpoint};
 pub use ops::{ContainerState, ManagedContainer, ManagedVolume, Removed, StartError};
 pub use spec::{
@@ -18,7 +17,6 @@ pub use spec::{
 };
 pub use token::{JoinToken, load_token};
 
-use crate::error::RunError;
 use std::fmt;
 use std::time::Duration;
 
@@ -85,7 +83,7 @@ impl fmt::Display for DockerError {
             DockerError::Timeout { what, after } => write!(
                 f,
                 "{what}: the Docker daemon did not answer within {}",
-                crate::units::format_duration(*after)
+                crate::config::units::format_duration(*after)
             ),
             DockerError::ImageMissing { image } => write!(
                 f,
@@ -118,13 +116,3 @@ impl fmt::Display for DockerError {
 }
 
 impl std::error::Error for DockerError {}
-
-impl From<DockerError> for RunError {
-    fn from(e: DockerError) -> Self {
-        match e {
-            // A config or environment problem: exit 2, like any other config error.
-            DockerError::Setup(_) => RunError::Usage(e.to_string()),
-            other => RunError::Action(other.to_string()),
-        }
-    }
-}

@@ -6,8 +6,8 @@
 use super::DockerError;
 use super::client::DockerClient;
 use super::spec::{self, HostCapacity, LABEL_INDEX, LABEL_WORKER, WorkerSpec, volume_name};
-use crate::decide::worker_number;
-use crate::time::Timestamp;
+use crate::plan::names::worker_number;
+use crate::state::time::Timestamp;
 use bollard::models::ContainerSummaryStateEnum as S;
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveContainerOptions,
@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// The container states are reconcile's (one enum for the domain); this maps Docker's.
-pub use crate::reconcile::ContainerState;
+pub use crate::plan::reconcile::ContainerState;
 
 fn state_from_docker(s: Option<&S>) -> ContainerState {
     match s {

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k3s_scale::config::Config;
-use k3s_scale::decide::{Action, WorkerCounts};
-use k3s_scale::report::Report;
+use k3s_scale::plan::decide::{Action, WorkerCounts};
+use k3s_scale::run::report::Report;
 use k3s_scale::state::State;
-use k3s_scale::time::Timestamp;
+use k3s_scale::state::time::Timestamp;
 
 /// How long Prometheus may take to become ready; it is ready in well under a second here.
 const PROMETHEUS_READY_DEADLINE: Duration = Duration::from_secs(30);

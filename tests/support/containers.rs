@@ -2,7 +2,7 @@
 //! removed, and switches to make it fail. Cloned handles share one state, so a test keeps
 //! one to look at after handing a boxed clone to the code under test.
 
-use k3s_scale::scale_down::{ContainerError, WorkerContainers};
+use k3s_scale::run::scale_down::{ContainerError, WorkerContainers};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 

@@ -13,7 +13,7 @@ use crate::support::objects::{node, pod};
 use crate::support::prom::{Cluster, PromServer, Sample};
 use crate::support::{Run, k3s_scale};
 use k3s_scale::state::State;
-use k3s_scale::time::Timestamp;
+use k3s_scale::state::time::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -536,7 +536,7 @@ state:
     /// Sleeps until `since + wait` (a timer in the state) is over, and no longer.
     pub fn wait_past(&self, since: Option<Timestamp>, wait: &str) {
         let since = since.expect("the timer to wait out is set in the state");
-        let d = k3s_scale::units::parse_duration(wait).expect("a duration");
+        let d = k3s_scale::config::units::parse_duration(wait).expect("a duration");
         let end = since.plus(d).as_millis() + TIMER_MARGIN.as_millis() as i64;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

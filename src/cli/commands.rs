@@ -1,0 +1,358 @@
+//! Runs each command and turns its result into output and an exit code.
+
+use crate::cli::{Cli, Command, ConfigCommand, OutputFormat, StateCommand};
+use crate::config::Config;
+use crate::docker::{DockerClient, DockerEnv};
+use crate::run::error::RunError;
+use crate::run::executor::{DockerContainers, Executor};
+use crate::run::scale_down::{DrainRequest, ScaleDown, WorkerContainers};
+use crate::run::{self, Actuator, Context, Outcome};
+use crate::signals::{MetricsSource, PromClient, PromError};
+use crate::state::State;
+use crate::state::time::Timestamp;
+use std::path::PathBuf;
+
+pub fn run(cli: &Cli) -> u8 {
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, RunError> {
+    let path = Config::locate(cli.config.as_deref())?;
+    log::debug!("config: {}", path.display());
+    Ok(Config::load(&path)?)
+}
+
+fn state_path(cli: &Cli, cfg: &Config) -> PathBuf {
+    cli.state.clone().unwrap_or_else(|| cfg.state.path.clone())
+}
+
+fn dispatch(cli: &Cli) -> Result<u8, RunError> {
+    match &cli.command {
+        Command::Evaluate { output } => {
+            let cfg = load_config(cli)?;
+            let started = std::time::Instant::now();
+            let dry_run = cli.dry_run || cfg.dry_run;
+            let ctx = Context {
+                config: &cfg,
+                state_path: state_path(cli, &cfg),
+                dry_run,
+                now: Timestamp::now(),
+            };
+            // A client that cannot be set up (unreadable token or CA file) fails the run
+            // inside `evaluate`, so it is counted and shows in the metrics like any other
+            // metrics error.
+            let source: Box<dyn MetricsSource> = match PromClient::new(&cfg.prometheus) {
+                Ok(c) => Box::new(c),
+                Err(e) => Box::new(Unavailable(e.to_string())),
+            };
+            let env = ProcessEnv::read();
+            let mut make_actuator = || actuator(&cfg, &env, dry_run);
+            let outcome = run::evaluate::evaluate(&ctx, source.as_ref(), &mut make_actuator);
+            let code = outcome.exit_code();
+            let mut report = outcome.report;
+            report.exit_code = code;
+            match output {
+                OutputFormat::Json => println!("{}", report.to_json()),
+                OutputFormat::Text => print!("{}", report.to_text()),
+            }
+            if let Some(e) = &outcome.error {
+                log::error!("{e}");
+            }
+            if !dry_run
+                && let Err(e) = crate::cli::metrics::after_run(
+                    &cfg,
+                    &ctx.state_path,
+                    &report,
+                    code,
+                    started.elapsed(),
+                )
+            {
+                // The run's outcome stands; a stale textfile shows as an old
+                // k3s_scale_last_run_timestamp_seconds (alert K3sScaleNotRunning).
+                log::error!("{e}");
+            }
+            Ok(code)
+        }
+        Command::Completions { shell } => {
+            print_bytes(&crate::cli::completions::completions(*shell))
+        }
+        Command::Man => print_bytes(&crate::cli::completions::man_page()),
+        Command::Up { count, output } => {
+            let cfg = load_config(cli)?;
+            let dry_run = cli.dry_run || cfg.dry_run;
+            let ctx = Context {
+                config: &cfg,
+                state_path: state_path(cli, &cfg),
+                dry_run,
+                now: Timestamp::now(),
+            };
+            let source: Box<dyn MetricsSource> = Box::new(PromClient::new(&cfg.prometheus)?);
+            let env = ProcessEnv::read();
+            let mut make_actuator = || actuator(&cfg, &env, dry_run);
+            let outcome = run::up::up(&ctx, *count, source.as_ref(), &mut make_actuator);
+            Ok(print_outcome(outcome, *output))
+        }
+        Command::Status { output } => {
+            let cfg = load_config(cli)?;
+            let path = state_path(cli, &cfg);
+            let state = State::load(&path)?;
+            let now = Timestamp::now();
+            let workers = observe_workers(&cfg, &state, now);
+            let text = crate::cli::status::render(&cfg, &path, &state, now, *output, &workers);
+            print!("{text}");
+            Ok(0)
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let path = Config::locate(cli.config.as_deref())?;
+            let cfg = Config::load(&path)?;
+            println!("# {} is valid; effective config:", path.display());
+            print!(
+                "{}",
+                serde_saphyr::to_string(&cfg)
+                    .map_err(|e| RunError::Internal(format!("cannot print config: {e}")))?
+            );
+            Ok(0)
+        }
+        Command::Drain {
+            node,
+            keep_cordoned,
+            disable_eviction,
+            force,
+            output,
+        } => {
+            let req = DrainRequest {
+                keep_cordoned: *keep_cordoned,
+                force: *force,
+                dry_run: false,
+            };
+            drain(cli, node, req, *disable_eviction, *output)
+        }
+        Command::State { command } => {
+            let cfg = load_config(cli)?;
+            let path = state_path(cli, &cfg);
+            match command {
+                StateCommand::Show => {
+                    let state = State::load(&path)?;
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&state).expect("state serializes")
+                    );
+                    Ok(0)
+                }
+                StateCommand::Reset => reset_state(&cfg, &path, cli.dry_run),
+            }
+        }
+    }
+}
+
+/// Writes generated text to stdout; a reader that went away early (`| head`) is no error.
+fn print_bytes(bytes: &[u8]) -> Result<u8, RunError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(RunError::Internal(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// Stands in for a Prometheus client that could not be set up: every snapshot fails with
+/// the setup error.
+struct Unavailable(String);
+
+impl MetricsSource for Unavailable {
+    fn snapshot(&self) -> Result<crate::plan::snapshot::Snapshot, PromError> {
+        Err(PromError::Setup(self.0.clone()))
+    }
+}
+
+/// The environment variables the actuators honour, read once here: nothing deeper reads
+/// the environment.
+struct ProcessEnv {
+    docker: DockerEnv,
+    /// $K3S_TOKEN, used when docker.token_file is not set.
+    k3s_token: Option<String>,
+}
+
+impl ProcessEnv {
+    fn read() -> ProcessEnv {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        ProcessEnv {
+            docker: DockerEnv {
+                host: var("DOCKER_HOST"),
+                tls_verify: var("DOCKER_TLS_VERIFY").is_some(),
+                cert_path: var("DOCKER_CERT_PATH")
+                    .map(PathBuf::from)
+                    .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".docker"))),
+            },
+            k3s_token: var("K3S_TOKEN"),
+        }
+    }
+}
+
+/// The run's actuator: Docker and Kubernetes joined (`executor::Executor`). A dry run
+/// connects too (it lists workers, checks candidates and pods) but never loads the join
+/// token, since it starts nothing.
+fn actuator(cfg: &Config, env: &ProcessEnv, dry_run: bool) -> Result<Box<dyn Actuator>, RunError> {
+    let token = if dry_run {
+        None
+    } else {
+        // The token first: a missing token is a config error, whether or not Docker answers.
+        Some(crate::docker::load_token(
+            cfg.docker.token_file.as_deref(),
+            env.k3s_token.as_deref(),
+        )?)
+    };
+    Ok(Box::new(Executor::connect(cfg, &env.docker, token)?))
+}
+
+fn print_outcome(outcome: Outcome, output: OutputFormat) -> u8 {
+    let code = outcome.exit_code();
+    let mut report = outcome.report;
+    report.exit_code = code;
+    match output {
+        OutputFormat::Json => println!("{}", report.to_json()),
+        OutputFormat::Text => print!("{}", report.to_text()),
+    }
+    if let Some(e) = &outcome.error {
+        log::error!("{e}");
+    }
+    code
+}
+
+fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8, RunError> {
+    if !path.exists() {
+        println!("no state file at {}; nothing to reset", path.display());
+        return Ok(0);
+    }
+    let aside = PathBuf::from(format!(
+        "{}.bad-{}",
+        path.display(),
+        Timestamp::now().to_string().replace(':', "")
+    ));
+    if dry_run {
+        println!("would move {} to {}", path.display(), aside.display());
+        return Ok(0);
+    }
+    // Hold the run lock so a running evaluate is not pulled from under.
+    let _lock = crate::state::lock::RunLock::acquire(&cfg.state.lock_path)?;
+    // The worker-name counter is worth saving from the wreck when it can be read: names
+    // must never come back (the next scale-up also skips every number still in Docker).
+    let counter = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("next_worker_index")?.as_u64())
+        .filter(|n| *n > 1);
+    std::fs::rename(path, &aside)
+        .map_err(|e| RunError::State(crate::state::StateError::Write(path.to_path_buf(), e)))?;
+    match counter {
+        Some(n) => {
+            let fresh = State {
+                next_worker_index: n,
+                ..State::fresh()
+            };
+            fresh.save(path)?;
+            println!(
+                "moved {} to {}; started a fresh state that keeps the worker counter ({n})",
+                path.display(),
+                aside.display()
+            );
+        }
+        None => println!(
+            "moved {} to {}; the next run starts from a fresh state",
+            path.display(),
+            aside.display()
+        ),
+    }
+    Ok(0)
+}
+
+/// This pool's workers as Docker and Kubernetes list them, and what reconcile would repair;
+/// read-only (no token, no change).
+fn observe_workers(cfg: &Config, state: &State, now: Timestamp) -> crate::cli::status::Workers {
+    let env = ProcessEnv::read();
+    let mut ex = Executor::connect(cfg, &env.docker, None).map_err(|e| e.to_string())?;
+    let obs = ex.observe().map_err(|f| f.message)?.unwrap_or_default();
+    let repairs =
+        crate::plan::reconcile::plan_repairs(&obs.containers, &obs.nodes, state, cfg, now);
+    Ok((obs, repairs))
+}
+
+/// The container side for `drain`: this pool's Docker workers.
+fn worker_containers(cfg: &Config) -> Result<Box<dyn WorkerContainers>, RunError> {
+    let env = ProcessEnv::read();
+    let client = DockerClient::connect(&cfg.docker, &env.docker)?;
+    Ok(Box::new(DockerContainers(std::rc::Rc::new(client))))
+}
+
+/// `k3s-scale drain NODE`: under the run lock, drain; record what happened in the state.
+fn drain(
+    cli: &Cli,
+    node: &str,
+    mut req: DrainRequest,
+    disable_eviction: bool,
+    output: OutputFormat,
+) -> Result<u8, RunError> {
+    let cfg = load_config(cli)?;
+    req.dry_run = cli.dry_run || cfg.dry_run;
+    if !crate::config::is_dns_subdomain(node) {
+        return Err(RunError::Usage(format!(
+            "{node:?} is not a valid Kubernetes node name"
+        )));
+    }
+    // The drain runs under the run lock: an evaluate must not scale around it.
+    let _lock = if req.dry_run {
+        None
+    } else {
+        Some(crate::state::lock::RunLock::acquire(&cfg.state.lock_path)?)
+    };
+    let path = state_path(cli, &cfg);
+    let mut state = if req.dry_run {
+        None
+    } else {
+        Some(State::load(&path)?)
+    };
+    let cluster = crate::kube::KubeCluster::connect(&cfg.kubernetes)
+        .map_err(|e| RunError::Action(e.to_string()))?;
+    let mode = if disable_eviction {
+        crate::kube::mover::MoveMode::Delete
+    } else {
+        crate::kube::mover::MoveMode::Evict
+    };
+    let mut down = ScaleDown::new(Box::new(cluster), worker_containers(&cfg)?, &cfg, mode);
+    let rep = down.drain_named(node, &req);
+    match output {
+        OutputFormat::Json => println!("{}", rep.to_json()),
+        OutputFormat::Text => print!("{}", rep.to_text()),
+    }
+    if let Some(state) = state.as_mut()
+        && rep.exit_code != 2
+    {
+        let now = Timestamp::now();
+        state.totals.evicted_pods += rep.evicted.len() as u64;
+        if rep.removed {
+            state.last_scale_down = Some(now);
+            state.totals.scale_downs += 1;
+            state.totals.workers_removed += 1;
+            state.record(now, "scale_down", format!("removed {node} (drain command)"));
+        } else if let Some(e) = &rep.error {
+            state.count_error("action");
+            state.record(now, "drain_failed", e.clone());
+        } else {
+            state.record(now, "drain", format!("drained {node}; left cordoned"));
+        }
+        state.save(&path)?;
+    }
+    if let Some(e) = &rep.error {
+        log::error!("{e}");
+    }
+    Ok(rep.exit_code)
+}

@@ -1,0 +1,411 @@
+//! The metrics of a one-shot program: after every `evaluate` run, a Prometheus text-format
+//! file for node-exporter's textfile collector, written atomically (temp file + rename).
+//! Gauges describe the last run; counters come from `State::totals`, so they survive runs
+//! and only ever count what happened.
+
+use crate::config::Config;
+use crate::plan::decide::Action;
+use crate::plan::snapshot::Snapshot;
+use crate::run::report::Report;
+use crate::state::State;
+use crate::state::lock::RunLock;
+use crate::state::time::Timestamp;
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every metric name starts with this.
+pub const PREFIX: &str = "k3s_scale_";
+/// node-exporter runs as an unprivileged user and must read the file; it holds no secret.
+pub const TEXTFILE_MODE: u32 = 0o644;
+/// Error kinds that a run can count (`State::count_error`); exported as 0 until they
+/// happen, so `increase()` sees the first one.
+pub const COUNTED_ERROR_KINDS: [&str; 2] = ["action", "metrics"];
+
+#[derive(Debug)]
+pub enum MetricsError {
+    Write(PathBuf, std::io::Error),
+}
+
+impl fmt::Display for MetricsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetricsError::Write(p, e) => {
+                write!(f, "cannot write metrics textfile {}: {e}", p.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for MetricsError {}
+
+/// What the textfile describes: one finished run.
+pub struct RunRecord<'a> {
+    pub config: &'a Config,
+    pub report: &'a Report,
+    /// None when the state could not be read: the counters are then left out, not zeroed.
+    pub state: Option<&'a State>,
+    pub exit_code: u8,
+    pub finished_at: Timestamp,
+    pub duration: Duration,
+}
+
+impl RunRecord<'_> {
+    /// Exit codes 0, 10 and 11 are successful runs; every other code is a failure.
+    pub fn success(&self) -> bool {
+        matches!(self.exit_code, 0 | 10 | 11)
+    }
+
+    /// What the run carried out, which is not always what it planned.
+    pub fn action_taken(&self) -> Action {
+        if !self.report.started.is_empty() {
+            Action::ScaleUp
+        } else if !self.report.removed.is_empty() {
+            Action::ScaleDown
+        } else {
+            Action::None
+        }
+    }
+}
+
+fn action_label(a: &Action) -> &'static str {
+    match a {
+        Action::None => "none",
+        Action::ScaleUp => "scale_up",
+        Action::ScaleDown => "scale_down",
+    }
+}
+
+/// Prometheus text format for a sample value.
+fn value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+/// Builds the text one metric family at a time (the format wants a family's samples together).
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {PREFIX}{name} {help}");
+        let _ = writeln!(self.0, "# TYPE {PREFIX}{name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
+        let _ = write!(self.0, "{PREFIX}{name}");
+        if !labels.is_empty() {
+            let body: Vec<String> = labels
+                .iter()
+                .map(|(k, val)| format!("{k}=\"{}\"", escape_label(val)))
+                .collect();
+            let _ = write!(self.0, "{{{}}}", body.join(","));
+        }
+        let _ = writeln!(self.0, " {}", value(v));
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, v: f64) {
+        self.family(name, "gauge", help);
+        self.sample(name, &[], v);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, v: u64) {
+        self.family(name, "counter", help);
+        self.sample(name, &[], v as f64);
+    }
+}
+
+fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// Renders the textfile for one run.
+pub fn render(run: &RunRecord) -> String {
+    let mut o = Out(String::with_capacity(4096));
+    let report = run.report;
+
+    o.family(
+        "info",
+        "gauge",
+        "Always 1; the version label says which k3s-scale wrote this file.",
+    );
+    o.sample("info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    o.gauge(
+        "last_run_timestamp_seconds",
+        "When the last evaluate run ended, in seconds since the Unix epoch.",
+        (run.finished_at.as_millis() as f64 / 1000.0).floor(),
+    );
+    o.gauge(
+        "last_run_success",
+        "1 when the last run ended with exit code 0, 10 or 11; 0 when it failed.",
+        flag(run.success()),
+    );
+    o.gauge(
+        "last_run_exit_code",
+        "Exit code of the last run (see `k3s-scale --help`).",
+        f64::from(run.exit_code),
+    );
+    o.gauge(
+        "last_run_duration_seconds",
+        "Wall-clock time the last run took.",
+        run.duration.as_secs_f64(),
+    );
+
+    let taken = run.action_taken();
+    o.family(
+        "last_action",
+        "gauge",
+        "1 for the action the last run carried out (scale_up, scale_down or none), 0 for the others.",
+    );
+    for a in [Action::ScaleUp, Action::ScaleDown, Action::None] {
+        o.sample(
+            "last_action",
+            &[("action", action_label(&a))],
+            flag(a == taken),
+        );
+    }
+    o.family(
+        "last_decision",
+        "gauge",
+        "1 for the action the last run's decision asked for, 0 for the others; differs from \
+         last_action when the action failed or every scale-down candidate was unremovable.",
+    );
+    for a in [Action::ScaleUp, Action::ScaleDown, Action::None] {
+        o.sample(
+            "last_decision",
+            &[("action", action_label(&a))],
+            flag(a == report.action),
+        );
+    }
+
+    // Signals: a run that never got a snapshot knows none of them.
+    let signals: Vec<(&str, Option<f64>)> = if report.signals.is_empty() {
+        Snapshot::default().signals()
+    } else {
+        report.signals.iter().map(|(k, v)| (*k, *v)).collect()
+    };
+    o.family(
+        "signal",
+        "gauge",
+        "Each signal the last run decided on (pending_pods: pods; pending_cpu_cores: cores; \
+         pending_memory_bytes: bytes; cpu, memory: percent of allocatable; *_workers: nodes). \
+         No sample when the signal is unknown.",
+    );
+    for (name, v) in &signals {
+        if let Some(v) = v {
+            o.sample("signal", &[("signal", name)], *v);
+        }
+    }
+    o.family(
+        "signal_known",
+        "gauge",
+        "1 when the last run knew the signal, 0 when Prometheus had no data for it.",
+    );
+    for (name, v) in &signals {
+        o.sample("signal_known", &[("signal", name)], flag(v.is_some()));
+    }
+
+    let t = &run.config.thresholds;
+    o.family(
+        "threshold",
+        "gauge",
+        "Configured thresholds by signal; direction up: scale up at or above, down: scale \
+         down only below.",
+    );
+    for (signal, direction, v) in [
+        ("pending_pods", "up", f64::from(t.pending_pods)),
+        ("cpu", "up", t.cpu_threshold),
+        ("cpu", "down", t.cpu_scale_down),
+        ("memory", "up", t.memory_threshold),
+        ("memory", "down", t.memory_scale_down),
+    ] {
+        o.sample(
+            "threshold",
+            &[("signal", signal), ("direction", direction)],
+            v,
+        );
+    }
+    let l = &run.config.limits;
+    o.family(
+        "workers_limit",
+        "gauge",
+        "Configured limits.min_nodes (bound=min) and limits.max_nodes (bound=max).",
+    );
+    o.sample("workers_limit", &[("bound", "min")], f64::from(l.min_nodes));
+    o.sample("workers_limit", &[("bound", "max")], f64::from(l.max_nodes));
+
+    // Worker counts exist only when the run could count the nodes.
+    let nodes_known = signals
+        .iter()
+        .any(|(name, v)| *name == "ready_workers" && v.is_some());
+    if nodes_known {
+        let w = &report.workers;
+        o.family(
+            "workers",
+            "gauge",
+            "Workers by state at the last run; provisioning ones that registered but are not \
+             Ready are also counted as unready.",
+        );
+        o.sample("workers", &[("state", "ready")], f64::from(w.ready));
+        o.sample("workers", &[("state", "unready")], f64::from(w.unready));
+        o.sample(
+            "workers",
+            &[("state", "provisioning")],
+            f64::from(w.provisioning),
+        );
+        o.gauge(
+            "workers_counted",
+            "Workers counted toward min_nodes/max_nodes: registered plus still booting.",
+            f64::from(w.total),
+        );
+    }
+
+    if let Some(state) = run.state {
+        let tot = &state.totals;
+        o.counter(
+            "runs_total",
+            "Evaluate runs that got past the lock and the state.",
+            tot.runs,
+        );
+        o.counter(
+            "scale_ups_total",
+            "Scale-ups that started at least one worker.",
+            tot.scale_ups,
+        );
+        o.counter(
+            "scale_downs_total",
+            "Scale-downs that removed a worker.",
+            tot.scale_downs,
+        );
+        o.counter("workers_added_total", "Workers started.", tot.workers_added);
+        o.counter(
+            "workers_removed_total",
+            "Workers removed.",
+            tot.workers_removed,
+        );
+        o.counter(
+            "failed_scale_ups_total",
+            "Scale-ups that failed.",
+            tot.failed_scale_ups,
+        );
+        o.counter(
+            "failed_scale_downs_total",
+            "Scale-downs that failed.",
+            tot.failed_scale_downs,
+        );
+        o.counter(
+            "evicted_pods_total",
+            "Pods evicted by drains.",
+            tot.evicted_pods,
+        );
+        o.counter(
+            "repairs_total",
+            "Drift repaired by reconciliation.",
+            tot.repairs,
+        );
+        o.family("errors_total", "counter", "Failed runs by kind of error.");
+        let mut kinds: Vec<(&str, u64)> = COUNTED_ERROR_KINDS
+            .iter()
+            .filter(|k| !tot.errors.contains_key(**k))
+            .map(|k| (*k, 0))
+            .collect();
+        kinds.extend(tot.errors.iter().map(|(k, v)| (k.as_str(), *v)));
+        kinds.sort();
+        for (kind, n) in kinds {
+            o.sample("errors_total", &[("kind", kind)], n as f64);
+        }
+        for (name, help, at) in [
+            (
+                "last_scale_up_timestamp_seconds",
+                "When the last scale-up happened, in seconds since the Unix epoch.",
+                state.last_scale_up,
+            ),
+            (
+                "last_scale_down_timestamp_seconds",
+                "When the last scale-down happened, in seconds since the Unix epoch.",
+                state.last_scale_down,
+            ),
+        ] {
+            if let Some(at) = at {
+                o.gauge(name, help, (at.as_millis() as f64 / 1000.0).floor());
+            }
+        }
+    }
+    o.0
+}
+
+/// Writes the textfile atomically: node-exporter reads either the old file or the new one.
+/// The temp file starts with a dot and does not end in `.prom`, so the collector skips it.
+pub fn write_textfile(path: &Path, text: &str) -> Result<(), MetricsError> {
+    crate::state::write_atomically(path, text.as_bytes(), TEXTFILE_MODE)
+        .map_err(|e| MetricsError::Write(path.to_path_buf(), e))
+}
+
+/// After an `evaluate` run: writes the textfile when `metrics.textfile` is set. Skipped
+/// when another run holds the lock (exit 3, or one that started since): that run writes a
+/// newer file. The state is read back under the lock, so the counters are the saved ones.
+pub fn after_run(
+    config: &Config,
+    state_path: &Path,
+    report: &Report,
+    exit_code: u8,
+    duration: Duration,
+) -> Result<(), MetricsError> {
+    let Some(path) = &config.metrics.textfile else {
+        return Ok(());
+    };
+    if exit_code == 3 {
+        log::debug!("lock held by another run; it writes the metrics");
+        return Ok(());
+    }
+    let _lock = match RunLock::acquire(&config.state.lock_path) {
+        Ok(l) => l,
+        Err(e) => {
+            log::info!("metrics not written: {e}");
+            return Ok(());
+        }
+    };
+    let state = match State::load(state_path) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::debug!("metrics without counters: {e}");
+            None
+        }
+    };
+    let text = render(&RunRecord {
+        config,
+        report,
+        state: state.as_ref(),
+        exit_code,
+        finished_at: Timestamp::now(),
+        duration,
+    });
+    write_textfile(path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_labels_use_the_text_format_spelling() {
+        assert_eq!(value(f64::NAN), "NaN");
+        assert_eq!(value(f64::INFINITY), "+Inf");
+        assert_eq!(value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(value(80.0), "80");
+        assert_eq!(value(0.25), "0.25");
+        assert_eq!(escape_label("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
+    }
+}

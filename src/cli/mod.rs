@@ -1,0 +1,13 @@
+//! The command line, the top layer: arguments and the exit codes `--help` documents
+//! (`args`), each command run and its outcome printed (`commands`), `status`, the metrics
+//! textfile written after a run, completions and the man page, and log set-up. The only
+//! layer that reads the environment and the clock to hand them down. May use every layer.
+
+pub mod args;
+pub mod commands;
+pub mod completions;
+pub mod logging;
+pub mod metrics;
+pub mod status;
+
+pub use args::*;

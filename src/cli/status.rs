@@ -1,0 +1,203 @@
+//! `k3s-scale status`: the config in brief, cooldowns and when they end, since-when the
+//! cluster has been idle, workers provisioning, totals and recent events.
+
+use crate::cli::OutputFormat;
+use crate::config::Config;
+use crate::plan::reconcile::Repair;
+use crate::run::Observed;
+use crate::state::State;
+use crate::state::time::Timestamp;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+struct Wait {
+    name: &'static str,
+    since: Option<Timestamp>,
+    length: Duration,
+}
+
+fn waits(cfg: &Config, state: &State) -> Vec<Wait> {
+    vec![
+        Wait {
+            name: "scale_up_cooldown",
+            since: state.last_scale_up,
+            length: cfg.limits.scale_up_cooldown.get(),
+        },
+        Wait {
+            name: "scale_down_cooldown",
+            since: state.last_scale_down,
+            length: cfg.limits.scale_down_cooldown.get(),
+        },
+        Wait {
+            name: "scale_down_delay_after_scale_up",
+            since: state.last_scale_up,
+            length: cfg.scaling.scale_down_delay_after_scale_up.get(),
+        },
+        Wait {
+            name: "scale_up_failure_backoff",
+            since: state.last_scale_up_failure,
+            length: cfg.scaling.failure_backoff.get(),
+        },
+        Wait {
+            name: "scale_down_failure_backoff",
+            since: state.last_scale_down_failure,
+            length: cfg.scaling.failure_backoff.get(),
+        },
+    ]
+}
+
+/// What Docker and Kubernetes say about this pool's workers, or why they could not be asked.
+pub type Workers = Result<(Observed, Vec<Repair>), String>;
+
+/// Workers by name: container state and Node state side by side.
+fn side_by_side(obs: &Observed) -> Vec<(String, String, String)> {
+    let mut names: BTreeMap<&str, (String, String)> = BTreeMap::new();
+    for c in &obs.containers {
+        let state = c.state.as_str().to_string();
+        names
+            .entry(&c.name)
+            .or_insert_with(|| ("-".into(), "no Node".into()))
+            .0 = state;
+    }
+    for n in &obs.nodes {
+        names
+            .entry(&n.name)
+            .or_insert_with(|| ("no container".into(), "-".into()))
+            .1 = if n.ready {
+            "Ready".into()
+        } else {
+            "NotReady".into()
+        };
+    }
+    names
+        .into_iter()
+        .map(|(n, (c, k))| (n.to_string(), c, k))
+        .collect()
+}
+
+pub fn render(
+    cfg: &Config,
+    state_path: &Path,
+    state: &State,
+    now: Timestamp,
+    fmt: OutputFormat,
+    workers: &Workers,
+) -> String {
+    let waits = waits(cfg, state);
+    match fmt {
+        OutputFormat::Json => {
+            let w: serde_json::Map<String, serde_json::Value> = waits
+                .iter()
+                .map(|w| {
+                    let end = w.since.map(|s| s.plus(w.length));
+                    (
+                        w.name.to_string(),
+                        serde_json::json!({
+                            "until": end.map(|e| e.to_string()),
+                            "active": end.is_some_and(|e| now < e),
+                        }),
+                    )
+                })
+                .collect();
+            let v = serde_json::json!({
+                "state_path": state_path.display().to_string(),
+                "limits": {"min_nodes": cfg.limits.min_nodes, "max_nodes": cfg.limits.max_nodes},
+                "thresholds": cfg.thresholds,
+                "prometheus": cfg.prometheus.url,
+                "waits": w,
+                "low_since": state.low_since.map(|t| t.to_string()),
+                "unneeded_until": state.low_since.map(|t| t.plus(cfg.scaling.scale_down_unneeded_time.get()).to_string()),
+                "provisioning": state.provisioning,
+                "next_worker": format!("{}-{}", cfg.docker.name_prefix, state.next_worker_index),
+                "totals": state.totals,
+                "events": state.events,
+                "workers": match workers {
+                    Ok((obs, _)) => serde_json::json!(side_by_side(obs).into_iter().map(|(n, c, k)| serde_json::json!({"name": n, "container": c, "node": k})).collect::<Vec<_>>()),
+                    Err(e) => serde_json::json!({"error": e}),
+                },
+                "would_repair": match workers {
+                    Ok((_, r)) => serde_json::json!(r.iter().map(Repair::describe).collect::<Vec<_>>()),
+                    Err(_) => serde_json::Value::Null,
+                },
+            });
+            format!("{v}\n")
+        }
+        OutputFormat::Text => {
+            let t = &cfg.thresholds;
+            let mut out = String::new();
+            out.push_str(&format!(
+                "config: workers {}..{}, scale up at pending>={} cpu>={}% memory>={}%, \
+                 down below cpu {}% memory {}%; prometheus {}\n",
+                cfg.limits.min_nodes,
+                cfg.limits.max_nodes,
+                t.pending_pods,
+                t.cpu_threshold,
+                t.memory_threshold,
+                t.cpu_scale_down,
+                t.memory_scale_down,
+                cfg.prometheus.url
+            ));
+            out.push_str(&format!("state: {}\n", state_path.display()));
+            for w in &waits {
+                match w.since.map(|s| s.plus(w.length)) {
+                    Some(end) if now < end => out.push_str(&format!(
+                        "  {:<32} active until {end} ({}s left)\n",
+                        w.name,
+                        end.since(now).as_secs()
+                    )),
+                    Some(end) => out.push_str(&format!("  {:<32} ended {end}\n", w.name)),
+                    None => out.push_str(&format!("  {:<32} never started\n", w.name)),
+                }
+            }
+            match state.low_since {
+                Some(s) => out.push_str(&format!(
+                    "  signals low since {s}; scale-down allowed from {}\n",
+                    s.plus(cfg.scaling.scale_down_unneeded_time.get())
+                )),
+                None => out.push_str("  signals not low (or not known) at the last run\n"),
+            }
+            if state.provisioning.is_empty() {
+                out.push_str("  no workers provisioning\n");
+            }
+            for p in &state.provisioning {
+                out.push_str(&format!(
+                    "  provisioning {} since {} (times out {})\n",
+                    p.name,
+                    p.started_at,
+                    p.started_at.plus(cfg.scaling.provision_timeout.get())
+                ));
+            }
+            let tot = &state.totals;
+            out.push_str(&format!(
+                "totals: {} runs, {} scale-ups (+{}), {} scale-downs (-{}), {} failed up, {} failed down, {} pods evicted, {} repairs\n",
+                tot.runs, tot.scale_ups, tot.workers_added, tot.scale_downs, tot.workers_removed,
+                tot.failed_scale_ups, tot.failed_scale_downs, tot.evicted_pods, tot.repairs
+            ));
+            match workers {
+                Ok((obs, repairs)) => {
+                    out.push_str("workers (container / node):\n");
+                    let rows = side_by_side(obs);
+                    if rows.is_empty() {
+                        out.push_str("  none managed by this pool\n");
+                    }
+                    for (n, c, k) in rows {
+                        out.push_str(&format!("  {n:<24} {c:<14} {k}\n"));
+                    }
+                    for r in repairs {
+                        out.push_str(&format!("  reconcile would: {}\n", r.describe()));
+                    }
+                }
+                Err(e) => out.push_str(&format!("workers: cannot list ({e})\n")),
+            }
+            out.push_str("recent events:\n");
+            if state.events.is_empty() {
+                out.push_str("  none\n");
+            }
+            for e in state.events.iter().rev().take(10) {
+                out.push_str(&format!("  {} {:<18} {}\n", e.at, e.kind, e.message));
+            }
+            out
+        }
+    }
+}

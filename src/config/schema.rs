@@ -1,0 +1,731 @@
+//! The configuration file: its schema, defaults, parsing and validation. Everything after
+//! `Config::parse` works on a validated value; nothing else reads the file.
+
+use crate::config::units::{Bytes, Secs};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where `--config` is looked for when not given.
+pub const DEFAULT_PATHS: [&str; 2] = ["config.yaml", "/etc/k3s-scale/config.yaml"];
+
+/// Config files larger than this are refused before parsing (a config is a few KiB).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+#[derive(Debug)]
+pub enum ConfigError {
+    NotFound(Vec<PathBuf>),
+    Read(PathBuf, std::io::Error),
+    TooLarge(PathBuf, u64),
+    WorldWritable(PathBuf),
+    Parse(PathBuf, String),
+    /// A value that parsed but makes no sense: the dotted key and why.
+    Invalid {
+        key: String,
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NotFound(paths) => {
+                let list: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+                write!(f, "no config file found (looked at {})", list.join(", "))
+            }
+            ConfigError::Read(p, e) => write!(f, "cannot read config {}: {e}", p.display()),
+            ConfigError::TooLarge(p, n) => write!(
+                f,
+                "config {} is {n} bytes, over the {MAX_CONFIG_BYTES}-byte limit",
+                p.display()
+            ),
+            ConfigError::WorldWritable(p) => write!(
+                f,
+                "refusing {}: it is world-writable, so anyone on this host could change what \
+                 the autoscaler does (chmod o-w it)",
+                p.display()
+            ),
+            ConfigError::Parse(p, e) => write!(f, "config {}: {e}", p.display()),
+            ConfigError::Invalid { key, reason } => write!(f, "config key `{key}`: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub prometheus: Prometheus,
+    pub thresholds: Thresholds,
+    pub limits: Limits,
+    pub scaling: Scaling,
+    pub docker: Docker,
+    pub kubernetes: Kubernetes,
+    pub drain: Drain,
+    pub state: StatePaths,
+    pub metrics: Metrics,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prometheus {
+    pub url: String,
+    pub timeout: Secs,
+    pub bearer_token_file: Option<PathBuf>,
+    pub basic_auth: Option<BasicAuth>,
+    pub ca_file: Option<PathBuf>,
+    /// Per-signal PromQL overrides, keyed by signal name.
+    pub queries: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    pub pending_pods: u32,
+    pub cpu_threshold: f64,
+    pub memory_threshold: f64,
+    pub cpu_scale_down: f64,
+    pub memory_scale_down: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub min_nodes: u32,
+    pub max_nodes: u32,
+    pub scale_up_cooldown: Secs,
+    pub scale_down_cooldown: Secs,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scaling {
+    pub max_step: u32,
+    pub scale_down_unneeded_time: Secs,
+    pub scale_down_delay_after_scale_up: Secs,
+    pub failure_backoff: Secs,
+    pub provision_timeout: Secs,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Docker {
+    pub host: Option<String>,
+    pub tls: Option<DockerTls>,
+    pub timeout: Secs,
+    pub image: String,
+    pub network: String,
+    pub name_prefix: String,
+    pub pool: String,
+    pub server_url: String,
+    pub token_file: Option<PathBuf>,
+    pub agent_args: Vec<String>,
+    pub cpus: f64,
+    pub memory: Bytes,
+    pub stop_timeout: Secs,
+    /// Open-file limit (soft = hard) of each worker; k3s's own compose file uses 65535.
+    pub ulimit_nofile: u64,
+    /// Process limit (soft = hard) of each worker; k3s's own compose file uses 65535.
+    pub ulimit_nproc: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DockerTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kubernetes {
+    pub kubeconfig: Option<PathBuf>,
+    pub timeout: Secs,
+    pub permanent_nodes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Drain {
+    pub timeout: Secs,
+    pub max_grace_period: Secs,
+    pub eviction_retry_interval: Secs,
+    pub concurrency: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatePaths {
+    pub path: PathBuf,
+    pub lock_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    pub textfile: Option<PathBuf>,
+}
+
+impl Default for Prometheus {
+    fn default() -> Self {
+        Prometheus {
+            url: "http://127.0.0.1:9090".into(),
+            timeout: Secs::from_secs(5),
+            bearer_token_file: None,
+            basic_auth: None,
+            ca_file: None,
+            queries: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        // The defaults of the Python service this replaces.
+        Thresholds {
+            pending_pods: 1,
+            cpu_threshold: 80.0,
+            memory_threshold: 80.0,
+            cpu_scale_down: 30.0,
+            memory_scale_down: 30.0,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            min_nodes: 2,
+            max_nodes: 6,
+            scale_up_cooldown: Secs::from_secs(60),
+            scale_down_cooldown: Secs::from_secs(120),
+        }
+    }
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        // Delays follow cluster-autoscaler: 10 min unneeded, 10 min after a scale-up,
+        // 3 min after a failure, 15 min max-node-provision-time.
+        Scaling {
+            max_step: 3,
+            scale_down_unneeded_time: Secs::from_secs(600),
+            scale_down_delay_after_scale_up: Secs::from_secs(600),
+            failure_backoff: Secs::from_secs(180),
+            provision_timeout: Secs::from_secs(900),
+        }
+    }
+}
+
+impl Default for Docker {
+    fn default() -> Self {
+        Docker {
+            host: None,
+            tls: None,
+            timeout: Secs::from_secs(30),
+            image: "rancher/k3s:v1.31.4-k3s1".into(),
+            network: "k3s".into(),
+            name_prefix: "k3s-worker".into(),
+            pool: "default".into(),
+            server_url: "https://k3s-server:6443".into(),
+            token_file: None,
+            agent_args: Vec::new(),
+            cpus: 2.0,
+            memory: Bytes(2 << 30),
+            stop_timeout: Secs::from_secs(30),
+            ulimit_nofile: 65535,
+            ulimit_nproc: 65535,
+        }
+    }
+}
+
+impl Default for Kubernetes {
+    fn default() -> Self {
+        Kubernetes {
+            kubeconfig: None,
+            timeout: Secs::from_secs(10),
+            permanent_nodes: Vec::new(),
+        }
+    }
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        // cluster-autoscaler: evictions retried every 5 s up to 2 min; grace capped at 600 s.
+        Drain {
+            timeout: Secs::from_secs(120),
+            max_grace_period: Secs::from_secs(600),
+            eviction_retry_interval: Secs::from_secs(5),
+            concurrency: 16,
+        }
+    }
+}
+
+impl Default for StatePaths {
+    fn default() -> Self {
+        StatePaths {
+            path: "/var/lib/k3s-scale/state.json".into(),
+            lock_path: "/var/lib/k3s-scale/k3s-scale.lock".into(),
+        }
+    }
+}
+
+/// Signals whose PromQL may be overridden under `prometheus.queries`.
+pub const SIGNAL_NAMES: [&str; 8] = [
+    "pending_pods",
+    "pending_cpu_cores",
+    "pending_memory_bytes",
+    "cpu",
+    "memory",
+    "node_ready",
+    "node_cpu",
+    "node_memory",
+];
+
+impl Config {
+    /// Finds the config file: the given path, else the first of `DEFAULT_PATHS` that exists.
+    pub fn locate(given: Option<&Path>) -> Result<PathBuf, ConfigError> {
+        if let Some(p) = given {
+            return Ok(p.to_path_buf());
+        }
+        let candidates: Vec<PathBuf> = DEFAULT_PATHS.iter().map(PathBuf::from).collect();
+        candidates
+            .iter()
+            .find(|p| p.exists())
+            .cloned()
+            .ok_or(ConfigError::NotFound(candidates))
+    }
+
+    /// Reads, parses and validates the config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let meta = std::fs::metadata(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge(path.into(), meta.len()));
+        }
+        refuse_world_writable(path, &meta)?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse(_, msg) => ConfigError::Parse(path.into(), msg),
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text. An empty document gives the defaults.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_saphyr::from_str::<Option<Config>>(text)
+                .map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?
+                .unwrap_or_default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.thresholds;
+        for (key, v) in [
+            ("thresholds.cpu_threshold", t.cpu_threshold),
+            ("thresholds.memory_threshold", t.memory_threshold),
+            ("thresholds.cpu_scale_down", t.cpu_scale_down),
+            ("thresholds.memory_scale_down", t.memory_scale_down),
+        ] {
+            if !(0.0..=100.0).contains(&v) {
+                return Err(invalid(key, format!("{v} is not a percentage in 0-100")));
+            }
+        }
+        if t.cpu_scale_down >= t.cpu_threshold {
+            return Err(invalid(
+                "thresholds.cpu_scale_down",
+                format!(
+                    "{} must be below thresholds.cpu_threshold ({}), or the cluster would flap",
+                    t.cpu_scale_down, t.cpu_threshold
+                ),
+            ));
+        }
+        if t.memory_scale_down >= t.memory_threshold {
+            return Err(invalid(
+                "thresholds.memory_scale_down",
+                format!(
+                    "{} must be below thresholds.memory_threshold ({}), or the cluster would flap",
+                    t.memory_scale_down, t.memory_threshold
+                ),
+            ));
+        }
+        if t.pending_pods == 0 {
+            return Err(invalid(
+                "thresholds.pending_pods",
+                "must be at least 1 (0 would scale up on every run)",
+            ));
+        }
+        let l = &self.limits;
+        if l.max_nodes == 0 {
+            return Err(invalid("limits.max_nodes", "must be at least 1"));
+        }
+        if l.min_nodes > l.max_nodes {
+            return Err(invalid(
+                "limits.min_nodes",
+                format!(
+                    "{} is above limits.max_nodes ({})",
+                    l.min_nodes, l.max_nodes
+                ),
+            ));
+        }
+        if self.scaling.max_step == 0 {
+            return Err(invalid("scaling.max_step", "must be at least 1"));
+        }
+        self.validate_prometheus()?;
+        self.validate_docker()?;
+        let k = &self.kubernetes;
+        if k.timeout.get().is_zero() {
+            return Err(invalid("kubernetes.timeout", "must be above zero"));
+        }
+        for (i, n) in k.permanent_nodes.iter().enumerate() {
+            if !is_dns_subdomain(n) {
+                return Err(invalid(
+                    &format!("kubernetes.permanent_nodes[{i}]"),
+                    format!("{n:?} is not a valid Kubernetes node name"),
+                ));
+            }
+        }
+        let d = &self.drain;
+        if d.timeout.get().is_zero() {
+            return Err(invalid("drain.timeout", "must be above zero"));
+        }
+        if d.eviction_retry_interval.get().is_zero() {
+            return Err(invalid(
+                "drain.eviction_retry_interval",
+                "must be above zero",
+            ));
+        }
+        if d.concurrency == 0 {
+            return Err(invalid("drain.concurrency", "must be at least 1"));
+        }
+        if self.state.path.as_os_str().is_empty() {
+            return Err(invalid("state.path", "must not be empty"));
+        }
+        if self.state.lock_path.as_os_str().is_empty() {
+            return Err(invalid("state.lock_path", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    fn validate_prometheus(&self) -> Result<(), ConfigError> {
+        let p = &self.prometheus;
+        if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+            return Err(invalid(
+                "prometheus.url",
+                format!("{:?} must start with http:// or https://", p.url),
+            ));
+        }
+        if p.url.contains('@') {
+            return Err(invalid(
+                "prometheus.url",
+                "must not carry credentials; use prometheus.basic_auth or bearer_token_file",
+            ));
+        }
+        if p.timeout.get().is_zero() {
+            return Err(invalid("prometheus.timeout", "must be above zero"));
+        }
+        if p.bearer_token_file.is_some() && p.basic_auth.is_some() {
+            return Err(invalid(
+                "prometheus.bearer_token_file",
+                "set either bearer_token_file or basic_auth, not both",
+            ));
+        }
+        for (name, q) in &p.queries {
+            if !SIGNAL_NAMES.contains(&name.as_str()) {
+                return Err(invalid(
+                    &format!("prometheus.queries.{name}"),
+                    format!("unknown signal; known signals: {}", SIGNAL_NAMES.join(", ")),
+                ));
+            }
+            if q.trim().is_empty() {
+                return Err(invalid(
+                    &format!("prometheus.queries.{name}"),
+                    "empty query",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_docker(&self) -> Result<(), ConfigError> {
+        let d = &self.docker;
+        if d.image.trim().is_empty() || d.image.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "docker.image",
+                format!("{:?} is not an image reference", d.image),
+            ));
+        }
+        if !is_docker_name(&d.network) {
+            return Err(invalid(
+                "docker.network",
+                format!("{:?} is not a valid Docker network name", d.network),
+            ));
+        }
+        // Worker names become container, volume and Node names: keep them DNS labels.
+        if d.name_prefix.is_empty()
+            || d.name_prefix.len() > 40
+            || !is_dns_label(&format!("{}-1", d.name_prefix))
+        {
+            return Err(invalid(
+                "docker.name_prefix",
+                format!(
+                    "{:?} must be lower-case letters, digits and '-', start with a letter, at most 40 characters",
+                    d.name_prefix
+                ),
+            ));
+        }
+        if !is_dns_label(&d.pool) {
+            return Err(invalid(
+                "docker.pool",
+                format!("{:?} must be lower-case letters, digits and '-'", d.pool),
+            ));
+        }
+        if !(d.server_url.starts_with("https://") || d.server_url.starts_with("http://")) {
+            return Err(invalid(
+                "docker.server_url",
+                format!(
+                    "{:?} must be a URL such as https://k3s-server:6443",
+                    d.server_url
+                ),
+            ));
+        }
+        if !(d.cpus > 0.0 && d.cpus <= 1024.0) {
+            return Err(invalid(
+                "docker.cpus",
+                format!("{} must be above 0", d.cpus),
+            ));
+        }
+        if d.memory.0 < (64 << 20) {
+            return Err(invalid("docker.memory", "must be at least 64Mi"));
+        }
+        if d.timeout.get().is_zero() {
+            return Err(invalid("docker.timeout", "must be above zero"));
+        }
+        if let Some(host) = &d.host {
+            let known = ["unix://", "tcp://", "http://", "https://"];
+            if !known.iter().any(|s| host.starts_with(s)) || known.contains(&host.as_str()) {
+                return Err(invalid(
+                    "docker.host",
+                    format!("{host:?} must be unix:///path or tcp://host:port"),
+                ));
+            }
+            if d.tls.is_some() && host.starts_with("unix://") {
+                return Err(invalid(
+                    "docker.tls",
+                    "TLS applies to a tcp:// docker.host only",
+                ));
+            }
+        }
+        // Below a few thousand, k3s (kubelet, containerd) runs out of files or threads.
+        for (key, v) in [
+            ("docker.ulimit_nofile", d.ulimit_nofile),
+            ("docker.ulimit_nproc", d.ulimit_nproc),
+        ] {
+            if !(1024..=1 << 30).contains(&v) {
+                return Err(invalid(key, format!("{v} must be between 1024 and 2^30")));
+            }
+        }
+        for (i, a) in d.agent_args.iter().enumerate() {
+            if a.to_ascii_lowercase().contains("token") {
+                return Err(invalid(
+                    &format!("docker.agent_args[{i}]"),
+                    "must not carry the join token; use docker.token_file or K3S_TOKEN",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a file anyone on the host can write: it would let them steer the autoscaler
+/// (config) or join nodes (token).
+pub fn refuse_world_writable(path: &Path, meta: &std::fs::Metadata) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    if meta.permissions().mode() & 0o002 != 0 {
+        return Err(ConfigError::WorldWritable(path.into()));
+    }
+    Ok(())
+}
+
+/// RFC 1123 label: what a container and Node name must be.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.as_bytes()[0].is_ascii_lowercase()
+        && !s.ends_with('-')
+}
+
+/// RFC 1123 subdomain: what a Node name may be.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
+}
+
+/// Docker object names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn is_docker_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_config_gives_the_seed_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.thresholds.pending_pods, 1);
+        assert_eq!(c.thresholds.cpu_threshold, 80.0);
+        assert_eq!(c.thresholds.memory_scale_down, 30.0);
+        assert_eq!(c.limits.min_nodes, 2);
+        assert_eq!(c.limits.max_nodes, 6);
+        assert_eq!(c.limits.scale_up_cooldown.get().as_secs(), 60);
+        assert_eq!(c.limits.scale_down_cooldown.get().as_secs(), 120);
+        assert!(!c.dry_run);
+    }
+
+    #[test]
+    fn the_shipped_example_config_is_valid_and_states_the_defaults() {
+        let text = include_str!("../../config.yaml");
+        let c = Config::parse(text).unwrap();
+        let mut d = Config::default();
+        // The example points at the compose stack; everything else is the default.
+        d.prometheus.url = c.prometheus.url.clone();
+        d.docker.token_file = c.docker.token_file.clone();
+        d.kubernetes = c.kubernetes.clone();
+        d.state = c.state.clone();
+        d.metrics = c.metrics.clone();
+        assert_eq!(c, d);
+    }
+
+    #[test]
+    fn durations_accept_integers_and_units() {
+        let c =
+            Config::parse("limits:\n  scale_up_cooldown: 90\n  scale_down_cooldown: 5m\n").unwrap();
+        assert_eq!(c.limits.scale_up_cooldown.get().as_secs(), 90);
+        assert_eq!(c.limits.scale_down_cooldown.get().as_secs(), 300);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = err("thresholds:\n  cpu_treshold: 70\n");
+        assert!(e.contains("cpu_treshold"), "{e}");
+        let e = err("limitz: {}\n");
+        assert!(e.contains("limitz"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            (
+                "limits:\n  min_nodes: 7\n  max_nodes: 3\n",
+                "limits.min_nodes",
+            ),
+            (
+                "thresholds:\n  cpu_threshold: 120\n",
+                "thresholds.cpu_threshold",
+            ),
+            (
+                "thresholds:\n  memory_scale_down: -1\n",
+                "thresholds.memory_scale_down",
+            ),
+            (
+                "thresholds:\n  cpu_scale_down: 80\n",
+                "thresholds.cpu_scale_down",
+            ),
+            (
+                "thresholds:\n  memory_threshold: 50\n  memory_scale_down: 50\n",
+                "thresholds.memory_scale_down",
+            ),
+            ("prometheus:\n  url: ftp://x\n", "prometheus.url"),
+            ("prometheus:\n  timeout: 0\n", "prometheus.timeout"),
+            (
+                "prometheus:\n  queries:\n    cpuu: up\n",
+                "prometheus.queries.cpuu",
+            ),
+            ("scaling:\n  max_step: 0\n", "scaling.max_step"),
+            ("docker:\n  name_prefix: Bad_Name\n", "docker.name_prefix"),
+            ("docker:\n  network: 'a b'\n", "docker.network"),
+            (
+                "docker:\n  agent_args: ['--token=abc']\n",
+                "docker.agent_args[0]",
+            ),
+            ("docker:\n  host: ssh://x\n", "docker.host"),
+            ("docker:\n  host: tcp://\n", "docker.host"),
+            (
+                "docker:\n  host: unix:///s\n  tls: {ca_file: a, cert_file: b, key_file: c}\n",
+                "docker.tls",
+            ),
+            ("docker:\n  ulimit_nofile: 10\n", "docker.ulimit_nofile"),
+            (
+                "kubernetes:\n  permanent_nodes: ['Node_1']\n",
+                "kubernetes.permanent_nodes[0]",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = err(text);
+            assert!(
+                e.contains(key),
+                "{text:?} gave {e:?}, expected it to name {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_types_and_bad_durations_are_parse_errors_with_a_position() {
+        let e = err("limits:\n  max_nodes: many\n");
+        assert!(e.contains("max_nodes") || e.contains("line"), "{e}");
+        let e = err("limits:\n  scale_up_cooldown: 5x\n");
+        assert!(e.contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn name_validators() {
+        assert!(is_dns_label("k3s-worker-12"));
+        assert!(!is_dns_label("K3s"));
+        assert!(!is_dns_label("-a"));
+        assert!(is_dns_subdomain("worker.example.com"));
+        assert!(!is_dns_subdomain("a..b"));
+        assert!(is_docker_name("k3s_net.1"));
+        assert!(!is_docker_name("-x"));
+    }
+}

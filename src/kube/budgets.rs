@@ -1,0 +1,155 @@
+//! PodDisruptionBudgets indexed for checking many pods against them: what scale-down
+//! uses to judge every pod of every candidate node (the rules themselves are in drain.rs).
+
+use crate::kube::drain::{Blocker, budget_named, exhausted, selector_matches};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Name -> value, hashed with FNV-1a. The keys are short names (namespaces, label keys
+/// and values) looked up for every pod of every candidate: one hash and one comparison
+/// each, where an ordered map compares strings at every tree step (the comparisons were
+/// the largest part of the index's samples in a profile of benches/scale.rs; the whole
+/// candidate choice did not get measurably faster, its time is in the per-pod checks).
+/// Not hardened against crafted collisions: the keys come from the cluster's own
+/// objects, and a collision only costs time.
+type Map<V> = HashMap<String, V, BuildHasherDefault<Fnv1a>>;
+
+/// FNV-1a, 64 bit.
+pub struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The cluster's PodDisruptionBudgets indexed for matching many pods: by namespace, and
+/// within it by one label their selector requires (its first matchLabels entry), so a
+/// pod is only tried against the budgets that could select it. Scanning every budget for
+/// every pod made the worst-case candidate choice at 150,000 pods and 500 budgets take
+/// ~470 ms (benches/scale.rs); the index gives the same answers (`matching_budgets`,
+/// `budget_blocker`) without the scan.
+#[derive(Debug, Default)]
+pub struct Budgets {
+    pdbs: Vec<PodDisruptionBudget>,
+    /// Per budget, whether it allows no disruption now: `blocker` reads this compact
+    /// copy and only looks at the budget itself (its selector) when it is exhausted.
+    exhausted: Vec<bool>,
+    by_namespace: Map<NamespaceBudgets>,
+}
+
+#[derive(Debug, Default)]
+struct NamespaceBudgets {
+    /// label key -> label value -> budgets whose selector requires that label.
+    by_label: Map<Map<Vec<usize>>>,
+    /// Budgets without matchLabels (expressions only, or empty: they match every pod).
+    others: Vec<usize>,
+}
+
+impl Budgets {
+    pub fn new(pdbs: Vec<PodDisruptionBudget>) -> Budgets {
+        let mut by_namespace: Map<NamespaceBudgets> = Map::default();
+        for (i, b) in pdbs.iter().enumerate() {
+            // A budget without a selector selects nothing (as `matching_budgets`).
+            let Some(sel) = b.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+                continue;
+            };
+            let ns = b.metadata.namespace.as_deref().unwrap_or("default");
+            let entry = by_namespace.entry(ns.to_string()).or_default();
+            match sel.match_labels.as_ref().and_then(|m| m.iter().next()) {
+                Some((k, v)) => entry
+                    .by_label
+                    .entry(k.clone())
+                    .or_default()
+                    .entry(v.clone())
+                    .or_default()
+                    .push(i),
+                None => entry.others.push(i),
+            }
+        }
+        let exhausted = pdbs.iter().map(exhausted).collect();
+        Budgets {
+            pdbs,
+            exhausted,
+            by_namespace,
+        }
+    }
+
+    /// The budgets whose selector matches the pod, in list order (as `matching_budgets`).
+    pub fn matching(&self, pod: &Pod) -> Vec<&PodDisruptionBudget> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let Some(nb) = self.by_namespace.get(ns) else {
+            return Vec::new();
+        };
+        let empty = BTreeMap::new();
+        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+        let mut found: Vec<usize> = nb.others.clone();
+        for (k, by_value) in &nb.by_label {
+            if let Some(ids) = labels.get(k).and_then(|v| by_value.get(v)) {
+                found.extend_from_slice(ids);
+            }
+        }
+        found.sort_unstable();
+        found
+            .into_iter()
+            .map(|i| &self.pdbs[i])
+            .filter(|b| {
+                b.spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .is_some_and(|sel| selector_matches(sel, labels))
+            })
+            .collect()
+    }
+
+    /// `budget_blocker` over the indexed budgets: the first budget in list order that
+    /// selects the pod and allows no disruption now. Without allocating: it runs for
+    /// every pod of every candidate.
+    pub fn blocker(&self, pod: &Pod) -> Option<Blocker> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let nb = self.by_namespace.get(ns)?;
+        let empty = BTreeMap::new();
+        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+        let mut first: Option<usize> = None;
+        let mut consider = |i: usize| {
+            if !self.exhausted[i] || first.is_some_and(|f| f < i) {
+                return;
+            }
+            let b = &self.pdbs[i];
+            if b.spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .is_some_and(|sel| selector_matches(sel, labels))
+            {
+                first = Some(i);
+            }
+        };
+        for &i in &nb.others {
+            consider(i);
+        }
+        // The few label keys the namespace's budgets select on, looked up in the pod's
+        // labels (a pod has more labels than that, each of which would be hashed).
+        for (k, by_value) in &nb.by_label {
+            if let Some(ids) = labels.get(k).and_then(|v| by_value.get(v)) {
+                for &i in ids {
+                    consider(i);
+                }
+            }
+        }
+        first.map(|i| budget_named(&self.pdbs[i]))
+    }
+}

@@ -1,0 +1,209 @@
+//! `Cluster` on the kube client. The client owns a current_thread runtime, turns the
+//! client's own 429/503/504 retries off and puts every call under a timeout, so the retry
+//! loops (and the drain's deadline) are ours.
+
+use super::mover::{self, MoveOptions, PodMove};
+use super::{
+    Cluster, KubeError, NODE_PASSWORD_NAMESPACE, TRANSIENT_ATTEMPTS, TRANSIENT_RETRY_DELAY,
+    node_password_secret, timed,
+};
+use crate::config;
+use ::kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use ::kube::config::{KubeConfigOptions, Kubeconfig};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use std::future::Future;
+use std::time::Duration;
+
+/// The kube-client implementation of `Cluster`.
+pub struct KubeCluster {
+    rt: tokio::runtime::Runtime,
+    client: ::kube::Client,
+    timeout: Duration,
+}
+
+impl KubeCluster {
+    /// Builds the client from `kubernetes.kubeconfig`, else the usual inference
+    /// ($KUBECONFIG, ~/.kube/config, in-cluster). Does not contact the server.
+    pub fn connect(cfg: &config::Kubernetes) -> Result<KubeCluster, KubeError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| KubeError::Config(format!("cannot start a runtime: {e}")))?;
+        let timeout = cfg.timeout.get();
+        let kubeconfig = cfg.kubeconfig.clone();
+        // The client spawns its request buffer on the runtime, so it is built inside it.
+        let client = rt.block_on(async move {
+            let mut config = match &kubeconfig {
+                Some(path) => {
+                    let kc = Kubeconfig::read_from(path).map_err(|e| {
+                        KubeError::Config(format!("kubeconfig {}: {e}", path.display()))
+                    })?;
+                    ::kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                        .await
+                        .map_err(|e| {
+                            KubeError::Config(format!("kubeconfig {}: {e}", path.display()))
+                        })?
+                }
+                None => ::kube::Config::infer().await.map_err(|e| {
+                    KubeError::Config(format!(
+                        "no kubeconfig (kubernetes.kubeconfig unset, none inferred): {e}"
+                    ))
+                })?,
+            };
+            // The client's built-in retry waits out 429s with back-off of up to minutes
+            // (a PDB-blocked eviction surfaced after 354 s): the drain's deadline could not
+            // hold. Our loops retry instead.
+            config.default_retry = false;
+            config.connect_timeout = Some(timeout);
+            config.read_timeout = Some(timeout);
+            config.write_timeout = Some(timeout);
+            // Count the read timeout from the request, not from when a pooled connection
+            // went idle.
+            config.reset_reader_on_write = true;
+            ::kube::Client::try_from(config)
+                .map_err(|e| KubeError::Config(format!("cannot build the client: {e}")))
+        })?;
+        Ok(KubeCluster {
+            rt,
+            client,
+            timeout,
+        })
+    }
+
+    /// One call under the timeout, retried on transient errors (`TRANSIENT_ATTEMPTS`).
+    fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, KubeError>
+    where
+        F: Fn(::kube::Client) -> Fut,
+        Fut: Future<Output = Result<T, ::kube::Error>>,
+    {
+        self.rt.block_on(async {
+            let mut attempt = 1;
+            loop {
+                match timed(what, self.timeout, f(self.client.clone())).await {
+                    Err(e) if e.is_transient() && attempt < TRANSIENT_ATTEMPTS => {
+                        log::warn!(
+                            "{e}; trying again (attempt {} of {TRANSIENT_ATTEMPTS})",
+                            attempt + 1
+                        );
+                        attempt += 1;
+                        tokio::time::sleep(TRANSIENT_RETRY_DELAY).await;
+                    }
+                    other => return other,
+                }
+            }
+        })
+    }
+}
+
+impl KubeCluster {
+    fn patch_node(
+        &self,
+        what: &str,
+        node: &str,
+        patch: serde_json::Value,
+    ) -> Result<(), KubeError> {
+        self.call(what, |c| {
+            let patch = patch.clone();
+            async move {
+                Api::<Node>::all(c)
+                    .patch(node, &PatchParams::default(), &Patch::Strategic(patch))
+                    .await
+            }
+        })
+        .map(|_| ())
+    }
+}
+
+impl Cluster for KubeCluster {
+    fn node(&self, name: &str) -> Result<Option<Node>, KubeError> {
+        self.call(&format!("get node {name}"), |c| async move {
+            Api::<Node>::all(c).get_opt(name).await
+        })
+    }
+
+    fn nodes(&self) -> Result<Vec<Node>, KubeError> {
+        self.call("list nodes", |c| async move {
+            Api::<Node>::all(c).list(&ListParams::default()).await
+        })
+        .map(|l| l.items)
+    }
+
+    fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
+        let what = if unschedulable { "cordon" } else { "uncordon" };
+        // The strategic-merge patch kubectl cordon sends, and the drain mark in the same
+        // write (null removes it), so no cordon of ours is ever left unmarked.
+        let mark = unschedulable.then(|| crate::state::time::Timestamp::now().to_string());
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { crate::kube::drain::DRAINING_ANNOTATION: mark } },
+            "spec": { "unschedulable": unschedulable },
+        });
+        self.patch_node(&format!("{what} node {node}"), node, patch)
+    }
+
+    fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError> {
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { crate::kube::drain::DRAINING_ANNOTATION: null } },
+        });
+        self.patch_node(&format!("unmark node {node}"), node, patch)
+    }
+
+    fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError> {
+        let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        self.call(&format!("list pods on {node}"), |c| {
+            let lp = lp.clone();
+            async move { Api::<Pod>::all(c).list(&lp).await }
+        })
+        .map(|l| l.items)
+    }
+
+    fn disruption_budgets(&self) -> Result<Vec<PodDisruptionBudget>, KubeError> {
+        self.call("list poddisruptionbudgets", |c| async move {
+            Api::<PodDisruptionBudget>::all(c)
+                .list(&ListParams::default())
+                .await
+        })
+        .map(|l| l.items)
+    }
+
+    fn move_pods(&self, pods: &[Pod], how: &MoveOptions) -> Vec<PodMove> {
+        self.rt.block_on(mover::move_pods(
+            self.client.clone(),
+            pods.to_vec(),
+            how.clone(),
+            self.timeout,
+        ))
+    }
+
+    fn delete_node(&self, name: &str) -> Result<bool, KubeError> {
+        gone_ok(self.call(&format!("delete node {name}"), |c| async move {
+            Api::<Node>::all(c)
+                .delete(name, &DeleteParams::default())
+                .await
+        }))
+    }
+
+    fn delete_node_password(&self, node: &str) -> Result<bool, KubeError> {
+        let secret = node_password_secret(node);
+        gone_ok(self.call(
+            &format!("delete secret {NODE_PASSWORD_NAMESPACE}/{secret}"),
+            |c| {
+                let secret = secret.clone();
+                async move {
+                    Api::<Secret>::namespaced(c, NODE_PASSWORD_NAMESPACE)
+                        .delete(&secret, &DeleteParams::default())
+                        .await
+                }
+            },
+        ))
+    }
+}
+
+/// A delete of something already gone did what was asked: Ok(false).
+fn gone_ok<T>(r: Result<T, KubeError>) -> Result<bool, KubeError> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,431 @@
+//! Pure rules over Kubernetes objects, no I/O: which pods a drain moves and which it skips
+//! (as kubectl drain), which pods make a node unremovable and which nodes may never be
+//! removed (as cluster-autoscaler). Table-tested in tests/kube_rules.rs.
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use crate::kube::budgets::Budgets;
+
+/// The kubelet's mark on the API copy of a static pod; the API cannot evict those.
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+/// cluster-autoscaler's per-pod override: "true" lets any pod go, "false" keeps the node.
+pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+/// Node opt-outs from scale-down: cluster-autoscaler's, and ours of the same meaning.
+pub const SCALE_DOWN_DISABLED: [&str; 2] = [
+    "cluster-autoscaler.kubernetes.io/scale-down-disabled",
+    "k3s-scale.io/scale-down-disabled",
+];
+/// Labels that mark a control-plane node (current and legacy names).
+pub const CONTROL_PLANE_LABELS: [&str; 2] = [
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+];
+/// Set on a Node with the cordon of every drain k3s-scale starts, removed with the
+/// uncordon (or when a `drain --keep-cordoned` ends): a Node that still carries it when a
+/// run starts was left cordoned by a drain that never finished (the run was killed), and
+/// reconcile uncordons it. Drains run under the run lock, so none is in progress then.
+pub const DRAINING_ANNOTATION: &str = "k3s-scale.io/draining-since";
+/// The grace period the apiserver applies when a pod sets none.
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// `namespace/name`, the way pods are named in output.
+pub fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+fn annotation<'a>(
+    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    key: &str,
+) -> Option<&'a str> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// Why a drain leaves a pod where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The DaemonSet controller would put it straight back; it dies with the node.
+    DaemonSet,
+    /// A static pod's API copy: only the kubelet's manifest can remove it.
+    Mirror,
+    /// Succeeded or Failed: nothing runs, nothing to move.
+    Finished,
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Skip::DaemonSet => "DaemonSet pod",
+            Skip::Mirror => "mirror (static) pod",
+            Skip::Finished => "finished pod",
+        })
+    }
+}
+
+/// The pods of one node, sorted into those to move and those to leave.
+#[derive(Debug, Clone, Default)]
+pub struct PodPlan {
+    pub to_move: Vec<Pod>,
+    pub skipped: Vec<(String, Skip)>,
+}
+
+impl PodPlan {
+    pub fn names(&self) -> Vec<String> {
+        self.to_move.iter().map(pod_key).collect()
+    }
+}
+
+/// Whether a drain leaves this pod alone, and why.
+pub fn skip_reason(pod: &Pod) -> Option<Skip> {
+    if annotation(&pod.metadata, MIRROR_ANNOTATION).is_some() {
+        return Some(Skip::Mirror);
+    }
+    if controller_kind(pod) == Some("DaemonSet") {
+        return Some(Skip::DaemonSet);
+    }
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded") | Some("Failed")) {
+        return Some(Skip::Finished);
+    }
+    None
+}
+
+/// Sorts a node's pods: DaemonSet, mirror and finished pods stay; the rest are moved.
+pub fn plan_pods(pods: &[Pod]) -> PodPlan {
+    into_plan(pods.to_vec())
+}
+
+/// `plan_pods` on pods the caller owns (as the API returned them): moved, not copied.
+pub fn into_plan(pods: Vec<Pod>) -> PodPlan {
+    let mut plan = PodPlan::default();
+    for p in pods {
+        match skip_reason(&p) {
+            Some(s) => plan.skipped.push((pod_key(&p), s)),
+            None => plan.to_move.push(p),
+        }
+    }
+    plan
+}
+
+/// The kind of the pod's managing controller, if it has one.
+pub fn controller_kind(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.kind.as_str())
+}
+
+/// Why a pod that would be moved makes its node unremovable (cluster-autoscaler's rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocker {
+    /// Annotated safe-to-evict: "false".
+    NotSafeToEvict,
+    /// No controller would recreate it elsewhere: evicting it loses it.
+    NoController,
+    /// Its data lives on the node (hostPath, or emptyDir not on `medium: Memory`).
+    LocalStorage { volume: String },
+    /// A PodDisruptionBudget covering it allows no disruption right now.
+    Budget { pdb: String },
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Blocker::NotSafeToEvict => write!(f, "annotated {SAFE_TO_EVICT}: \"false\""),
+            Blocker::NoController => f.write_str("has no controller, so it would not come back"),
+            Blocker::LocalStorage { volume } => {
+                write!(f, "has local storage (volume {volume}) that would be lost")
+            }
+            Blocker::Budget { pdb } => {
+                write!(f, "PodDisruptionBudget {pdb} allows no disruption now")
+            }
+        }
+    }
+}
+
+/// A pod and what blocks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodBlocker {
+    pub pod: String,
+    pub blocker: Blocker,
+}
+
+impl fmt::Display for PodBlocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pod {} {}", self.pod, self.blocker)
+    }
+}
+
+/// The rule that makes a pod unmovable, if any. `safe-to-evict: "true"` overrides all.
+pub fn pod_blocker(pod: &Pod) -> Option<Blocker> {
+    match annotation(&pod.metadata, SAFE_TO_EVICT) {
+        Some("true") => return None,
+        Some("false") => return Some(Blocker::NotSafeToEvict),
+        _ => {}
+    }
+    if controller_kind(pod).is_none() {
+        return Some(Blocker::NoController);
+    }
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    for v in volumes.into_iter().flatten() {
+        let local = v.host_path.is_some()
+            || v.empty_dir
+                .as_ref()
+                .is_some_and(|e| e.medium.as_deref() != Some("Memory"));
+        if local {
+            return Some(Blocker::LocalStorage {
+                volume: v.name.clone(),
+            });
+        }
+    }
+    None
+}
+
+/// PDBs (in the pod's namespace) whose selector matches the pod.
+pub fn matching_budgets<'a>(
+    pod: &Pod,
+    pdbs: &'a [PodDisruptionBudget],
+) -> Vec<&'a PodDisruptionBudget> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let empty = BTreeMap::new();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    pdbs.iter()
+        .filter(|b| b.metadata.namespace.as_deref().unwrap_or("default") == ns)
+        .filter(|b| {
+            b.spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .is_some_and(|sel| selector_matches(sel, labels))
+        })
+        .collect()
+}
+
+/// A PDB that would refuse this pod's eviction now (allows fewer than one disruption).
+/// Per pod, as cluster-autoscaler's check: a budget that allows one disruption passes
+/// even if the node holds two of its pods; the drain then waits on it until its deadline.
+pub fn budget_blocker(pod: &Pod, pdbs: &[PodDisruptionBudget]) -> Option<Blocker> {
+    first_exhausted(matching_budgets(pod, pdbs))
+}
+
+/// The first of these budgets that allows no disruption now, as a blocker.
+fn first_exhausted(matching: Vec<&PodDisruptionBudget>) -> Option<Blocker> {
+    matching
+        .into_iter()
+        .find(|b| exhausted(b))
+        .map(budget_named)
+}
+
+/// Allows fewer than one disruption now (an unknown status allows none).
+pub(crate) fn exhausted(b: &PodDisruptionBudget) -> bool {
+    b.status
+        .as_ref()
+        .and_then(|s| s.disruptions_allowed)
+        .unwrap_or(0)
+        < 1
+}
+
+pub(crate) fn budget_named(b: &PodDisruptionBudget) -> Blocker {
+    Blocker::Budget {
+        pdb: format!(
+            "{}/{}",
+            b.metadata.namespace.as_deref().unwrap_or("default"),
+            b.metadata.name.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+/// Every blocker among the pods a drain would move; empty when the node may go. A pod
+/// already terminating blocks nothing: it is leaving whatever happens (and its eviction
+/// skips the budget check).
+pub fn blockers(plan: &PodPlan, pdbs: Option<&[PodDisruptionBudget]>) -> Vec<PodBlocker> {
+    blockers_with(plan.to_move.iter(), |p| {
+        pdbs.and_then(|b| budget_blocker(p, b))
+    })
+}
+
+/// `blockers` straight from a node's pods (those a drain would move), with the PDBs
+/// indexed (`Budgets`): what scale-down checks each candidate with, before any plan is
+/// made.
+pub fn pod_blockers(pods: &[Pod], budgets: Option<&Budgets>) -> Vec<PodBlocker> {
+    blockers_with(pods.iter().filter(|p| skip_reason(p).is_none()), |p| {
+        budgets.and_then(|b| b.blocker(p))
+    })
+}
+
+fn blockers_with<'a>(
+    to_move: impl Iterator<Item = &'a Pod>,
+    budget: impl Fn(&Pod) -> Option<Blocker>,
+) -> Vec<PodBlocker> {
+    to_move
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            pod_blocker(p)
+                .or_else(|| budget(p))
+                .map(|blocker| PodBlocker {
+                    pod: pod_key(p),
+                    blocker,
+                })
+        })
+        .collect()
+}
+
+/// Label selector semantics: matchLabels and matchExpressions (In, NotIn, Exists,
+/// DoesNotExist) all hold; an empty selector matches everything.
+pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let by_labels = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_exprs = sel.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let have = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => have.is_some_and(|v| values.contains(v)),
+            "NotIn" => have.is_none_or(|v| !values.contains(v)),
+            "Exists" => have.is_some(),
+            "DoesNotExist" => have.is_none(),
+            // An operator the API would have refused: match nothing rather than guess.
+            _ => false,
+        }
+    });
+    by_labels && by_exprs
+}
+
+/// When an unfinished k3s-scale drain cordoned this Node, if one did (`DRAINING_ANNOTATION`).
+pub fn drain_mark(node: &Node) -> Option<&str> {
+    annotation(&node.metadata, DRAINING_ANNOTATION)
+}
+
+/// Why this Node may never be removed by k3s-scale, if so. (Whether a container backs it
+/// is asked of Docker separately.)
+pub fn node_unremovable(node: &Node, permanent: &[String]) -> Option<String> {
+    let name = node.metadata.name.as_deref().unwrap_or("");
+    let labels = node.metadata.labels.as_ref();
+    if let Some(l) = CONTROL_PLANE_LABELS
+        .iter()
+        .find(|l| labels.is_some_and(|m| m.contains_key(**l)))
+    {
+        return Some(format!("control-plane node (label {l})"));
+    }
+    if permanent.iter().any(|p| p == name) {
+        return Some("listed in kubernetes.permanent_nodes".to_string());
+    }
+    if let Some(a) = SCALE_DOWN_DISABLED
+        .iter()
+        .find(|a| annotation(&node.metadata, a) == Some("true"))
+    {
+        return Some(format!("annotated {a}: \"true\""));
+    }
+    None
+}
+
+/// The grace period to ask for: the pod's own, capped by `drain.max_grace_period`.
+pub fn grace_seconds(pod: &Pod, max: std::time::Duration) -> i64 {
+    let own = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE_SECONDS)
+        .max(0);
+    own.min(i64::try_from(max.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(ns: &str, labels: serde_json::Value) -> Pod {
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": ns, "labels": labels}}),
+        )
+        .unwrap()
+    }
+
+    fn pdb(ns: &str, name: &str, selector: serde_json::Value, allowed: i32) -> PodDisruptionBudget {
+        let mut v = json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {},
+            "status": {"disruptionsAllowed": allowed, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1},
+        });
+        if !selector.is_null() {
+            v["spec"]["selector"] = selector;
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// The index finds exactly what the plain scan finds, in the same order, for budgets
+    /// with one label, several labels, expressions only, an empty selector or none.
+    #[test]
+    fn indexed_budgets_match_like_the_plain_scan() {
+        let pdbs = vec![
+            pdb("a", "web", json!({"matchLabels": {"app": "web"}}), 0),
+            pdb(
+                "a",
+                "web-canary",
+                json!({"matchLabels": {"app": "web", "track": "canary"}}),
+                1,
+            ),
+            pdb(
+                "a",
+                "tier",
+                json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["db"]}]}),
+                0,
+            ),
+            pdb("a", "everything", json!({}), 1),
+            pdb("a", "no-selector", serde_json::Value::Null, 0),
+            pdb("b", "web-b", json!({"matchLabels": {"app": "web"}}), 1),
+            pdb(
+                "b",
+                "mixed",
+                json!({"matchLabels": {"team": "x"}, "matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+                0,
+            ),
+        ];
+        let index = Budgets::new(pdbs.clone());
+        let label_sets = [
+            json!({}),
+            json!({"app": "web"}),
+            json!({"app": "web", "track": "canary"}),
+            json!({"tier": "db", "app": "api"}),
+            json!({"team": "x", "app": "api"}),
+            json!({"team": "x", "app": "web"}),
+        ];
+        let mut compared = 0;
+        for ns in ["a", "b", "c"] {
+            for labels in &label_sets {
+                let p = pod(ns, labels.clone());
+                let names = |v: Vec<&PodDisruptionBudget>| -> Vec<String> {
+                    v.iter().map(|b| b.metadata.name.clone().unwrap()).collect()
+                };
+                assert_eq!(
+                    names(index.matching(&p)),
+                    names(matching_budgets(&p, &pdbs)),
+                    "{ns} {labels}"
+                );
+                assert_eq!(
+                    index.blocker(&p),
+                    budget_blocker(&p, &pdbs),
+                    "{ns} {labels}"
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 18);
+        let web = index.matching(&pod("a", json!({"app": "web", "track": "canary"})));
+        assert_eq!(web.len(), 3, "web, web-canary and the empty selector");
+    }
+}

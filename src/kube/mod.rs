@@ -1,0 +1,228 @@
+//! Kubernetes, one of the outside systems: the small `Cluster` interface that scale-down,
+//! `drain NODE` and reconcile need, its error kind, and what lives beside it: the client on
+//! kube-rs (`client`), the mover that evicts and waits (`mover`), and the pure rules a drain
+//! and a scale-down check follow (`drain`, `budgets`). May use `config`, `state` (time) and
+//! nothing above.
+
+pub mod budgets;
+pub mod client;
+pub mod drain;
+pub mod mover;
+
+pub use client::KubeCluster;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use mover::{MoveOptions, PodMove};
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+/// Where k3s keeps the password a node name registered with.
+pub const NODE_PASSWORD_NAMESPACE: &str = "kube-system";
+
+/// A call that failed on a transient error (5xx, 429, timeout, dropped connection) is
+/// tried this many times in all. Short on purpose: a one-shot run must end, and the next
+/// run (30 s later) tries again anyway. The drain's own loops run until its deadline instead.
+pub const TRANSIENT_ATTEMPTS: u32 = 3;
+/// Pause between those attempts: long enough for an apiserver restart to be noticed,
+/// short next to the 30 s run interval.
+pub const TRANSIENT_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub enum KubeError {
+    /// No usable kubeconfig or client (the message never carries credentials).
+    Config(String),
+    /// The API server answered with an error status.
+    Api {
+        call: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    /// No answer within `kubernetes.timeout` (or the drain's remaining time).
+    Timeout { call: String, after: Duration },
+    /// Connection refused, reset or dropped before a full answer.
+    Transport { call: String, message: String },
+    /// An answer that is not what the API promises.
+    Decode { call: String, message: String },
+}
+
+impl KubeError {
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            KubeError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(404)
+    }
+
+    /// Worth trying again: the server was busy, failing or unreachable, not refusing.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            KubeError::Api { code, .. } => *code == 429 || *code >= 500,
+            KubeError::Timeout { .. } | KubeError::Transport { .. } => true,
+            KubeError::Config(_) | KubeError::Decode { .. } => false,
+        }
+    }
+
+    pub(crate) fn from_kube(call: &str, e: ::kube::Error) -> KubeError {
+        match e {
+            ::kube::Error::Api(s) => {
+                let mut message = s.message.clone();
+                // The PDB's own words ("needs 2 healthy pods and has 2 currently") are in the
+                // causes; they say more than the generic message.
+                if let Some(d) = &s.details {
+                    for c in &d.causes {
+                        if !c.message.is_empty() {
+                            message.push_str(&format!(" ({})", c.message));
+                        }
+                    }
+                }
+                KubeError::Api {
+                    call: call.to_string(),
+                    code: s.code,
+                    reason: s.reason.clone(),
+                    message,
+                }
+            }
+            ::kube::Error::SerdeError(e) => KubeError::Decode {
+                call: call.to_string(),
+                message: e.to_string(),
+            },
+            other => KubeError::Transport {
+                call: call.to_string(),
+                message: error_chain(&other),
+            },
+        }
+    }
+}
+
+/// An error and its sources on one line: hyper's top-level message alone ("client error")
+/// does not say that the connection was reset.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        src = s.source();
+    }
+    out
+}
+
+impl fmt::Display for KubeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KubeError::Config(m) => write!(f, "Kubernetes client: {m}"),
+            KubeError::Api {
+                call,
+                code,
+                reason,
+                message,
+            } => write!(f, "Kubernetes {call}: {code} {reason}: {message}"),
+            KubeError::Timeout { call, after } => write!(
+                f,
+                "Kubernetes {call}: no answer within {}",
+                crate::config::units::format_duration(*after)
+            ),
+            KubeError::Transport { call, message } => write!(f, "Kubernetes {call}: {message}"),
+            KubeError::Decode { call, message } => {
+                write!(f, "Kubernetes {call}: unexpected answer: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for KubeError {}
+
+/// What k3s-scale asks of the cluster. Synchronous: the run flow is; the implementation
+/// blocks on its own runtime.
+pub trait Cluster {
+    /// The Node, or None when there is none by that name.
+    fn node(&self, name: &str) -> Result<Option<Node>, KubeError>;
+    /// Every Node (for drift repair).
+    fn nodes(&self) -> Result<Vec<Node>, KubeError>;
+    /// Cordons (`true`) or uncordons (`false`) the node for a drain: the cordon marks the
+    /// node with `drain::DRAINING_ANNOTATION`, the uncordon removes the mark.
+    fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError>;
+    /// Removes the drain mark and leaves the node cordoned (a drain that keeps it so).
+    fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError>;
+    /// Every pod bound to the node, in every namespace.
+    fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError>;
+    /// Every PodDisruptionBudget, in every namespace.
+    fn disruption_budgets(&self) -> Result<Vec<PodDisruptionBudget>, KubeError>;
+    /// Moves the pods off their node (evicts or deletes them, then waits until each is
+    /// gone), several at once, until `how.deadline`. One result per pod, in order.
+    fn move_pods(&self, pods: &[Pod], how: &MoveOptions) -> Vec<PodMove>;
+    /// Deletes the Node; false when it was already gone.
+    fn delete_node(&self, name: &str) -> Result<bool, KubeError>;
+    /// Deletes k3s's `<node>.node-password.k3s` secret; false when there was none.
+    fn delete_node_password(&self, node: &str) -> Result<bool, KubeError>;
+}
+
+/// A shared cluster client is a cluster client (scale-down and reconcile share one).
+impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
+    fn node(&self, name: &str) -> Result<Option<Node>, KubeError> {
+        (**self).node(name)
+    }
+    fn nodes(&self) -> Result<Vec<Node>, KubeError> {
+        (**self).nodes()
+    }
+    fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
+        (**self).set_unschedulable(node, unschedulable)
+    }
+    fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError> {
+        (**self).clear_drain_mark(node)
+    }
+    fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError> {
+        (**self).pods_on(node)
+    }
+    fn disruption_budgets(&self) -> Result<Vec<PodDisruptionBudget>, KubeError> {
+        (**self).disruption_budgets()
+    }
+    fn move_pods(&self, pods: &[Pod], how: &MoveOptions) -> Vec<PodMove> {
+        (**self).move_pods(pods, how)
+    }
+    fn delete_node(&self, name: &str) -> Result<bool, KubeError> {
+        (**self).delete_node(name)
+    }
+    fn delete_node_password(&self, node: &str) -> Result<bool, KubeError> {
+        (**self).delete_node_password(node)
+    }
+}
+
+/// Whether the Node's Ready condition is True.
+pub fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The name of k3s's node-password secret for a node.
+pub fn node_password_secret(node: &str) -> String {
+    format!("{node}.node-password.k3s")
+}
+
+/// Runs one API call under `limit`, classifying its failure.
+pub(crate) async fn timed<T>(
+    what: &str,
+    limit: Duration,
+    fut: impl Future<Output = Result<T, ::kube::Error>>,
+) -> Result<T, KubeError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(KubeError::from_kube(what, e)),
+        Err(_) => Err(KubeError::Timeout {
+            call: what.to_string(),
+            after: limit,
+        }),
+    }
+}

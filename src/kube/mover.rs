@@ -1,0 +1,532 @@
+//! The drain of one node, under one deadline: cordon, list its pods, move them (eviction,
+//! several at once; a PDB's 429 retried until the deadline; wait until each pod is gone),
+//! and on any failure uncordon the node and report every pod not moved and why.
+
+use crate::config;
+use crate::kube::drain::{self, PodBlocker, Skip, pod_key};
+use crate::kube::{Cluster, KubeError, timed};
+use ::kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::Eviction;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// How often to look whether an evicted pod is gone. kubectl drain polls every 1 s; half
+/// that, because a one-shot run waits on it and a GET of one pod is cheap.
+pub const GONE_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What the apiserver says when a pod is covered by several PDBs: a misconfiguration that
+/// no retry fixes (HTTP 500 from the eviction subresource).
+const MULTIPLE_PDBS: &str = "more than one PodDisruptionBudget";
+
+/// How pods leave: the Eviction API (honours PDBs), or a plain delete with the pod's grace
+/// period (`--disable-eviction`, like kubectl's; PDBs are not consulted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveMode {
+    Evict,
+    Delete,
+}
+
+/// The drain settings, from `drain.*` and the command line.
+#[derive(Debug, Clone)]
+pub struct DrainOptions {
+    pub mode: MoveMode,
+    pub timeout: Duration,
+    pub max_grace: Duration,
+    pub retry_interval: Duration,
+    pub concurrency: usize,
+}
+
+impl DrainOptions {
+    pub fn from_config(d: &config::Drain, mode: MoveMode) -> DrainOptions {
+        DrainOptions {
+            mode,
+            timeout: d.timeout.get(),
+            max_grace: d.max_grace_period.get(),
+            retry_interval: d.eviction_retry_interval.get(),
+            concurrency: d.concurrency.max(1) as usize,
+        }
+    }
+
+    pub fn moving(&self, deadline: Instant) -> MoveOptions {
+        MoveOptions {
+            mode: self.mode,
+            deadline,
+            max_grace: self.max_grace,
+            retry_interval: self.retry_interval,
+            concurrency: self.concurrency,
+        }
+    }
+}
+
+/// What `Cluster::move_pods` works with.
+#[derive(Debug, Clone)]
+pub struct MoveOptions {
+    pub mode: MoveMode,
+    /// Nothing is started or waited on past this.
+    pub deadline: Instant,
+    /// Cap on each pod's termination grace period.
+    pub max_grace: Duration,
+    /// Pause before retrying a refused (429) or failed (5xx, timeout) request.
+    pub retry_interval: Duration,
+    /// API requests in flight at once.
+    pub concurrency: usize,
+}
+
+/// What became of one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Gone from the node (404, or its name now belongs to a new pod).
+    Gone,
+    /// Evicted (or deleted), but still terminating when the drain stopped.
+    Terminating(String),
+    /// Never evicted; why.
+    Kept(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodMove {
+    pub pod: String,
+    pub fate: Fate,
+}
+
+impl PodMove {
+    /// The eviction (or delete) was accepted: the pod is leaving.
+    pub fn accepted(&self) -> bool {
+        !matches!(self.fate, Fate::Kept(_))
+    }
+}
+
+/// Whether a drain re-checks the removability rules on the pods it finds after the cordon
+/// (a pod may have landed between the check and the cordon).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recheck {
+    Pods,
+    Nothing,
+}
+
+/// A drain that finished: every pod it had to move is gone.
+#[derive(Debug, Clone, Default)]
+pub struct Drained {
+    pub moved: Vec<String>,
+    pub skipped: Vec<(String, Skip)>,
+}
+
+/// A drain that did not finish. The node was uncordoned (unless it was cordoned before).
+#[derive(Debug, Clone)]
+pub struct DrainFailure {
+    pub node: String,
+    /// What stopped it before pods were moved (cordon or list failed, a blocker appeared).
+    pub cause: Option<String>,
+    /// Pods whose eviction was accepted (gone or terminating).
+    pub moved: Vec<String>,
+    /// Every pod not moved, and why.
+    pub not_moved: Vec<(String, String)>,
+    /// How the node was left: "uncordoned", "left cordoned (it was before)", or why the
+    /// uncordon failed.
+    pub node_left: String,
+}
+
+impl fmt::Display for DrainFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "drain of {} failed", self.node)?;
+        if let Some(c) = &self.cause {
+            write!(f, ": {c}")?;
+        }
+        if !self.not_moved.is_empty() {
+            let list: Vec<String> = self
+                .not_moved
+                .iter()
+                .map(|(p, why)| format!("{p} ({why})"))
+                .collect();
+            write!(
+                f,
+                "; {} pod(s) not moved: {}",
+                self.not_moved.len(),
+                list.join("; ")
+            )?;
+        }
+        if !self.moved.is_empty() {
+            write!(f, "; {} pod(s) evicted", self.moved.len())?;
+        }
+        write!(f, "; node {}", self.node_left)
+    }
+}
+
+/// Cordons `node`, moves its pods off and waits until they are gone, all before
+/// `opts.timeout` has passed. On failure the node is uncordoned again (if this drain
+/// cordoned it) and the failure lists every pod not moved.
+pub fn drain_node(
+    cluster: &dyn Cluster,
+    node: &str,
+    opts: &DrainOptions,
+    recheck: Recheck,
+) -> Result<Drained, DrainFailure> {
+    let deadline = Instant::now() + opts.timeout;
+    let fail = |cause: Option<String>, moved, not_moved, node_left| DrainFailure {
+        node: node.to_string(),
+        cause,
+        moved,
+        not_moved,
+        node_left,
+    };
+    // Cordoned by someone else before this drain: left so. A cordon that still carries
+    // our drain mark is a killed run's, not someone's wish.
+    let was_cordoned = match cluster.node(node) {
+        Ok(Some(n)) => {
+            n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
+                && drain::drain_mark(&n).is_none()
+        }
+        Ok(None) => {
+            return Err(fail(
+                Some(format!("no node named {node}")),
+                vec![],
+                vec![],
+                "untouched".into(),
+            ));
+        }
+        Err(e) => {
+            return Err(fail(
+                Some(e.to_string()),
+                vec![],
+                vec![],
+                "untouched".into(),
+            ));
+        }
+    };
+    let restore = || -> String {
+        if was_cordoned {
+            return "left cordoned (it was cordoned before the drain)".into();
+        }
+        match cluster.set_unschedulable(node, false) {
+            Ok(()) => "uncordoned".into(),
+            Err(e) => {
+                format!("LEFT CORDONED: the uncordon failed ({e}); run `kubectl uncordon {node}`")
+            }
+        }
+    };
+    if let Err(e) = cluster.set_unschedulable(node, true) {
+        // A timed-out patch may still have been applied: put it back either way.
+        return Err(fail(Some(e.to_string()), vec![], vec![], restore()));
+    }
+    log::info!("cordoned {node}");
+    let pods = match cluster.pods_on(node) {
+        Ok(p) => p,
+        Err(e) => return Err(fail(Some(e.to_string()), vec![], vec![], restore())),
+    };
+    let plan = drain::into_plan(pods);
+    if recheck == Recheck::Pods {
+        let found = drain::blockers(&plan, None);
+        if !found.is_empty() {
+            return Err(fail(
+                Some("a pod that cannot be moved is on the node".into()),
+                vec![],
+                blocker_list(&found),
+                restore(),
+            ));
+        }
+    }
+    for (p, why) in &plan.skipped {
+        log::info!("leaving {p} on {node}: {why}");
+    }
+    let results = cluster.move_pods(&plan.to_move, &opts.moving(deadline));
+    let moved: Vec<String> = results
+        .iter()
+        .filter(|m| m.accepted())
+        .map(|m| m.pod.clone())
+        .collect();
+    let not_moved: Vec<(String, String)> = results
+        .iter()
+        .filter_map(|m| match &m.fate {
+            Fate::Gone => None,
+            Fate::Terminating(why) | Fate::Kept(why) => Some((m.pod.clone(), why.clone())),
+        })
+        .collect();
+    if not_moved.is_empty() {
+        Ok(Drained {
+            moved,
+            skipped: plan.skipped,
+        })
+    } else {
+        Err(fail(None, moved, not_moved, restore()))
+    }
+}
+
+pub fn blocker_list(found: &[PodBlocker]) -> Vec<(String, String)> {
+    found
+        .iter()
+        .map(|b| (b.pod.clone(), b.blocker.to_string()))
+        .collect()
+}
+
+/// Moves the pods concurrently: at most `how.concurrency` requests in flight, retries
+/// until `how.deadline`; a refusal no retry can fix stops the pods not yet evicted.
+pub(crate) async fn move_pods(
+    client: ::kube::Client,
+    pods: Vec<Pod>,
+    how: MoveOptions,
+    call_timeout: Duration,
+) -> Vec<PodMove> {
+    let keys: Vec<String> = pods.iter().map(pod_key).collect();
+    let permits = Arc::new(Semaphore::new(how.concurrency.max(1)));
+    let (stop_tx, stop_rx) = watch::channel::<Option<String>>(None);
+    let stop_tx = Arc::new(stop_tx);
+    let mut set = JoinSet::new();
+    for (i, pod) in pods.into_iter().enumerate() {
+        let mover = Mover {
+            client: client.clone(),
+            permits: permits.clone(),
+            stop_tx: stop_tx.clone(),
+            stop: stop_rx.clone(),
+            how: how.clone(),
+            call_timeout,
+        };
+        set.spawn(async move { (i, mover.run(pod).await) });
+    }
+    let mut fates: Vec<Option<Fate>> = vec![None; keys.len()];
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok((i, fate)) => fates[i] = Some(fate),
+            Err(e) => log::error!("a pod mover failed: {e}"),
+        }
+    }
+    keys.into_iter()
+        .zip(fates)
+        .map(|(pod, fate)| PodMove {
+            pod,
+            fate: fate.unwrap_or_else(|| Fate::Kept("internal error: its mover failed".into())),
+        })
+        .collect()
+}
+
+/// One pod's way off the node.
+struct Mover {
+    client: ::kube::Client,
+    permits: Arc<Semaphore>,
+    stop_tx: Arc<watch::Sender<Option<String>>>,
+    stop: watch::Receiver<Option<String>>,
+    how: MoveOptions,
+    call_timeout: Duration,
+}
+
+/// What one eviction (or delete) request came to.
+enum Answer {
+    Accepted,
+    /// 404, or the UID precondition failed: the pod by that name is not ours any more.
+    AlreadyGone,
+    Retry(String),
+    Fatal(String),
+}
+
+impl Mover {
+    async fn run(mut self, pod: Pod) -> Fate {
+        let key = pod_key(&pod);
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone();
+        let grace = drain::grace_seconds(&pod, self.how.max_grace);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let (verb, done) = match self.how.mode {
+            MoveMode::Evict => ("evict", "evicted"),
+            MoveMode::Delete => ("delete", "deleted"),
+        };
+        let what = format!("{verb} pod {key}");
+
+        let mut last: Option<String> = None;
+        loop {
+            if let Some(why) = self.stopped() {
+                return Fate::Kept(format!("not {done}: the drain stopped ({why})"));
+            }
+            let Some(left) = self.time_left() else {
+                return Fate::Kept(self.deadline_reason(last.as_deref(), done));
+            };
+            let answer = {
+                // Waiting for a slot counts against the deadline, and the limit is taken
+                // after the wait: no eviction is sent once the drain has given up.
+                let Ok(_permit) = tokio::time::timeout(left, self.permits.acquire()).await else {
+                    return Fate::Kept(self.deadline_reason(last.as_deref(), done));
+                };
+                let Some(left) = self.time_left() else {
+                    return Fate::Kept(self.deadline_reason(last.as_deref(), done));
+                };
+                let limit = self.call_timeout.min(left);
+                let res = match self.how.mode {
+                    MoveMode::Evict => {
+                        timed(&what, limit, evict(&api, &name, &ns, uid.clone(), grace)).await
+                    }
+                    MoveMode::Delete => {
+                        timed(&what, limit, delete(&api, &name, uid.clone(), grace)).await
+                    }
+                };
+                classify(res, self.how.mode)
+            };
+            match answer {
+                Answer::Accepted => {
+                    log::info!("{done} {key} (grace {grace}s)");
+                    break;
+                }
+                Answer::AlreadyGone => return Fate::Gone,
+                Answer::Retry(why) => {
+                    log::debug!("{what}: {why}; retrying");
+                    last = Some(why);
+                    self.pause(self.how.retry_interval).await;
+                }
+                Answer::Fatal(why) => {
+                    self.stop_tx.send_replace(Some(format!("{key}: {why}")));
+                    return Fate::Kept(why);
+                }
+            }
+        }
+
+        // Wait until it is gone: a 404, or its name taken by a pod with a new UID.
+        let mut last: Option<String> = None;
+        loop {
+            if self.stopped().is_some() {
+                return Fate::Terminating(format!(
+                    "{done}, still terminating when the drain stopped"
+                ));
+            }
+            let Some(left) = self.time_left() else {
+                let mut why = format!("{done}, but still terminating at the drain deadline");
+                if let Some(l) = last {
+                    why.push_str(&format!(" (last check: {l})"));
+                }
+                return Fate::Terminating(why);
+            };
+            let got = {
+                let Ok(_permit) = tokio::time::timeout(left, self.permits.acquire()).await else {
+                    continue;
+                };
+                let Some(left) = self.time_left() else {
+                    continue;
+                };
+                timed(
+                    &format!("get pod {key}"),
+                    self.call_timeout.min(left),
+                    api.get_opt(&name),
+                )
+                .await
+            };
+            match got {
+                Ok(None) => return Fate::Gone,
+                Ok(Some(p)) if p.metadata.uid != uid => return Fate::Gone,
+                Ok(Some(_)) => last = None,
+                Err(e) => last = Some(e.to_string()),
+            }
+            self.pause(GONE_POLL_INTERVAL).await;
+        }
+    }
+
+    fn stopped(&self) -> Option<String> {
+        self.stop.borrow().clone()
+    }
+
+    fn time_left(&self) -> Option<Duration> {
+        let left = self.how.deadline.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    fn deadline_reason(&self, last: Option<&str>, done: &str) -> String {
+        match last {
+            Some(l) => format!(
+                "{l}; retried every {} until the drain deadline",
+                crate::config::units::format_duration(self.how.retry_interval)
+            ),
+            None => format!("not {done} before the drain deadline"),
+        }
+    }
+
+    /// Sleeps for `d`, but not past the deadline, and wakes when the drain stops.
+    async fn pause(&mut self, d: Duration) {
+        let until = (Instant::now() + d).min(self.how.deadline);
+        let until = tokio::time::Instant::from_std(until);
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => {}
+            _ = self.stop.changed() => {}
+        }
+    }
+}
+
+fn classify(res: Result<serde_json::Value, KubeError>, mode: MoveMode) -> Answer {
+    let e = match res {
+        Ok(_) => return Answer::Accepted,
+        Err(e) => e,
+    };
+    match &e {
+        KubeError::Api { code: 404, .. } => Answer::AlreadyGone,
+        // The UID precondition failed: the name now belongs to a replacement pod.
+        KubeError::Api {
+            code: 409, message, ..
+        } if message.contains("Precondition failed") => Answer::AlreadyGone,
+        KubeError::Api {
+            code: 429, message, ..
+        } if mode == MoveMode::Evict => Answer::Retry(format!(
+            "eviction refused by a PodDisruptionBudget (429): {message}"
+        )),
+        KubeError::Api {
+            code: 500, message, ..
+        } if message.contains(MULTIPLE_PDBS) => {
+            Answer::Fatal(format!("eviction impossible (500): {message}"))
+        }
+        _ if e.is_transient() => Answer::Retry(e.to_string()),
+        // 409 for other reasons is a write race: try again.
+        KubeError::Api { code: 409, .. } => Answer::Retry(e.to_string()),
+        _ => Answer::Fatal(e.to_string()),
+    }
+}
+
+/// POST .../pods/NAME/eviction with the capped grace period and the pod's UID as a
+/// precondition. (kube's `Api::evict` sends its delete options as `delete_options`, a
+/// field the apiserver does not know, so the grace cap would be lost; this sends
+/// `deleteOptions` as kubectl does.)
+async fn evict(
+    api: &Api<Pod>,
+    name: &str,
+    ns: &str,
+    uid: Option<String>,
+    grace: i64,
+) -> Result<serde_json::Value, ::kube::Error> {
+    let body = Eviction {
+        metadata: meta::ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(ns.to_string()),
+            ..Default::default()
+        },
+        delete_options: Some(meta::DeleteOptions {
+            grace_period_seconds: Some(grace),
+            preconditions: uid.map(|u| meta::Preconditions {
+                uid: Some(u),
+                resource_version: None,
+            }),
+            ..Default::default()
+        }),
+    };
+    api.create_subresource("eviction", name, &PostParams::default(), &body)
+        .await
+}
+
+/// DELETE the pod with the capped grace period, as `kubectl drain --disable-eviction`.
+async fn delete(
+    api: &Api<Pod>,
+    name: &str,
+    uid: Option<String>,
+    grace: i64,
+) -> Result<serde_json::Value, ::kube::Error> {
+    let dp = DeleteParams {
+        grace_period_seconds: Some(u32::try_from(grace).unwrap_or(u32::MAX)),
+        preconditions: uid.map(|u| Preconditions {
+            uid: Some(u),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    api.delete(name, &dp).await.map(|_| serde_json::Value::Null)
+}

@@ -1,0 +1,11 @@
+//! The plan: everything pure that decides, with no I/O and no clock reads. `decide` takes
+//! (snapshot, state, config, now) and returns a plan by calling one function per rule
+//! (`rules`: counting, health guard, floor, scale-up, scale-down); `reconcile` plans drift
+//! repairs from the listings of Docker and Kubernetes; `snapshot` is what one Prometheus
+//! query tells; `names` hands out worker names. May use `state` and `config` only.
+
+pub mod decide;
+pub mod names;
+pub mod reconcile;
+pub mod rules;
+pub mod snapshot;

@@ -1,0 +1,526 @@
+//! Drift repair planned at the start of every `evaluate`: from the Docker and Kubernetes
+//! listings of managed workers and the state's provisioning list, what must be cleaned up
+//! before deciding. Pure, like the decision; `evaluate` carries the repairs out through
+//! `Actuator::repair` (`executor.rs` on the real systems).
+
+use crate::config::Config;
+use crate::state::State;
+use crate::state::time::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A managed worker container as Docker lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerContainer {
+    pub name: String,
+    pub state: ContainerState,
+    pub created: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited,
+    Dead,
+    Removing,
+    Unknown,
+}
+
+impl ContainerState {
+    /// Docker's word for it ("running", "exited", ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Paused => "paused",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+            ContainerState::Removing => "removing",
+            ContainerState::Unknown => "unknown",
+        }
+    }
+}
+
+/// A Node of a managed worker as the API lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerNode {
+    pub name: String,
+    pub ready: bool,
+    /// Still cordoned by a drain that never finished (`drain::DRAINING_ANNOTATION`).
+    pub drain_left: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Repair {
+    /// Started but not Ready within the provision timeout: remove the container and
+    /// volume, delete the Node if one registered; counts as a failed scale-up.
+    NeverReady {
+        name: String,
+        since: Timestamp,
+        node_registered: bool,
+    },
+    /// The Node of a managed worker whose container is gone: delete it and its
+    /// node-password secret.
+    OrphanNode { name: String },
+    /// A container that exited or died and is not restarting: remove it, and its Node.
+    DeadContainer {
+        name: String,
+        state: ContainerState,
+        node_registered: bool,
+    },
+    /// A provisioning entry with no container behind it: drop it.
+    StaleEntry { name: String },
+    /// A Node that a drain cordoned and never finished with (its run was killed): the
+    /// run lock is held, so no drain is in progress; uncordon it (and remove the mark).
+    UnfinishedDrain { name: String },
+    /// A container of the pool without a Node that the state does not list (the state
+    /// was reset or lost): listed as provisioning since it was created, so it counts
+    /// toward max_nodes, holds back further scale-ups while it boots, and is removed if
+    /// it never gets Ready.
+    Adopt { name: String, since: Timestamp },
+}
+
+impl Repair {
+    pub fn name(&self) -> &str {
+        match self {
+            Repair::NeverReady { name, .. }
+            | Repair::OrphanNode { name }
+            | Repair::DeadContainer { name, .. }
+            | Repair::StaleEntry { name }
+            | Repair::UnfinishedDrain { name }
+            | Repair::Adopt { name, .. } => name,
+        }
+    }
+
+    /// Whether the worker has no Node once this is carried out, so the decision must not
+    /// count one even if the Prometheus snapshot (a scrape older than the API listing)
+    /// still shows it: its Node was deleted, or, adopted, the API lists none (a run killed
+    /// after deleting the Node of a worker it was removing leaves its container so).
+    pub fn leaves_no_node(&self) -> bool {
+        !matches!(
+            self,
+            Repair::StaleEntry { .. } | Repair::UnfinishedDrain { .. }
+        )
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Repair::NeverReady {
+                name,
+                since,
+                node_registered,
+            } => format!(
+                "remove {name}: not Ready since it started at {since} (provision timeout){}",
+                if *node_registered {
+                    "; delete its Node"
+                } else {
+                    ""
+                }
+            ),
+            Repair::OrphanNode { name } => {
+                format!("delete Node {name} and remove its volume: its container is gone")
+            }
+            Repair::DeadContainer {
+                name,
+                state,
+                node_registered,
+            } => format!(
+                "remove {name}: container is {} and not restarting{}",
+                state.as_str(),
+                if *node_registered {
+                    "; delete its Node"
+                } else {
+                    ""
+                }
+            ),
+            Repair::StaleEntry { name } => {
+                format!("forget {name}: provisioning entry with no container (its volume goes too)")
+            }
+            Repair::UnfinishedDrain { name } => format!(
+                "uncordon {name}: a drain that never finished (its run was killed) left it cordoned"
+            ),
+            Repair::Adopt { name, since } => format!(
+                "adopt {name}: container without a Node that the state did not list; \
+                 provisioning since it was created at {since}"
+            ),
+        }
+    }
+}
+
+/// What needs repair. Containers and nodes are only those k3s-scale manages (by label).
+///
+/// Destructive repairs only ever act on what k3s-scale knows it started and on what is
+/// visibly dead, never on a Ready worker: a wrong Docker host or kubeconfig (the listings
+/// then disagree about everything) must not turn into deleting healthy nodes.
+/// - `NeverReady` only for workers in the state's provisioning list;
+/// - `OrphanNode` only for a Node that is NotReady (its kubelet is gone with the container);
+/// - permanent nodes are never touched.
+pub fn plan_repairs(
+    containers: &[WorkerContainer],
+    nodes: &[WorkerNode],
+    state: &State,
+    cfg: &Config,
+    now: Timestamp,
+) -> Vec<Repair> {
+    let timeout = cfg.scaling.provision_timeout.get();
+    let permanent = &cfg.kubernetes.permanent_nodes;
+    let by_name: BTreeMap<&str, &WorkerContainer> =
+        containers.iter().map(|c| (c.name.as_str(), c)).collect();
+    let node_by_name: BTreeMap<&str, &WorkerNode> =
+        nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let provisioning: BTreeMap<&str, Timestamp> = state
+        .provisioning
+        .iter()
+        .map(|p| (p.name.as_str(), p.started_at))
+        .collect();
+    let mut repairs = Vec::new();
+    let mut handled = BTreeSet::new();
+
+    for c in containers {
+        if permanent.contains(&c.name) {
+            continue;
+        }
+        let node = node_by_name.get(c.name.as_str());
+        let registered = node.is_some();
+        // A Ready worker is never repaired, whatever its container looks like.
+        if node.is_some_and(|n| n.ready) {
+            continue;
+        }
+        if matches!(c.state, ContainerState::Exited | ContainerState::Dead) {
+            repairs.push(Repair::DeadContainer {
+                name: c.name.clone(),
+                state: c.state,
+                node_registered: registered,
+            });
+            handled.insert(c.name.as_str());
+            continue;
+        }
+        match provisioning.get(c.name.as_str()) {
+            // Started by k3s-scale and still not Ready past the provision timeout.
+            Some(&since) if now.since(since) >= timeout => {
+                repairs.push(Repair::NeverReady {
+                    name: c.name.clone(),
+                    since,
+                    node_registered: registered,
+                });
+                handled.insert(c.name.as_str());
+            }
+            Some(_) => {}
+            // A live container without a Node that the state does not list (a run killed
+            // between deleting a Node and removing its container, a lost state, a Node
+            // deleted by hand): adopted as provisioning since it was created, so it counts
+            // toward max_nodes and goes if no Node comes within the provision timeout.
+            None if !registered && c.state != ContainerState::Removing => {
+                let since = c.created.unwrap_or(now);
+                if now.since(since) >= timeout {
+                    // Already past the timeout (its Node was deleted by hand long after it
+                    // joined, say): no Node is coming.
+                    repairs.push(Repair::NeverReady {
+                        name: c.name.clone(),
+                        since,
+                        node_registered: false,
+                    });
+                    handled.insert(c.name.as_str());
+                } else {
+                    repairs.push(Repair::Adopt {
+                        name: c.name.clone(),
+                        since,
+                    });
+                }
+            }
+            None => {}
+        }
+    }
+    for n in nodes {
+        if permanent.contains(&n.name) {
+            continue;
+        }
+        if !by_name.contains_key(n.name.as_str()) {
+            // Its kubelet went with the container, so the Node turns NotReady; a Ready
+            // one is someone else's worker as far as this Docker host can tell.
+            if !n.ready {
+                repairs.push(Repair::OrphanNode {
+                    name: n.name.clone(),
+                });
+            }
+        } else if n.drain_left && !handled.contains(n.name.as_str()) {
+            repairs.push(Repair::UnfinishedDrain {
+                name: n.name.clone(),
+            });
+        }
+    }
+    for p in &state.provisioning {
+        if !by_name.contains_key(p.name.as_str()) && !handled.contains(p.name.as_str()) {
+            repairs.push(Repair::StaleEntry {
+                name: p.name.clone(),
+            });
+        }
+    }
+    repairs
+}
+
+/// Provisioning entries whose Node the API already reports Ready: they are done booting,
+/// whatever the (possibly lagging) Prometheus snapshot says.
+pub fn joined<'a>(nodes: &'a [WorkerNode], state: &State) -> Vec<&'a str> {
+    nodes
+        .iter()
+        .filter(|n| n.ready && state.provisioning.iter().any(|p| p.name == n.name))
+        .map(|n| n.name.as_str())
+        .collect()
+}
+
+/// Updates the state for repairs that were carried out.
+pub fn record(state: &mut State, repairs: &[Repair], now: Timestamp) {
+    for r in repairs {
+        state.provisioning.retain(|p| p.name != r.name());
+        if let Repair::Adopt { name, since } = r {
+            state.provisioning.push(crate::state::Provisioning {
+                name: name.clone(),
+                started_at: *since,
+            });
+        }
+        state.totals.repairs += 1;
+        if matches!(r, Repair::NeverReady { .. }) {
+            crate::state::record_failed_scale_up(state, now, &r.describe());
+        } else {
+            state.record(now, "repair", r.describe());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Provisioning;
+
+    const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
+
+    fn ago(s: i64) -> Timestamp {
+        Timestamp::from_secs(1_800_000_000 - s)
+    }
+    fn c(name: &str, state: ContainerState, created_ago: i64) -> WorkerContainer {
+        WorkerContainer {
+            name: name.into(),
+            state,
+            created: Some(ago(created_ago)),
+        }
+    }
+    fn n(name: &str, ready: bool) -> WorkerNode {
+        WorkerNode {
+            name: name.into(),
+            ready,
+            drain_left: false,
+        }
+    }
+    fn booting(name: &str, started_ago: i64) -> Provisioning {
+        Provisioning {
+            name: name.into(),
+            started_at: ago(started_ago),
+        }
+    }
+
+    #[test]
+    fn repairs_table() {
+        use ContainerState::*;
+        let cfg = Config::default(); // provision timeout 15 min
+        type Case = (
+            &'static str,
+            Vec<WorkerContainer>,
+            Vec<WorkerNode>,
+            Vec<Provisioning>,
+            Vec<Repair>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "healthy worker: nothing",
+                vec![c("w-1", Running, 5000)],
+                vec![n("w-1", true)],
+                vec![],
+                vec![],
+            ),
+            (
+                "booting within the timeout: nothing",
+                vec![c("w-2", Running, 60)],
+                vec![],
+                vec![booting("w-2", 60)],
+                vec![],
+            ),
+            (
+                "booting past the timeout, never registered",
+                vec![c("w-2", Running, 1000)],
+                vec![],
+                vec![booting("w-2", 1000)],
+                vec![Repair::NeverReady {
+                    name: "w-2".into(),
+                    since: ago(1000),
+                    node_registered: false,
+                }],
+            ),
+            (
+                "registered but never Ready past the timeout",
+                vec![c("w-2", Running, 1000)],
+                vec![n("w-2", false)],
+                vec![booting("w-2", 1000)],
+                vec![Repair::NeverReady {
+                    name: "w-2".into(),
+                    since: ago(1000),
+                    node_registered: true,
+                }],
+            ),
+            (
+                "was Ready once, NotReady now, not provisioning: left alone (health guard covers it)",
+                vec![c("w-3", Running, 9000)],
+                vec![n("w-3", false)],
+                vec![],
+                vec![],
+            ),
+            (
+                "container gone by hand: its Node (NotReady by now) deleted",
+                vec![],
+                vec![n("w-4", false)],
+                vec![],
+                vec![Repair::OrphanNode { name: "w-4".into() }],
+            ),
+            (
+                "a Ready Node without a container is left alone (wrong Docker host?)",
+                vec![],
+                vec![n("w-4", true)],
+                vec![],
+                vec![],
+            ),
+            (
+                "a Ready worker is never repaired, even if its container looks exited",
+                vec![c("w-9", Exited, 100)],
+                vec![n("w-9", true)],
+                vec![],
+                vec![],
+            ),
+            (
+                "exited container removed with its Node",
+                vec![c("w-5", Exited, 100)],
+                vec![n("w-5", false)],
+                vec![],
+                vec![Repair::DeadContainer {
+                    name: "w-5".into(),
+                    state: Exited,
+                    node_registered: true,
+                }],
+            ),
+            (
+                "restarting container left to its restart policy",
+                vec![c("w-6", Restarting, 100)],
+                vec![n("w-6", false)],
+                vec![],
+                vec![],
+            ),
+            (
+                "provisioning entry with nothing behind it dropped",
+                vec![],
+                vec![],
+                vec![booting("w-7", 10)],
+                vec![Repair::StaleEntry { name: "w-7".into() }],
+            ),
+            (
+                "cordoned by a drain that never finished: uncordoned",
+                vec![c("w-10", Running, 5000)],
+                vec![WorkerNode {
+                    drain_left: true,
+                    ..n("w-10", true)
+                }],
+                vec![],
+                vec![Repair::UnfinishedDrain {
+                    name: "w-10".into(),
+                }],
+            ),
+            (
+                "young container without a Node that the state does not list: adopted",
+                vec![c("w-9", Running, 30), c("w-1", Running, 5000)],
+                vec![n("w-1", true)],
+                vec![],
+                vec![Repair::Adopt {
+                    name: "w-9".into(),
+                    since: ago(30),
+                }],
+            ),
+            (
+                "an old container without Node that the state does not list: removed",
+                vec![c("w-8", Running, 5000)],
+                vec![],
+                vec![],
+                vec![Repair::NeverReady {
+                    name: "w-8".into(),
+                    since: ago(5000),
+                    node_registered: false,
+                }],
+            ),
+            (
+                "containers whose Node was deleted by hand: removed past the timeout, else adopted",
+                vec![
+                    c("w-8", Running, 5000),
+                    c("w-1", Running, 5000),
+                    c("w-11", Running, 60),
+                ],
+                vec![n("w-1", true)],
+                vec![],
+                vec![
+                    Repair::NeverReady {
+                        name: "w-8".into(),
+                        since: ago(5000),
+                        node_registered: false,
+                    },
+                    Repair::Adopt {
+                        name: "w-11".into(),
+                        since: ago(60),
+                    },
+                ],
+            ),
+        ];
+        for (name, containers, nodes, prov, expected) in cases {
+            let state = State {
+                provisioning: prov,
+                ..State::fresh()
+            };
+            assert_eq!(
+                plan_repairs(&containers, &nodes, &state, &cfg, NOW),
+                expected,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn recording_counts_and_backs_off_never_ready_workers() {
+        let mut state = State {
+            provisioning: vec![booting("w-2", 1000), booting("w-7", 5)],
+            ..State::fresh()
+        };
+        let repairs = vec![
+            Repair::NeverReady {
+                name: "w-2".into(),
+                since: ago(1000),
+                node_registered: false,
+            },
+            Repair::StaleEntry { name: "w-7".into() },
+        ];
+        record(&mut state, &repairs, NOW);
+        assert!(state.provisioning.is_empty());
+        assert_eq!(state.totals.repairs, 2);
+        assert_eq!(state.totals.failed_scale_ups, 1);
+        assert_eq!(state.last_scale_up_failure, Some(NOW));
+        assert_eq!(state.events.len(), 2);
+
+        let adopt = Repair::Adopt {
+            name: "w-9".into(),
+            since: ago(30),
+        };
+        record(&mut state, &[adopt], NOW);
+        assert_eq!(state.provisioning, vec![booting("w-9", 30)]);
+        assert_eq!(state.totals.repairs, 3);
+    }
+}

@@ -1,0 +1,337 @@
+//! One `evaluate` run: lock, state, snapshot, decision, actions, state save. The outside
+//! systems come in through `MetricsSource` and `Actuator`, so this flow is tested without
+//! them and the real clients are tested against the real services.
+
+use super::{Actuator, ActuatorCell, Context, Observed, Outcome};
+use crate::plan::decide::{Action, decide};
+use crate::plan::names;
+use crate::plan::reconcile::{self, Repair};
+use crate::run::error::RunError;
+use crate::run::report::Report;
+use crate::signals::MetricsSource;
+use crate::state::lock::RunLock;
+use crate::state::time::Timestamp;
+use crate::state::{
+    Provisioning, State, record_failed_scale_down, record_failed_scale_up, record_scale_up,
+};
+
+pub fn evaluate(
+    ctx: &Context,
+    source: &dyn MetricsSource,
+    actuator: &mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
+) -> Outcome {
+    let mut report = Report::new(ctx.dry_run);
+    match run(ctx, source, actuator, &mut report) {
+        Ok(()) => Outcome {
+            report,
+            error: None,
+        },
+        Err(e) => {
+            report.error = Some(e.to_string());
+            Outcome {
+                report,
+                error: Some(e),
+            }
+        }
+    }
+}
+
+fn run(
+    ctx: &Context,
+    source: &dyn MetricsSource,
+    make_actuator: &mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
+    report: &mut Report,
+) -> Result<(), RunError> {
+    let cfg = ctx.config;
+    // A dry run writes nothing, not even the lock file; it only reads the state.
+    let _lock = if ctx.dry_run {
+        None
+    } else {
+        Some(RunLock::acquire(&cfg.state.lock_path)?)
+    };
+    let mut state = State::load(&ctx.state_path)?;
+    let now = ctx.now;
+
+    // Reconcile's Docker and Kubernetes listings are taken while Prometheus answers:
+    // neither needs the other. (Used only once the snapshot is there.)
+    let mut cell = ActuatorCell::new(make_actuator);
+    let mut observed = None;
+    let snap = source.snapshot_while(&mut || observed = Some(observe(&mut cell)));
+    let snap = match snap {
+        Ok(s) => s,
+        Err(e) => {
+            let e = RunError::Metrics(e);
+            if !ctx.dry_run {
+                // Counted; no cooldown changes. The idle timer restarts: the signals were
+                // not seen low during the outage, so the unneeded time starts again.
+                state.low_since = None;
+                state.totals.runs += 1;
+                state.count_error(e.kind());
+                state.record(now, "error", e.to_string());
+                state.save(&ctx.state_path)?;
+            }
+            return Err(e);
+        }
+    };
+    let mut snap = snap;
+    let mut repairs = Vec::new();
+    let mut reconcile_note = None;
+    let observed = observed.unwrap_or_else(|| observe(&mut cell));
+    let mut repair_failed = None;
+    match reconcile_run(
+        ctx,
+        &mut state,
+        &mut snap,
+        &mut cell,
+        observed,
+        &mut repairs,
+    ) {
+        Ok(failed) => repair_failed = failed,
+        Err(e) if ctx.dry_run => {
+            // A dry run still decides: say that drift was not looked at.
+            reconcile_note = Some(format!("reconcile skipped: {e}"));
+        }
+        Err(e) => {
+            state.totals.runs += 1;
+            state.count_error(e.kind());
+            state.record(now, "error", e.to_string());
+            state.save(&ctx.state_path)?;
+            report.repairs = repairs;
+            return Err(e);
+        }
+    }
+    let mut plan = decide(&snap, &state, cfg, now);
+    if let Some(m) = &repair_failed
+        && plan.action == Action::ScaleDown
+    {
+        // Something is off with a worker we could not repair: remove no capacity now.
+        plan.action = Action::None;
+        plan.count = 0;
+        plan.candidates.clear();
+        plan.blocked_by
+            .push(format!("a repair failed this run ({m})"));
+    }
+    *report = std::mem::replace(report, Report::new(ctx.dry_run)).with_plan(&snap, &plan);
+    report.repairs = repairs;
+    if let Some(note) = reconcile_note {
+        report.blocked_by.push(note);
+    }
+    state.low_since = plan.low_since;
+    state
+        .provisioning
+        .retain(|p| !plan.joined.contains(&p.name));
+    for name in &plan.joined {
+        log::info!("worker {name} is Ready; provisioning done");
+    }
+    state.totals.runs += 1;
+
+    let result = match plan.action {
+        Action::None => Ok(()),
+        Action::ScaleUp => scale_up(ctx, &mut state, plan.count, &mut cell, report),
+        Action::ScaleDown => scale_down(ctx, &mut state, &plan.candidates, &mut cell, report),
+    };
+    // A failed repair fails the run (exit 5) even when the scale-up went through.
+    let result = result.and_then(|()| match repair_failed {
+        Some(m) => Err(RunError::Action(format!("a repair failed: {m}"))),
+        None => Ok(()),
+    });
+    if let Err(e) = &result {
+        state.count_error(e.kind());
+    }
+    if !ctx.dry_run {
+        state.save(&ctx.state_path)?;
+    }
+    result
+}
+
+/// Starts `count` workers (in dry-run, only names them) and records the result in the
+/// state; `up` uses it too.
+pub(crate) fn scale_up(
+    ctx: &Context,
+    state: &mut State,
+    count: u32,
+    cell: &mut ActuatorCell,
+    report: &mut Report,
+) -> Result<(), RunError> {
+    let prefix = &ctx.config.docker.name_prefix;
+    if ctx.dry_run {
+        let names = names::worker_names(prefix, state.next_worker_index, count);
+        log::info!("dry run: would start {}", names.join(", "));
+        report.started = names;
+        return Ok(());
+    }
+    let now = ctx.now;
+    let actuator = match cell.get() {
+        Ok(a) => a,
+        Err(e) => {
+            record_failed_scale_up(state, now, &e.to_string());
+            return Err(e);
+        }
+    };
+    // A fresh or reset state must not hand out a name a container or volume still has.
+    let highest = match actuator.highest_worker_index() {
+        Ok(h) => h,
+        Err(f) => {
+            record_failed_scale_up(state, now, &f.message);
+            return Err(RunError::Action(f.message));
+        }
+    };
+    let first = names::next_free_index(state.next_worker_index, highest);
+    let names = names::worker_names(prefix, first, count);
+    // Written ahead, before anything is created: the moved counter and the workers about
+    // to start are on disk, so a run killed half-way never hands a name out twice and
+    // leaves no container the next run does not know (an entry whose container never
+    // came is forgotten by reconcile).
+    state.next_worker_index = first + u64::from(count);
+    for name in &names {
+        state.provisioning.push(Provisioning {
+            name: name.clone(),
+            started_at: now,
+        });
+    }
+    if let Err(e) = state.save(&ctx.state_path) {
+        state.provisioning.retain(|p| !names.contains(&p.name));
+        return Err(RunError::State(e));
+    }
+    report.started = names.clone();
+    match actuator.start_workers(&names) {
+        Ok(()) => {
+            record_scale_up(state, now, &names);
+            Ok(())
+        }
+        Err(f) => {
+            state
+                .provisioning
+                .retain(|p| !names.contains(&p.name) || f.done.contains(&p.name));
+            report.started = f.done.clone();
+            if !f.done.is_empty() {
+                record_scale_up(state, now, &f.done);
+            }
+            // The back-off runs from when the failure happened, not from the run's start.
+            record_failed_scale_up(state, now.max(Timestamp::now()), &f.message);
+            Err(RunError::Action(f.message))
+        }
+    }
+}
+
+/// Repairs drift before deciding: from this pool's containers and Nodes as listed
+/// (`observed`), plans repairs, carries them out (dry-run: only lists them) and records
+/// them. Workers left without a Node leave the snapshot, so the decision does not count
+/// them.
+fn reconcile_run(
+    ctx: &Context,
+    state: &mut State,
+    snap: &mut crate::plan::snapshot::Snapshot,
+    cell: &mut ActuatorCell,
+    observed: Result<Option<Observed>, RunError>,
+    listed: &mut Vec<String>,
+) -> Result<Option<String>, RunError> {
+    let Some(observed) = observed? else {
+        return Ok(None);
+    };
+    let actuator = cell.get()?;
+    // The API can see a worker Ready before Prometheus does: it is done booting.
+    if !ctx.dry_run {
+        let joined = reconcile::joined(&observed.nodes, state);
+        state
+            .provisioning
+            .retain(|p| !joined.contains(&p.name.as_str()));
+    }
+    let repairs = reconcile::plan_repairs(
+        &observed.containers,
+        &observed.nodes,
+        state,
+        ctx.config,
+        ctx.now,
+    );
+    let mut done = Vec::new();
+    let mut failed = None;
+    for r in &repairs {
+        let text = r.describe();
+        if ctx.dry_run {
+            listed.push(text);
+            continue;
+        }
+        match actuator.repair(r) {
+            Ok(()) => {
+                log::warn!("repaired: {text}");
+                listed.push(text);
+                done.push(r.clone());
+            }
+            Err(f) => {
+                log::error!("repair failed: {text}: {}", f.message);
+                listed.push(format!("FAILED: {text}: {}", f.message));
+                failed.get_or_insert(f.message);
+            }
+        }
+    }
+    let applied: &[Repair] = if ctx.dry_run { &repairs } else { &done };
+    if let Some(nodes) = snap.nodes.as_mut() {
+        for r in applied {
+            if r.leaves_no_node() {
+                nodes.remove(r.name());
+            }
+        }
+    }
+    if !ctx.dry_run {
+        reconcile::record(state, &done, ctx.now);
+    }
+    Ok(failed)
+}
+
+/// This pool's workers as Docker and Kubernetes list them (connecting on first use).
+fn observe(cell: &mut ActuatorCell) -> Result<Option<Observed>, RunError> {
+    cell.get()?
+        .observe()
+        .map_err(|f| RunError::Action(format!("cannot reconcile: {}", f.message)))
+}
+
+fn scale_down(
+    ctx: &Context,
+    state: &mut State,
+    candidates: &[String],
+    cell: &mut ActuatorCell,
+    report: &mut Report,
+) -> Result<(), RunError> {
+    let now = ctx.now;
+    let actuator = match cell.get() {
+        Ok(a) => a,
+        Err(e) => {
+            if !ctx.dry_run {
+                record_failed_scale_down(state, now, &e.to_string());
+            }
+            return Err(e);
+        }
+    };
+    match actuator.remove_worker(candidates, ctx.dry_run, report) {
+        Ok(removal) => {
+            report.evicted = removal.evicted.clone();
+            match removal.removed {
+                Some(name) => {
+                    report.removed = vec![name.clone()];
+                    if !ctx.dry_run {
+                        state.last_scale_down = Some(now);
+                        state.totals.scale_downs += 1;
+                        state.totals.workers_removed += 1;
+                        state.totals.evicted_pods += removal.evicted.len() as u64;
+                        state.record(now, "scale_down", format!("removed {name}"));
+                    }
+                }
+                None => {
+                    report
+                        .blocked_by
+                        .push("every candidate is unremovable (see unremovable)".to_string());
+                }
+            }
+            Ok(())
+        }
+        Err(f) => {
+            if !ctx.dry_run {
+                state.totals.evicted_pods += f.done.len() as u64;
+                // A drain can take drain.timeout: the back-off runs from its end.
+                record_failed_scale_down(state, now.max(Timestamp::now()), &f.message);
+            }
+            Err(RunError::Action(f.message))
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! One run, joining the plan to the outside systems: `evaluate` (lock, state, one query,
+//! reconcile, decide, act, save), `up --count N`, the scale-down and `drain NODE` on
+//! Kubernetes, and the `Actuator` interface that carries a plan out, with the executor that
+//! implements it on Docker and Kubernetes. Also the run's report and its error kinds with
+//! their exit codes. May use every layer below: `signals`, `kube`, `docker`, `plan`,
+//! `state`, `config`.
+
+pub mod docker_side;
+pub mod error;
+pub mod evaluate;
+pub mod executor;
+pub mod report;
+pub mod scale_down;
+pub mod up;
+
+use crate::config::Config;
+use crate::plan::decide::Action;
+use crate::plan::reconcile::{Repair, WorkerContainer, WorkerNode};
+use crate::state::time::Timestamp;
+use error::RunError;
+use report::Report;
+use std::path::PathBuf;
+
+/// An action that failed part-way: what it did manage, and why it stopped.
+#[derive(Debug)]
+pub struct ActionFailure {
+    pub done: Vec<String>,
+    pub message: String,
+}
+
+/// This pool's workers as the outside systems list them.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub containers: Vec<WorkerContainer>,
+    pub nodes: Vec<WorkerNode>,
+}
+
+/// The actuator of a run, made on first use (it connects to Docker and Kubernetes).
+pub struct ActuatorCell<'f> {
+    make: &'f mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
+    made: Option<Box<dyn Actuator>>,
+}
+
+impl<'f> ActuatorCell<'f> {
+    pub fn new(make: &'f mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>) -> Self {
+        ActuatorCell { make, made: None }
+    }
+
+    pub fn get(&mut self) -> Result<&mut dyn Actuator, RunError> {
+        if self.made.is_none() {
+            self.made = Some((self.make)()?);
+        }
+        Ok(self.made.as_deref_mut().expect("just made"))
+    }
+}
+
+/// What a scale-down did.
+#[derive(Debug, Default)]
+pub struct Removal {
+    /// The worker removed; None when every candidate was unremovable.
+    pub removed: Option<String>,
+    pub evicted: Vec<String>,
+}
+
+/// Carries out plans on Docker and Kubernetes. Implementations leave nothing half-made.
+pub trait Actuator {
+    /// This pool's workers as Docker and Kubernetes list them, for drift repair. None when
+    /// the actuator cannot look (then reconcile is skipped).
+    fn observe(&mut self) -> Result<Option<Observed>, ActionFailure> {
+        Ok(None)
+    }
+    /// Carries out one repair (never called in dry-run).
+    fn repair(&mut self, repair: &Repair) -> Result<(), ActionFailure> {
+        Err(ActionFailure {
+            done: Vec::new(),
+            message: format!(
+                "cannot {}: no Docker or Kubernetes client",
+                repair.describe()
+            ),
+        })
+    }
+    /// The highest worker number still in use by a container or volume, whatever the state
+    /// file says (it may be fresh or reset); None when there is none or nothing to ask.
+    fn highest_worker_index(&mut self) -> Result<Option<u64>, ActionFailure> {
+        Ok(None)
+    }
+    /// Starts workers with these names; on failure, the ones that started are in `done`.
+    fn start_workers(&mut self, names: &[String]) -> Result<(), ActionFailure>;
+    /// Removes the first removable of the candidates (best first), noting in the report
+    /// the ones passed over and the pods evicted. In dry-run, only reports.
+    fn remove_worker(
+        &mut self,
+        candidates: &[String],
+        dry_run: bool,
+        report: &mut Report,
+    ) -> Result<Removal, ActionFailure>;
+}
+
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub state_path: PathBuf,
+    pub dry_run: bool,
+    pub now: Timestamp,
+}
+
+/// A run's result: its report, and the error that ended it early if any.
+pub struct Outcome {
+    pub report: Report,
+    pub error: Option<RunError>,
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> u8 {
+        match &self.error {
+            Some(e) => e.exit_code(),
+            None => match self.report.action {
+                Action::ScaleUp if self.report.count > 0 => 10,
+                Action::ScaleDown if !self.report.removed.is_empty() => 11,
+                _ => 0,
+            },
+        }
+    }
+}
+
+/// Stands in where no Docker or Kubernetes client is configured: a dry run reports the
+/// best candidate, a real run refuses.
+pub struct PlanOnly;
+
+impl Actuator for PlanOnly {
+    fn start_workers(&mut self, _names: &[String]) -> Result<(), ActionFailure> {
+        Err(ActionFailure {
+            done: Vec::new(),
+            message: "no Docker client in this build: cannot start workers".into(),
+        })
+    }
+
+    fn remove_worker(
+        &mut self,
+        candidates: &[String],
+        dry_run: bool,
+        _report: &mut Report,
+    ) -> Result<Removal, ActionFailure> {
+        if dry_run {
+            return Ok(Removal {
+                removed: candidates.first().cloned(),
+                evicted: Vec::new(),
+            });
+        }
+        Err(ActionFailure {
+            done: Vec::new(),
+            message: "no Kubernetes client in this build: cannot remove workers".into(),
+        })
+    }
+}

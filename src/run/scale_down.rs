@@ -1,0 +1,549 @@
+//! Scale-down and `drain NODE` on Kubernetes: check candidates against the API as
+//! cluster-autoscaler does, drain the first removable one, delete its Node and k3s
+//! node-password secret, then have the container side remove its container and volume.
+//! The container side (Docker) comes in through `WorkerContainers`.
+
+use crate::config::Config;
+use crate::kube::drain::{self, Budgets, PodPlan};
+use crate::kube::mover::{DrainOptions, MoveMode, Recheck, drain_node};
+use crate::kube::{Cluster, KubeCluster, KubeError, node_password_secret};
+use crate::run::report::{Report, Unremovable};
+use crate::run::{ActionFailure, Actuator, Removal};
+use k8s_openapi::api::core::v1::Pod;
+use serde::Serialize;
+use std::fmt::{self, Write};
+
+pub type ContainerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What scale-down needs from the container side. The Docker implementation finds
+/// containers by the labels `io.k3s-scale.managed=true`, `io.k3s-scale.pool=<pool>`,
+/// `io.k3s-scale.worker=<name>`; the worker name is also the Node name.
+pub trait WorkerContainers {
+    /// Whether a k3s-scale container of this pool backs the node of this name.
+    fn is_managed(&self, worker: &str) -> Result<bool, ContainerError>;
+    /// Stops the worker's container (within `docker.stop_timeout`) and removes it and its
+    /// volume `<worker>-data`. Already gone is success.
+    fn remove(&mut self, worker: &str) -> Result<(), ContainerError>;
+}
+
+/// Where no container client is plugged in: cannot tell, cannot remove. A node is then
+/// treated as unmanaged, so nothing is ever deleted.
+pub struct NoContainers;
+
+impl WorkerContainers for NoContainers {
+    fn is_managed(&self, _worker: &str) -> Result<bool, ContainerError> {
+        Err("no Docker client in this build".into())
+    }
+    fn remove(&mut self, _worker: &str) -> Result<(), ContainerError> {
+        Err("no Docker client in this build".into())
+    }
+}
+
+#[derive(Debug)]
+pub enum ScaleDownError {
+    Kube(KubeError),
+    Containers { worker: String, message: String },
+}
+
+impl fmt::Display for ScaleDownError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScaleDownError::Kube(e) => e.fmt(f),
+            ScaleDownError::Containers { worker, message } => {
+                write!(
+                    f,
+                    "cannot tell whether {worker} is a k3s-scale worker: {message}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ScaleDownError {}
+
+impl From<KubeError> for ScaleDownError {
+    fn from(e: KubeError) -> Self {
+        ScaleDownError::Kube(e)
+    }
+}
+
+/// The verdict on one candidate.
+#[derive(Debug)]
+pub enum Verdict {
+    Removable(PodPlan),
+    Unremovable(String),
+}
+
+/// The outcome of checking the candidates: the worker to remove with its pods, and the
+/// candidates passed over (with why).
+#[derive(Debug)]
+pub struct Choice {
+    pub chosen: Option<(String, PodPlan)>,
+    pub passed: Vec<Unremovable>,
+}
+
+/// What keeps a candidate, judged by its pods once the API has listed them: every pod
+/// that blocks it, or None when it may go. Pure, so benches/scale.rs measures it at
+/// 5,000 nodes and 150,000 pods.
+pub fn blocking(pods: &[Pod], budgets: Option<&Budgets>) -> Option<String> {
+    let found = drain::pod_blockers(pods, budgets);
+    if found.is_empty() {
+        return None;
+    }
+    let mut why = String::new();
+    for (i, b) in found.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "; " };
+        let _ = write!(why, "{sep}{b}");
+    }
+    Some(why)
+}
+
+/// Scale-down on a cluster and its worker containers.
+pub struct ScaleDown {
+    cluster: Box<dyn Cluster>,
+    containers: Box<dyn WorkerContainers>,
+    permanent: Vec<String>,
+    drain: DrainOptions,
+}
+
+impl ScaleDown {
+    pub fn new(
+        cluster: Box<dyn Cluster>,
+        containers: Box<dyn WorkerContainers>,
+        cfg: &Config,
+        mode: MoveMode,
+    ) -> ScaleDown {
+        ScaleDown {
+            cluster,
+            containers,
+            permanent: cfg.kubernetes.permanent_nodes.clone(),
+            drain: DrainOptions::from_config(&cfg.drain, mode),
+        }
+    }
+
+    /// On the cluster the config points at (scale-down always evicts).
+    pub fn connect(
+        cfg: &Config,
+        containers: Box<dyn WorkerContainers>,
+    ) -> Result<ScaleDown, KubeError> {
+        let cluster = KubeCluster::connect(&cfg.kubernetes)?;
+        Ok(ScaleDown::new(
+            Box::new(cluster),
+            containers,
+            cfg,
+            MoveMode::Evict,
+        ))
+    }
+
+    /// The first removable candidate (best first) with its pods, and the ones passed over.
+    pub fn choose(&self, candidates: &[String]) -> Result<Choice, ScaleDownError> {
+        let mut passed = Vec::new();
+        let mut pdbs = None;
+        for c in candidates {
+            match self.check(c, &mut pdbs)? {
+                Verdict::Removable(plan) => {
+                    return Ok(Choice {
+                        chosen: Some((c.clone(), plan)),
+                        passed,
+                    });
+                }
+                Verdict::Unremovable(reason) => {
+                    log::info!("not removing {c}: {reason}");
+                    passed.push(Unremovable {
+                        node: c.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(Choice {
+            chosen: None,
+            passed,
+        })
+    }
+
+    /// Checks one candidate: its Node, whether k3s-scale manages it, then its pods.
+    /// `pdbs` is listed on first need and reused for the next candidates.
+    pub fn check(
+        &self,
+        worker: &str,
+        pdbs: &mut Option<Budgets>,
+    ) -> Result<Verdict, ScaleDownError> {
+        let Some(node) = self.cluster.node(worker)? else {
+            return Ok(Verdict::Unremovable("no Node by that name".into()));
+        };
+        if let Some(reason) = drain::node_unremovable(&node, &self.permanent) {
+            return Ok(Verdict::Unremovable(reason));
+        }
+        let managed =
+            self.containers
+                .is_managed(worker)
+                .map_err(|e| ScaleDownError::Containers {
+                    worker: worker.to_string(),
+                    message: e.to_string(),
+                })?;
+        if !managed {
+            return Ok(Verdict::Unremovable(
+                "not a k3s-scale worker (no managed container backs it)".into(),
+            ));
+        }
+        let pods = self.cluster.pods_on(worker)?;
+        if pdbs.is_none() && pods.iter().any(|p| drain::skip_reason(p).is_none()) {
+            *pdbs = Some(Budgets::new(self.cluster.disruption_budgets()?));
+        }
+        Ok(match blocking(&pods, pdbs.as_ref()) {
+            None => Verdict::Removable(drain::into_plan(pods)),
+            Some(why) => Verdict::Unremovable(why),
+        })
+    }
+
+    /// After a drain: delete the Node, its node-password secret, then the container and
+    /// volume. Before the Node is gone a failure uncordons it again.
+    fn remove_drained(&mut self, worker: &str) -> Result<(), String> {
+        if let Err(e) = self.cluster.delete_node(worker) {
+            let left = match self.cluster.set_unschedulable(worker, false) {
+                Ok(()) => "uncordoned".to_string(),
+                Err(u) => format!("LEFT CORDONED (uncordon failed: {u})"),
+            };
+            return Err(format!(
+                "{worker} was drained but deleting its Node failed ({e}); node {left}, container kept"
+            ));
+        }
+        log::info!("deleted Node {worker}");
+        match self.cluster.delete_node_password(worker) {
+            Ok(_) => {}
+            // Names are never reused, so a leftover secret blocks nothing; say so and go on.
+            Err(e) => log::warn!(
+                "Node {worker} deleted, but not its secret kube-system/{}: {e}",
+                node_password_secret(worker)
+            ),
+        }
+        self.containers.remove(worker).map_err(|e| {
+            format!(
+                "Node {worker} deleted, but its container could not be removed ({e}); \
+                 remove the container {worker} and volume {worker}-data by hand"
+            )
+        })?;
+        log::info!("removed container and volume of {worker}");
+        Ok(())
+    }
+
+    /// `k3s-scale drain NODE`: the same checks and drain for one named node; a managed
+    /// worker is then removed (unless `keep_cordoned`), any other node is left cordoned.
+    pub fn drain_named(&mut self, node: &str, req: &DrainRequest) -> DrainReport {
+        let mut rep = DrainReport::new(node, req.dry_run, self.drain.mode);
+        let found = match self.cluster.node(node) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                rep.error = Some(format!("no node named {node}"));
+                rep.exit_code = 2;
+                return rep;
+            }
+            Err(e) => return rep.failed(e.to_string()),
+        };
+        rep.kept_because = if req.keep_cordoned {
+            Some("--keep-cordoned was given".into())
+        } else if let Some(r) = drain::node_unremovable(&found, &self.permanent) {
+            Some(r)
+        } else {
+            match self.containers.is_managed(node) {
+                Ok(true) => None,
+                Ok(false) => Some("not a k3s-scale worker (no managed container backs it)".into()),
+                // Draining a node we cannot classify would leave it cordoned for nothing.
+                Err(e) => {
+                    return rep.failed(format!(
+                        "cannot tell whether {node} is a k3s-scale worker ({e}); nothing was done"
+                    ));
+                }
+            }
+        };
+        let pods = match self.cluster.pods_on(node) {
+            Ok(p) => p,
+            Err(e) => return rep.failed(e.to_string()),
+        };
+        let plan = drain::into_plan(pods);
+        rep.skipped = plan
+            .skipped
+            .iter()
+            .map(|(p, why)| format!("{p}: {why}"))
+            .collect();
+        let found = if req.force {
+            Vec::new()
+        } else {
+            drain::blockers(&plan, None)
+        };
+        if !found.is_empty() {
+            rep.blockers = found.iter().map(ToString::to_string).collect();
+            let would = if req.dry_run {
+                "would refuse"
+            } else {
+                "refusing"
+            };
+            return rep.failed(format!(
+                "{would} to drain {node}: {} pod(s) cannot be moved safely (--force drains anyway)",
+                found.len()
+            ));
+        }
+        if req.dry_run {
+            if self.drain.mode == MoveMode::Evict && !plan.to_move.is_empty() {
+                match self.cluster.disruption_budgets() {
+                    Ok(pdbs) => {
+                        for p in &plan.to_move {
+                            if let Some(b) = drain::budget_blocker(p, &pdbs) {
+                                rep.waits.push(format!(
+                                    "pod {} {b}: the eviction would be retried until drain.timeout",
+                                    drain::pod_key(p)
+                                ));
+                            }
+                        }
+                    }
+                    Err(e) => rep
+                        .waits
+                        .push(format!("cannot list PodDisruptionBudgets: {e}")),
+                }
+            }
+            rep.evicted = plan.names();
+            rep.removed = rep.kept_because.is_none();
+            rep.exit_code = if rep.removed { 11 } else { 0 };
+            return rep;
+        }
+        let recheck = if req.force {
+            Recheck::Nothing
+        } else {
+            Recheck::Pods
+        };
+        match drain_node(self.cluster.as_ref(), node, &self.drain, recheck) {
+            Err(f) => {
+                rep.evicted = f.moved.clone();
+                rep.not_moved = f
+                    .not_moved
+                    .iter()
+                    .map(|(p, why)| format!("{p}: {why}"))
+                    .collect();
+                rep.node_left = Some(f.node_left.clone());
+                rep.failed(f.to_string())
+            }
+            Ok(d) => {
+                rep.evicted = d.moved;
+                if rep.kept_because.is_some() {
+                    // Cordoned on purpose now: not a drain left unfinished.
+                    if let Err(e) = self.cluster.clear_drain_mark(node) {
+                        log::warn!(
+                            "{node} stays cordoned, but its drain mark could not be removed ({e}); \
+                             the next evaluate would uncordon it if it is a k3s-scale worker"
+                        );
+                    }
+                    rep.node_left = Some("cordoned".into());
+                    rep.exit_code = 0;
+                    return rep;
+                }
+                match self.remove_drained(node) {
+                    Ok(()) => {
+                        rep.removed = true;
+                        rep.exit_code = 11;
+                        rep
+                    }
+                    Err(m) => rep.failed(m),
+                }
+            }
+        }
+    }
+}
+
+impl ScaleDown {
+    /// `Actuator::remove_worker`, for composing with a scale-up side (see `WithScaleDown`).
+    pub fn remove_worker(
+        &mut self,
+        candidates: &[String],
+        dry_run: bool,
+        report: &mut Report,
+    ) -> Result<Removal, ActionFailure> {
+        let Choice { chosen, passed } = self.choose(candidates).map_err(|e| ActionFailure {
+            done: Vec::new(),
+            message: format!("scale-down: {e}"),
+        })?;
+        report.unremovable.extend(passed);
+        let Some((worker, plan)) = chosen else {
+            return Ok(Removal::default());
+        };
+        if dry_run {
+            return Ok(Removal {
+                removed: Some(worker),
+                evicted: plan.names(),
+            });
+        }
+        log::info!("removing {worker}: draining {} pod(s)", plan.to_move.len());
+        let drained = match drain_node(self.cluster.as_ref(), &worker, &self.drain, Recheck::Pods) {
+            Ok(d) => d,
+            Err(f) => {
+                report.evicted = f.moved.clone();
+                return Err(ActionFailure {
+                    done: f.moved.clone(),
+                    message: format!("scale-down: {f}; container kept"),
+                });
+            }
+        };
+        if let Err(message) = self.remove_drained(&worker) {
+            report.evicted = drained.moved.clone();
+            return Err(ActionFailure {
+                done: drained.moved,
+                message: format!("scale-down: {message}"),
+            });
+        }
+        Ok(Removal {
+            removed: Some(worker),
+            evicted: drained.moved,
+        })
+    }
+}
+
+/// A scale-up actuator (Docker) joined with this scale-down into one `Actuator`.
+pub struct WithScaleDown<U> {
+    pub up: U,
+    pub down: ScaleDown,
+}
+
+impl<U: Actuator> Actuator for WithScaleDown<U> {
+    fn start_workers(&mut self, names: &[String]) -> Result<(), ActionFailure> {
+        self.up.start_workers(names)
+    }
+
+    fn remove_worker(
+        &mut self,
+        candidates: &[String],
+        dry_run: bool,
+        report: &mut Report,
+    ) -> Result<Removal, ActionFailure> {
+        self.down.remove_worker(candidates, dry_run, report)
+    }
+}
+
+/// The flags of `k3s-scale drain NODE`.
+#[derive(Debug, Clone, Default)]
+pub struct DrainRequest {
+    pub keep_cordoned: bool,
+    pub force: bool,
+    pub dry_run: bool,
+}
+
+/// What `drain NODE` did (or would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct DrainReport {
+    pub node: String,
+    pub dry_run: bool,
+    /// "eviction" or "delete" (`--disable-eviction`).
+    pub mode: &'static str,
+    /// Why the node is not removed after the drain; absent when it is (would be) removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_because: Option<String>,
+    pub removed: bool,
+    /// Pods evicted (or that would be).
+    pub evicted: Vec<String>,
+    /// Pods left in place, and why.
+    pub skipped: Vec<String>,
+    /// Pods that make the drain refuse (without `--force`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<String>,
+    /// Dry run: evictions a PodDisruptionBudget would hold up now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<String>,
+    /// Pods a failed drain did not move, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_moved: Vec<String>,
+    /// How the node was left ("cordoned", "uncordoned", ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_left: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub exit_code: u8,
+}
+
+impl DrainReport {
+    fn new(node: &str, dry_run: bool, mode: MoveMode) -> DrainReport {
+        DrainReport {
+            node: node.to_string(),
+            dry_run,
+            mode: match mode {
+                MoveMode::Evict => "eviction",
+                MoveMode::Delete => "delete",
+            },
+            kept_because: None,
+            removed: false,
+            evicted: Vec::new(),
+            skipped: Vec::new(),
+            blockers: Vec::new(),
+            waits: Vec::new(),
+            not_moved: Vec::new(),
+            node_left: None,
+            error: None,
+            exit_code: 0,
+        }
+    }
+
+    fn failed(mut self, message: String) -> DrainReport {
+        self.error = Some(message);
+        self.exit_code = 5;
+        self
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("drain report always serializes")
+    }
+
+    pub fn to_text(&self) -> String {
+        let would = if self.dry_run { "would " } else { "" };
+        let verb = if self.mode == "delete" {
+            "delete"
+        } else {
+            "evict"
+        };
+        let mut out = String::new();
+        for p in &self.evicted {
+            out.push_str(&format!("  {would}{verb} {p}\n"));
+        }
+        for p in &self.skipped {
+            out.push_str(&format!("  leave {p}\n"));
+        }
+        for b in &self.blockers {
+            out.push_str(&format!("  blocked: {b}\n"));
+        }
+        for w in &self.waits {
+            out.push_str(&format!("  wait: {w}\n"));
+        }
+        for n in &self.not_moved {
+            out.push_str(&format!("  not moved: {n}\n"));
+        }
+        let n = &self.node;
+        let head = match (&self.error, self.dry_run, &self.kept_because) {
+            // The pods are listed below; the full message is in the log and the JSON.
+            (Some(_), _, _) if !self.not_moved.is_empty() => format!(
+                "error: drain of {n} failed: {} pod(s) not moved\n",
+                self.not_moved.len()
+            ),
+            (Some(e), _, _) => format!("error: {e}\n"),
+            (None, true, None) => format!(
+                "would drain {n} ({} pod(s)), then remove it: Node, node-password secret, container and volume\n",
+                self.evicted.len()
+            ),
+            (None, true, Some(why)) => format!(
+                "would drain {n} ({} pod(s)) and leave it cordoned; not removed: {why}; nothing would be deleted\n",
+                self.evicted.len()
+            ),
+            (None, false, None) => format!(
+                "drained {n} ({} pod(s) evicted) and removed it: Node, node-password secret, container and volume deleted\n",
+                self.evicted.len()
+            ),
+            (None, false, Some(why)) => format!(
+                "drained {n} ({} pod(s) evicted); left cordoned, not removed: {why}; nothing was deleted\n",
+                self.evicted.len()
+            ),
+        };
+        let mut text = head + &out;
+        if self.error.is_some()
+            && let Some(left) = &self.node_left
+        {
+            text.push_str(&format!("  node {left}\n"));
+        }
+        text
+    }
+}

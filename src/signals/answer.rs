@@ -1,0 +1,593 @@
+//! Reading Prometheus's answer to the one query into a `Snapshot`: series by their `signal`
+//! label, and the utilisation signals worked out from the per-node requests and
+//! allocatable (promql.rs says why they are not asked for one by one).
+
+use crate::plan::snapshot::{NodeSample, Snapshot};
+use crate::signals::PromError;
+use crate::signals::promql::{self, NODE_ALLOCATABLE, NODE_REQUESTS};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Deserialize)]
+struct ApiResponse<'a> {
+    status: String,
+    #[serde(default, borrow)]
+    data: Option<ApiData<'a>>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData<'a> {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    #[serde(borrow)]
+    result: Vec<Series<'a>>,
+}
+
+/// One series; only the labels we read are kept, borrowed from the body where possible
+/// (a 5,000-node answer has 25,000 of these).
+#[derive(Deserialize)]
+struct Series<'a> {
+    #[serde(borrow)]
+    metric: Labels<'a>,
+    #[serde(borrow)]
+    value: (f64, Cow<'a, str>),
+}
+
+#[derive(Deserialize)]
+struct Labels<'a> {
+    #[serde(default, borrow)]
+    signal: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    node: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    resource: Option<Cow<'a, str>>,
+    /// `promql::NO_WORKERS_LABEL`: marks "nodes known, none is a worker".
+    #[serde(default, borrow)]
+    workers: Option<Cow<'a, str>>,
+}
+
+/// The error Prometheus put in a failed answer, if the body is one.
+pub(crate) fn api_error(body: &[u8]) -> Option<String> {
+    let r: ApiResponse = serde_json::from_slice(body).ok()?;
+    Some(format!(
+        "{}: {}",
+        r.error_type.unwrap_or_else(|| "error".into()),
+        r.error.unwrap_or_default()
+    ))
+}
+
+/// CPU and memory, in that order, for the per-node parts.
+type PerResource = [Option<f64>; 2];
+
+fn resource_index(resource: Option<&str>) -> Option<usize> {
+    match resource {
+        Some("cpu") => Some(0),
+        Some("memory") => Some(1),
+        _ => None,
+    }
+}
+
+/// Reads a `/api/v1/query` answer into a snapshot. Series are matched by their `signal`
+/// label; a scalar signal with more than one series, or a per-node series without a `node`
+/// label, is malformed (a wrong override), not something to guess at. `defaulted` names
+/// the signals sent with their default query (`promql::Query`): where the answer has no
+/// series of its own for one of them, it is worked out here (the utilisation from the
+/// per-node parts; pending requests are 0 when no pod is pending). An override is never
+/// filled in: its empty answer stays unknown.
+pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromError> {
+    let r: ApiResponse =
+        serde_json::from_slice(body).map_err(|e| PromError::Malformed(e.to_string()))?;
+    if r.status != "success" {
+        return Err(PromError::Malformed(format!(
+            "status {:?}: {}",
+            r.status,
+            r.error.unwrap_or_default()
+        )));
+    }
+    let data = r
+        .data
+        .ok_or_else(|| PromError::Malformed("no `data` in a success answer".into()))?;
+    if data.result_type != "vector" {
+        return Err(PromError::Malformed(format!(
+            "resultType {:?}, expected \"vector\"",
+            data.result_type
+        )));
+    }
+    let mut snap = Snapshot::default();
+    let mut seen: Vec<&str> = Vec::new();
+    // Node names are borrowed from the answer until the snapshot is built (a 5,000-node
+    // answer has 25,000 series, most of them per node).
+    let mut ready: Option<BTreeMap<&str, bool>> = None;
+    let mut node_cpu: HashMap<&str, Option<f64>> = HashMap::new();
+    let mut node_mem: HashMap<&str, Option<f64>> = HashMap::new();
+    let mut requests: HashMap<&str, PerResource> = HashMap::new();
+    let mut allocatable: HashMap<&str, PerResource> = HashMap::new();
+    for s in &data.result {
+        let Some(signal) = s.metric.signal.as_deref() else {
+            return Err(PromError::Malformed(
+                "a series without a `signal` label".into(),
+            ));
+        };
+        let value = parse_value(&s.value.1).ok_or_else(|| {
+            PromError::Malformed(format!("signal {signal}: value {:?}", s.value.1))
+        })?;
+        // NaN/Inf (e.g. an override's 0/0) say nothing: unknown.
+        let finite = value.filter(|v| v.is_finite());
+        // A signal's second series (NaN or not) is a duplicate for a scalar.
+        let repeated = seen.contains(&signal);
+        if !repeated {
+            seen.push(signal);
+        }
+        let scalar = |slot: &mut Option<f64>| -> Result<(), PromError> {
+            if repeated {
+                return Err(PromError::Malformed(format!(
+                    "signal {signal} has more than one series"
+                )));
+            }
+            *slot = finite;
+            Ok(())
+        };
+        let node = || {
+            s.metric
+                .node
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| {
+                    PromError::Malformed(format!(
+                        "signal {signal}: a series without a `node` label"
+                    ))
+                })
+        };
+        let duplicate = |node: &str| {
+            PromError::Malformed(format!(
+                "signal {signal} has more than one series for node {node}"
+            ))
+        };
+        match signal {
+            "pending_pods" => scalar(&mut snap.pending_pods)?,
+            "pending_cpu_cores" => scalar(&mut snap.pending_cpu_cores)?,
+            "pending_memory_bytes" => scalar(&mut snap.pending_memory_bytes)?,
+            "cpu" => scalar(&mut snap.cpu)?,
+            "memory" => scalar(&mut snap.memory)?,
+            "node_ready"
+                if s.metric.node.is_none()
+                    && s.metric.workers.as_deref() == Some(promql::NO_WORKERS_VALUE) =>
+            {
+                // Nodes are known and none is a worker: zero workers, not unknown.
+                ready.get_or_insert_with(BTreeMap::new);
+            }
+            "node_ready" | "node_cpu" | "node_memory" => {
+                let node = node()?;
+                let map = match signal {
+                    "node_ready" => {
+                        let known = ready.get_or_insert_with(BTreeMap::new);
+                        if known.insert(node, value == Some(1.0)).is_some() {
+                            return Err(duplicate(node));
+                        }
+                        continue;
+                    }
+                    "node_cpu" => &mut node_cpu,
+                    _ => &mut node_mem,
+                };
+                if map.insert(node, finite).is_some() {
+                    return Err(duplicate(node));
+                }
+            }
+            NODE_REQUESTS | NODE_ALLOCATABLE => {
+                let node = node()?;
+                let resource = s.metric.resource.as_deref();
+                let Some(i) = resource_index(resource) else {
+                    return Err(PromError::Malformed(match resource {
+                        None => format!("signal {signal}: a series without a `resource` label"),
+                        Some(r) => format!(
+                            "signal {signal}: resource {r:?}, expected \"cpu\" or \"memory\""
+                        ),
+                    }));
+                };
+                let map = if signal == NODE_REQUESTS {
+                    &mut requests
+                } else {
+                    &mut allocatable
+                };
+                let slot = &mut map.entry(node).or_insert([None; 2])[i];
+                if slot.is_some() {
+                    let resource = ["cpu", "memory"][i];
+                    return Err(duplicate(&format!("{node} and resource {resource}")));
+                }
+                // A non-finite value is kept as NaN: the node's figure is then unknown.
+                *slot = Some(finite.unwrap_or(f64::NAN));
+            }
+            other => {
+                return Err(PromError::Malformed(format!("unexpected signal {other:?}")));
+            }
+        }
+    }
+    // Filled in only for a defaulted signal the answer gave nothing for.
+    let derive = |name: &str| defaulted.contains(&name) && !seen.contains(&name);
+    if snap.pending_pods == Some(0.0) {
+        for (name, slot) in [
+            ("pending_cpu_cores", &mut snap.pending_cpu_cores),
+            ("pending_memory_bytes", &mut snap.pending_memory_bytes),
+        ] {
+            if derive(name) {
+                *slot = Some(0.0);
+            }
+        }
+    }
+    let usage = Usage::new(&requests, &allocatable);
+    if let Some(ready) = &ready {
+        let ready_workers = || ready.iter().filter(|(_, r)| **r).map(|(n, _)| *n);
+        if derive("cpu") {
+            snap.cpu = usage.average(ready_workers(), 0);
+        }
+        if derive("memory") {
+            snap.memory = usage.average(ready_workers(), 1);
+        }
+    }
+    // Per node: the answer's own figure, or worked out.
+    let derive_node = [derive("node_cpu"), derive("node_memory")];
+    let figure = |name: &str, given: &HashMap<&str, Option<f64>>, i: usize| {
+        if derive_node[i] {
+            usage.of_node(name, i)
+        } else {
+            given.get(name).copied().flatten()
+        }
+    };
+    snap.nodes = ready.map(|ready| {
+        ready
+            .into_iter()
+            .map(|(name, is_ready)| {
+                let sample = NodeSample {
+                    ready: is_ready,
+                    cpu: figure(name, &node_cpu, 0),
+                    memory: figure(name, &node_mem, 1),
+                };
+                (name.to_string(), sample)
+            })
+            .collect()
+    });
+    Ok(snap)
+}
+
+/// Utilisation in percent from the per-node parts: requests over allocatable.
+struct Usage<'a> {
+    requests: &'a HashMap<&'a str, PerResource>,
+    allocatable: &'a HashMap<&'a str, PerResource>,
+    /// Per resource: some placed pod has request series for it, so a node without any
+    /// is at 0; when none has, the resource is unknown (its series may not be collected).
+    seen: [bool; 2],
+}
+
+impl<'a> Usage<'a> {
+    fn new(
+        requests: &'a HashMap<&'a str, PerResource>,
+        allocatable: &'a HashMap<&'a str, PerResource>,
+    ) -> Usage<'a> {
+        let seen = [0, 1].map(|i| requests.values().any(|r| r[i].is_some()));
+        Usage {
+            requests,
+            allocatable,
+            seen,
+        }
+    }
+
+    fn requested(&self, node: &str, i: usize) -> Option<f64> {
+        match self.requests.get(node).and_then(|r| r[i]) {
+            Some(v) => Some(v),
+            None if self.seen[i] => Some(0.0),
+            None => None,
+        }
+    }
+
+    fn allocatable(&self, node: &str, i: usize) -> Option<f64> {
+        self.allocatable.get(node).and_then(|a| a[i])
+    }
+
+    /// One node's utilisation; unknown without its allocatable or with 0 of it.
+    fn of_node(&self, node: &str, i: usize) -> Option<f64> {
+        percent(self.requested(node, i)?, self.allocatable(node, i)?)
+    }
+
+    /// The Ready workers' requests over their allocatable, summed first (a big worker
+    /// weighs more). Unknown when any of them has no usable figures: leaving one out
+    /// could hide its load (a negative one would lower the sum).
+    fn average<'n>(&self, nodes: impl Iterator<Item = &'n str>, i: usize) -> Option<f64> {
+        let (mut used, mut total) = (0.0, 0.0);
+        for n in nodes {
+            let (r, a) = (self.requested(n, i)?, self.allocatable(n, i)?);
+            if r < 0.0 || a <= 0.0 {
+                return None;
+            }
+            used += r;
+            total += a;
+        }
+        percent(used, total)
+    }
+}
+
+/// `100 * used / total` when that is a number; unknown for a total of 0 or less, a
+/// negative use, or anything non-finite (a negative figure would read as "idle").
+fn percent(used: f64, total: f64) -> Option<f64> {
+    let p = 100.0 * used / total;
+    (total > 0.0 && used >= 0.0 && p.is_finite()).then_some(p)
+}
+
+/// Prometheus sends sample values as strings; NaN and ±Inf are legal there.
+fn parse_value(text: &str) -> Option<Option<f64>> {
+    match text {
+        "NaN" => Some(Some(f64::NAN)),
+        "+Inf" | "Inf" => Some(Some(f64::INFINITY)),
+        "-Inf" => Some(Some(f64::NEG_INFINITY)),
+        t => t.parse::<f64>().ok().map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SIGNAL_NAMES;
+
+    fn body(series: &str) -> Vec<u8> {
+        format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{series}]}}}}"#)
+            .into_bytes()
+    }
+
+    fn s(signal: &str, node: Option<&str>, v: &str) -> String {
+        let node = node
+            .map(|n| format!(r#","node":"{n}""#))
+            .unwrap_or_default();
+        format!(r#"{{"metric":{{"signal":"{signal}"{node}}},"value":[1700000000.1,"{v}"]}}"#)
+    }
+
+    /// A per-node part's series: node and resource labels.
+    fn r(signal: &str, node: &str, resource: &str, v: &str) -> String {
+        format!(
+            r#"{{"metric":{{"signal":"{signal}","node":"{node}","resource":"{resource}"}},"value":[1700000000.1,"{v}"]}}"#
+        )
+    }
+
+    /// Three workers (w-3 not Ready); requests and allocatable as the default parts give them.
+    fn per_node_parts() -> Vec<String> {
+        vec![
+            s("pending_pods", None, "0"),
+            s("node_ready", Some("w-1"), "1"),
+            s("node_ready", Some("w-2"), "1"),
+            s("node_ready", Some("w-3"), "0"),
+            r("node_requests", "w-1", "cpu", "2"),
+            r("node_requests", "w-1", "memory", "4294967296"),
+            r("node_requests", "w-2", "cpu", "1"),
+            r("node_requests", "w-3", "cpu", "1"),
+            r("node_requests", "w-3", "memory", "1073741824"),
+            // The control plane's pods: not a worker's load.
+            r("node_requests", "server", "cpu", "3"),
+            r("node_allocatable", "w-1", "cpu", "4"),
+            r("node_allocatable", "w-1", "memory", "8589934592"),
+            r("node_allocatable", "w-2", "cpu", "2"),
+            r("node_allocatable", "w-2", "memory", "4294967296"),
+            r("node_allocatable", "w-3", "cpu", "4"),
+            r("node_allocatable", "w-3", "memory", "8589934592"),
+            r("node_allocatable", "server", "cpu", "4"),
+        ]
+    }
+
+    fn near(got: Option<f64>, want: f64) -> bool {
+        got.is_some_and(|g| (g - want).abs() < 1e-9)
+    }
+
+    #[test]
+    fn utilisation_is_worked_out_from_per_node_requests_and_allocatable() {
+        let snap = parse_response(&body(&per_node_parts().join(",")), &SIGNAL_NAMES).unwrap();
+        let nodes = snap.nodes.as_ref().unwrap();
+        assert_eq!(nodes.len(), 3, "only node_ready's workers: {nodes:?}");
+        assert!(near(nodes["w-1"].cpu, 50.0) && near(nodes["w-1"].memory, 50.0));
+        assert!(near(nodes["w-2"].cpu, 50.0));
+        assert_eq!(
+            nodes["w-2"].memory,
+            Some(0.0),
+            "no pod requests memory there: 0"
+        );
+        assert!(near(nodes["w-3"].cpu, 25.0) && near(nodes["w-3"].memory, 12.5));
+        // Ready workers only, summed before dividing: (2 + 1) of (4 + 2) cores, 4 of 12 GiB.
+        assert!(near(snap.cpu, 50.0), "{:?}", snap.cpu);
+        assert!(near(snap.memory, 100.0 / 3.0), "{:?}", snap.memory);
+        assert_eq!(
+            snap.pending_cpu_cores,
+            Some(0.0),
+            "no pod pending: none requested"
+        );
+        assert_eq!(snap.pending_memory_bytes, Some(0.0));
+    }
+
+    #[test]
+    fn what_cannot_be_worked_out_stays_unknown() {
+        // No placed pod requests memory anywhere: memory may not be collected, not 0 %.
+        let parts: Vec<String> = per_node_parts()
+            .into_iter()
+            .filter(|p| !(p.contains("node_requests") && p.contains("memory")))
+            .collect();
+        let snap = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap();
+        assert_eq!(snap.memory, None);
+        assert!(snap.nodes.unwrap().values().all(|n| n.memory.is_none()));
+        assert!(near(snap.cpu, 50.0));
+
+        // A Ready worker without allocatable: its own figure and the average are unknown
+        // (leaving it out would hide its load).
+        let parts: Vec<String> = per_node_parts()
+            .into_iter()
+            .filter(|p| !(p.contains("node_allocatable") && p.contains("w-2")))
+            .collect();
+        let snap = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap();
+        assert_eq!((snap.cpu, snap.memory), (None, None));
+        assert_eq!(snap.nodes.as_ref().unwrap()["w-2"].cpu, None);
+        assert!(near(snap.nodes.as_ref().unwrap()["w-1"].cpu, 50.0));
+        // Negative or non-finite figures are not "idle", and do not lower the average.
+        let mut parts = per_node_parts();
+        parts[4] = r("node_requests", "w-1", "cpu", "-2");
+        parts[6] = r("node_requests", "w-2", "cpu", "3");
+        parts[14] = r("node_allocatable", "w-3", "cpu", "+Inf");
+        let snap = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap();
+        let nodes = snap.nodes.as_ref().unwrap();
+        assert_eq!(
+            (nodes["w-1"].cpu, nodes["w-3"].cpu, snap.cpu),
+            (None, None, None)
+        );
+        assert!(near(nodes["w-2"].cpu, 150.0));
+        // No Ready worker with allocatable at all: no average.
+        let parts: Vec<String> = per_node_parts()
+            .into_iter()
+            .filter(|p| !p.contains("node_allocatable"))
+            .collect();
+        let snap = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap();
+        assert_eq!((snap.cpu, snap.memory), (None, None));
+
+        // Pods pending but no requests series for them: unknown, not 0.
+        let mut parts = per_node_parts();
+        parts[0] = s("pending_pods", None, "2");
+        let snap = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap();
+        assert_eq!(snap.pending_cpu_cores, None);
+        // Pending unknown: so are its requests.
+        parts.remove(0);
+        let snap = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap();
+        assert_eq!((snap.pending_pods, snap.pending_cpu_cores), (None, None));
+        // Nodes unknown: no average either.
+        let parts: Vec<String> = per_node_parts()
+            .into_iter()
+            .filter(|p| !p.contains("node_ready"))
+            .collect();
+        let snap = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap();
+        assert_eq!((snap.cpu, snap.memory, snap.nodes), (None, None, None));
+    }
+
+    #[test]
+    fn overrides_are_never_filled_in() {
+        // cpu and pending_cpu_cores overridden, and their queries found nothing.
+        let defaulted: Vec<&str> = SIGNAL_NAMES
+            .into_iter()
+            .filter(|n| !matches!(*n, "cpu" | "pending_cpu_cores"))
+            .collect();
+        let snap = parse_response(&body(&per_node_parts().join(",")), &defaulted).unwrap();
+        assert_eq!(snap.cpu, None);
+        assert_eq!(snap.pending_cpu_cores, None);
+        assert!(near(snap.memory, 100.0 / 3.0));
+        assert_eq!(snap.pending_memory_bytes, Some(0.0));
+        // An override's own series wins over the per-node parts.
+        let mut parts = per_node_parts();
+        parts.push(s("cpu", None, "7"));
+        parts.push(s("node_cpu", Some("w-1"), "9"));
+        let snap = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap();
+        assert_eq!(snap.cpu, Some(7.0));
+        let nodes = snap.nodes.unwrap();
+        assert_eq!(nodes["w-1"].cpu, Some(9.0));
+        assert_eq!(nodes["w-2"].cpu, None, "node_cpu answered: not worked out");
+    }
+
+    #[test]
+    fn reads_every_signal_by_its_label() {
+        let series = [
+            s("pending_pods", None, "3"),
+            s("pending_cpu_cores", None, "1.5"),
+            s("pending_memory_bytes", None, "1073741824"),
+            s("cpu", None, "55.5"),
+            s("memory", None, "40"),
+            s("node_ready", Some("w-1"), "1"),
+            s("node_ready", Some("w-2"), "0"),
+            s("node_cpu", Some("w-1"), "70"),
+            s("node_memory", Some("w-1"), "20"),
+        ]
+        .join(",");
+        let snap = parse_response(&body(&series), &[]).unwrap();
+        assert_eq!(snap.pending_pods, Some(3.0));
+        assert_eq!(snap.pending_cpu_cores, Some(1.5));
+        assert_eq!(snap.pending_memory_bytes, Some(1073741824.0));
+        assert_eq!(snap.cpu, Some(55.5));
+        assert_eq!(snap.memory, Some(40.0));
+        let nodes = snap.nodes.unwrap();
+        assert!(nodes["w-1"].ready);
+        assert!(!nodes["w-2"].ready);
+        assert_eq!(nodes["w-1"].utilisation(), Some(70.0));
+        assert_eq!(nodes["w-2"].utilisation(), None);
+    }
+
+    #[test]
+    fn absent_signals_are_unknown_not_zero() {
+        let snap = parse_response(&body(&s("pending_pods", None, "0")), &[]).unwrap();
+        assert_eq!(snap.pending_pods, Some(0.0));
+        assert_eq!(snap.cpu, None);
+        assert_eq!(snap.memory, None);
+        assert_eq!(snap.nodes, None);
+    }
+
+    #[test]
+    fn the_no_workers_series_means_zero_workers_and_nothing_else_does() {
+        let none = r#"{"metric":{"signal":"node_ready","workers":"none"},"value":[1,"1"]}"#;
+        let snap = parse_response(&body(none), &[]).unwrap();
+        assert_eq!(snap.nodes, Some(BTreeMap::new()));
+        // Without the marker label, a node_ready series without `node` is a wrong query.
+        let e = parse_response(&body(&s("node_ready", None, "1")), &[]).unwrap_err();
+        assert!(e.to_string().contains("`node` label"), "{e}");
+    }
+
+    #[test]
+    fn nan_and_inf_are_unknown() {
+        let series = [s("cpu", None, "NaN"), s("memory", None, "+Inf")].join(",");
+        let snap = parse_response(&body(&series), &[]).unwrap();
+        assert_eq!(snap.cpu, None);
+        assert_eq!(snap.memory, None);
+    }
+
+    #[test]
+    fn malformed_answers_are_errors_naming_the_problem() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"not json".to_vec(), "expected"),
+            (br#"{"status":"error","error":"boom"}"#.to_vec(), "boom"),
+            (br#"{"status":"success"}"#.to_vec(), "no `data`"),
+            (
+                br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#.to_vec(),
+                "matrix",
+            ),
+            (
+                body(&[s("cpu", None, "1"), s("cpu", None, "2")].join(",")),
+                "more than one",
+            ),
+            (body(&s("node_cpu", None, "1")), "`node` label"),
+            (body(&s("cpu", None, "twelve")), "twelve"),
+            (body(&s("bogus", None, "1")), "bogus"),
+            (body(r#"{"metric":{},"value":[1,"1"]}"#), "`signal` label"),
+            (
+                body(&s("node_requests", Some("w-1"), "1")),
+                "without a `resource` label",
+            ),
+            (
+                body(&r("node_requests", "w-1", "gpu", "1")),
+                "expected \"cpu\" or \"memory\"",
+            ),
+            (
+                body(&[s("pending_pods", None, "NaN"), s("pending_pods", None, "0")].join(",")),
+                "more than one",
+            ),
+            (
+                body(
+                    &[
+                        r("node_allocatable", "w-1", "cpu", "4"),
+                        r("node_allocatable", "w-1", "cpu", "2"),
+                    ]
+                    .join(","),
+                ),
+                "node w-1 and resource cpu",
+            ),
+            (
+                body(r#"{"metric":{"signal":"cpu"},"value":"1"}"#),
+                "invalid type",
+            ),
+        ];
+        for (b, needle) in cases {
+            let e = parse_response(&b, &SIGNAL_NAMES).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e:?} should mention {needle:?}");
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The JSON state file that carries memory between one-shot runs: cooldown timestamps,
+//! since-when the cluster has been idle, workers still booting, the worker-name counter,
+//! running totals for metrics and recent events. Written atomically, mode 0600.
+
+use crate::state::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const STATE_VERSION: u32 = 1;
+/// How many recent events the state keeps (for `status` and post-mortems).
+pub const MAX_EVENTS: usize = 50;
+/// A state file is a few KiB; anything past this is refused rather than read into memory.
+const MAX_STATE_BYTES: u64 = 4 << 20;
+
+#[derive(Debug)]
+pub enum StateError {
+    Read(PathBuf, std::io::Error),
+    TooLarge(PathBuf, u64),
+    Corrupt(PathBuf, String),
+    Version(PathBuf, u32),
+    Write(PathBuf, std::io::Error),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hint = "run `k3s-scale state reset` to move it aside and start fresh";
+        match self {
+            StateError::Read(p, e) => write!(f, "cannot read state {}: {e}", p.display()),
+            StateError::TooLarge(p, n) => write!(
+                f,
+                "state {} is {n} bytes, over the {MAX_STATE_BYTES}-byte limit; {hint}",
+                p.display()
+            ),
+            StateError::Corrupt(p, e) => {
+                write!(f, "state {} is corrupt ({e}); {hint}", p.display())
+            }
+            StateError::Version(p, v) => write!(
+                f,
+                "state {} has version {v}, this k3s-scale understands {STATE_VERSION}; {hint}",
+                p.display()
+            ),
+            StateError::Write(p, e) => write!(f, "cannot write state {}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    #[serde(default)]
+    pub last_scale_up: Option<Timestamp>,
+    #[serde(default)]
+    pub last_scale_down: Option<Timestamp>,
+    #[serde(default)]
+    pub last_scale_up_failure: Option<Timestamp>,
+    #[serde(default)]
+    pub last_scale_down_failure: Option<Timestamp>,
+    /// Since when every signal has been below its scale-down threshold (None: not low now).
+    #[serde(default)]
+    pub low_since: Option<Timestamp>,
+    /// Workers started whose Node has not yet been seen Ready.
+    #[serde(default)]
+    pub provisioning: Vec<Provisioning>,
+    /// The next worker number; only ever grows, so a name is never reused.
+    #[serde(default = "first_index")]
+    pub next_worker_index: u64,
+    #[serde(default)]
+    pub totals: Totals,
+    #[serde(default)]
+    pub events: VecDeque<Event>,
+}
+
+fn first_index() -> u64 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Provisioning {
+    pub name: String,
+    pub started_at: Timestamp,
+}
+
+/// Running totals, exported as Prometheus counters; they only grow, and only when the
+/// thing they count happened.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Totals {
+    pub runs: u64,
+    pub scale_ups: u64,
+    pub scale_downs: u64,
+    pub workers_added: u64,
+    pub workers_removed: u64,
+    pub failed_scale_ups: u64,
+    pub failed_scale_downs: u64,
+    pub evicted_pods: u64,
+    pub repairs: u64,
+    /// Errors by kind (config, lock, metrics, action, state, internal).
+    pub errors: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub at: Timestamp,
+    pub kind: String,
+    pub message: String,
+}
+
+impl State {
+    pub fn fresh() -> State {
+        State {
+            version: STATE_VERSION,
+            next_worker_index: 1,
+            ..State::default()
+        }
+    }
+
+    /// Reads the state file; a missing file is a fresh state.
+    pub fn load(path: &Path) -> Result<State, StateError> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::fresh()),
+            Err(e) => return Err(StateError::Read(path.into(), e)),
+        };
+        if meta.len() > MAX_STATE_BYTES {
+            return Err(StateError::TooLarge(path.into(), meta.len()));
+        }
+        let bytes = std::fs::read(path).map_err(|e| StateError::Read(path.into(), e))?;
+        State::from_json(&bytes).map_err(|e| match e {
+            StateError::Corrupt(_, m) => StateError::Corrupt(path.into(), m),
+            StateError::Version(_, v) => StateError::Version(path.into(), v),
+            other => other,
+        })
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<State, StateError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: Option<u32>,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes)
+            .map_err(|e| StateError::Corrupt(PathBuf::new(), e.to_string()))?;
+        match v.version {
+            Some(STATE_VERSION) => {}
+            Some(other) => return Err(StateError::Version(PathBuf::new(), other)),
+            None => {
+                return Err(StateError::Corrupt(
+                    PathBuf::new(),
+                    "no `version` field".into(),
+                ));
+            }
+        }
+        let state: State = serde_json::from_slice(bytes)
+            .map_err(|e| StateError::Corrupt(PathBuf::new(), e.to_string()))?;
+        if state.next_worker_index == 0 {
+            return Err(StateError::Corrupt(
+                PathBuf::new(),
+                "next_worker_index is 0".into(),
+            ));
+        }
+        Ok(state)
+    }
+
+    /// Writes the state atomically: a temp file in the same folder, fsync, rename over the
+    /// old file, fsync the folder. A crash leaves either the old or the new file, whole.
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let werr = |e| StateError::Write(path.into(), e);
+        let json = serde_json::to_vec_pretty(self).expect("state always serializes");
+        write_atomically(path, &json, 0o600).map_err(werr)
+    }
+
+    pub fn record(&mut self, at: Timestamp, kind: &str, message: impl Into<String>) {
+        self.events.push_back(Event {
+            at,
+            kind: kind.to_string(),
+            message: message.into(),
+        });
+        while self.events.len() > MAX_EVENTS {
+            self.events.pop_front();
+        }
+    }
+
+    pub fn count_error(&mut self, kind: &str) {
+        *self.totals.errors.entry(kind.to_string()).or_insert(0) += 1;
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file and a rename, creating the parent folder.
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    remove_stale_temps(&dir, &file_name);
+    let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes the temp files that writes killed half-way (kill -9, power loss) left beside
+/// `file_name`: `.<file_name>.tmp.<pid>` of a process that is gone. Each would otherwise
+/// stay forever, as large as the file. A live process's temp file is its write in progress.
+fn remove_stale_temps(dir: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}.tmp.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => log::info!(
+                    "removed {}, left by a write that was cut short",
+                    e.path().display()
+                ),
+                Err(err) => log::debug!("cannot remove {}: {err}", e.path().display()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("k3s-scale-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn missing_file_is_a_fresh_state() {
+        let d = tmpdir("missing");
+        let s = State::load(&d.join("nope.json")).unwrap();
+        assert_eq!(s, State::fresh());
+        assert_eq!(s.next_worker_index, 1);
+    }
+
+    #[test]
+    fn save_then_load_round_trips_with_mode_0600() {
+        let d = tmpdir("roundtrip");
+        let p = d.join("sub/state.json");
+        let mut s = State::fresh();
+        s.last_scale_up = Some(Timestamp::from_secs(1_800_000_000));
+        s.provisioning.push(Provisioning {
+            name: "k3s-worker-3".into(),
+            started_at: Timestamp::from_secs(1_800_000_001),
+        });
+        s.next_worker_index = 4;
+        s.record(Timestamp::from_secs(1_800_000_002), "scale_up", "added 1");
+        s.save(&p).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(State::load(&p).unwrap(), s);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("\"2027-01-15T08:00:00Z\""), "{text}");
+        let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn temp_files_of_dead_writers_are_removed_and_others_kept() {
+        let d = tmpdir("stale");
+        let p = d.join("state.json");
+        // PID 0 is never a process; our own PID is alive; other names are not ours.
+        let dead = d.join(".state.json.tmp.0");
+        let unrelated = d.join(".other.json.tmp.0");
+        std::fs::write(&dead, "half").unwrap();
+        std::fs::write(&unrelated, "x").unwrap();
+        State::fresh().save(&p).unwrap();
+        assert!(!dead.exists(), "a dead writer's temp file is removed");
+        assert!(
+            unrelated.exists(),
+            "another file's temp is not ours to remove"
+        );
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "state.json and the unrelated file: {left:?}");
+        assert_eq!(State::load(&p).unwrap(), State::fresh());
+    }
+
+    #[test]
+    fn events_are_capped() {
+        let mut s = State::fresh();
+        for i in 0..(MAX_EVENTS + 20) {
+            s.record(Timestamp::from_secs(i as i64), "x", format!("{i}"));
+        }
+        assert_eq!(s.events.len(), MAX_EVENTS);
+        assert_eq!(s.events.front().unwrap().message, "20");
+    }
+
+    #[test]
+    fn corrupt_and_foreign_files_are_errors_that_say_how_to_recover() {
+        let d = tmpdir("corrupt");
+        let p = d.join("state.json");
+        for (body, needle) in [
+            (&b"{not json"[..], "corrupt"),
+            (b"{}", "no `version`"),
+            (b"{\"version\": 99}", "version 99"),
+            (b"{\"version\": 1, \"last_scale_up\": \"soon\"}", "RFC 3339"),
+            (b"{\"version\": 1, \"surprise\": 1}", "surprise"),
+        ] {
+            std::fs::write(&p, body).unwrap();
+            let e = State::load(&p).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+            assert!(e.contains("state reset"), "{e}");
+            assert_eq!(std::fs::read(&p).unwrap(), body, "file left untouched");
+        }
+    }
+}

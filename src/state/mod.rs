@@ -1,0 +1,11 @@
+//! What carries memory between one-shot runs: the JSON state file (cooldowns, idle timer,
+//! workers booting, the name counter, totals, recent events), how a run's outcomes are
+//! recorded in it, the run lock, and the instants it stores. May use `config` only.
+
+pub mod file;
+pub mod lock;
+pub mod records;
+pub mod time;
+
+pub use file::*;
+pub use records::{record_failed_scale_down, record_failed_scale_up, record_scale_up};
