@@ -61,7 +61,12 @@ fn imports_only_go_down_the_layers() {
     for path in &all {
         let rel = path.strip_prefix(&src).unwrap();
         let mut parts = rel.components();
-        let first = parts.next().unwrap().as_os_str().to_string_lossy().to_string();
+        let first = parts
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .to_string();
         if parts.next().is_none() {
             // lib.rs and main.rs sit above every layer.
             assert!(
@@ -84,8 +89,15 @@ fn imports_only_go_down_the_layers() {
             }
         }
     }
-    assert!(checked > 100, "only {checked} imports seen: is the scan broken?");
-    assert!(wrong.is_empty(), "imports that do not go down:\n{}", wrong.join("\n"));
+    assert!(
+        checked > 100,
+        "only {checked} imports seen: is the scan broken?"
+    );
+    assert!(
+        wrong.is_empty(),
+        "imports that do not go down:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]

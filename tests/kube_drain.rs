@@ -1,4 +1,4 @@
-//! The drain loop (src/drain_run.rs) and `drain NODE` (`ScaleDown::drain_named`) with the
+//! The drain loop (src/kube/mover.rs) and `drain NODE` (`ScaleDown::drain_named`) with the
 //! real kube client against the API server stand-in (a simulator,
 //! tests/support/apiserver.rs). Each test names the stand-in behaviour it relies on.
 

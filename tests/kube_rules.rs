@@ -1,4 +1,4 @@
-//! Table tests for the pure drain rules (src/drain.rs): which pods a drain skips, which
+//! Table tests for the pure drain rules (src/kube/drain.rs): which pods a drain skips, which
 //! pods make a node unremovable, PDB selection, and which nodes may never be removed.
 //! No I/O: the stand-in is not involved.
 

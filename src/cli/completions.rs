@@ -1,4 +1,4 @@
-//! Shell completions and the man page, generated from the clap definition in `cli.rs` so
+//! Shell completions and the man page, generated from the clap definition in `cli::args` so
 //! they never drift from the real flags (`k3s-scale completions bash|zsh|fish`, `k3s-scale man`).
 
 use crate::cli::{Cli, Shell};

@@ -1,7 +1,7 @@
 //! Drift repair planned at the start of every `evaluate`: from the Docker and Kubernetes
 //! listings of managed workers and the state's provisioning list, what must be cleaned up
 //! before deciding. Pure, like the decision; `evaluate` carries the repairs out through
-//! `Actuator::repair` (`executor.rs` on the real systems).
+//! `Actuator::repair` (`run::executor` on the real systems).
 
 use crate::config::Config;
 use crate::state::State;
