@@ -5,6 +5,8 @@
 //! query tells; `names` hands out worker names. May use `state` and `config` only.
 
 pub mod decide;
+pub mod model;
+pub mod placement;
 pub mod names;
 pub mod reconcile;
 pub mod rules;

@@ -1,0 +1,393 @@
+//! Placement on the cluster model, the one function every what-if uses: scale-up sizing
+//! (which pending pods the scheduler will place anyway, which no new worker can run, and
+//! how many new workers the rest need, first-fit-decreasing as cluster-autoscaler's
+//! estimator/binpacking_estimator.go), the scale-down check (do a worker's pods fit on the
+//! others: simulator/cluster.go), and `k3s-scale simulate`.
+//!
+//! `Fork` is a cheap what-if view over the nodes, as cluster-autoscaler's ClusterSnapshot:
+//! pods placed in it are kept beside the base nodes, never copied into them, so a check at
+//! 5,000 nodes costs what it places, not a copy of the cluster.
+
+use super::model::{self, Misfit, Node, Pod, Resources};
+use std::collections::HashMap;
+
+/// A what-if view: the base nodes plus what was placed on them here.
+pub struct Fork<'a> {
+    base: &'a [Node],
+    /// Requests added per node, by index (dense: a float pair per node).
+    added: Vec<Resources>,
+    /// Pods placed per node, for host ports and anti-affinity.
+    placed: HashMap<usize, Vec<&'a Pod>>,
+    /// Nodes left out (the one being removed).
+    removed: Vec<usize>,
+}
+
+impl<'a> Fork<'a> {
+    pub fn new(base: &'a [Node]) -> Fork<'a> {
+        Fork {
+            base,
+            added: vec![Resources::default(); base.len()],
+            placed: HashMap::new(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// Leaves a node out of the view (the scale-down candidate).
+    pub fn remove(&mut self, index: usize) {
+        self.removed.push(index);
+    }
+
+    pub fn free(&self, i: usize) -> Resources {
+        self.base[i].free().minus(self.added[i])
+    }
+
+    /// Whether the pod fits node `i` in this view. Resources first: they are a few float
+    /// compares, and most nodes fail there when the cluster is full.
+    pub fn fits(&self, pod: &Pod, i: usize) -> Result<(), Misfit> {
+        let node = &self.base[i];
+        if self.removed.contains(&i) {
+            return Err(Misfit::NotReady);
+        }
+        let free = self.free(i);
+        if !pod.requests.within(free) {
+            return Err(if pod.requests.cpu > free.cpu + 1e-9 {
+                Misfit::Cpu {
+                    need: pod.requests.cpu,
+                    free: free.cpu,
+                }
+            } else {
+                Misfit::Memory {
+                    need: pod.requests.memory,
+                    free: free.memory,
+                }
+            });
+        }
+        model::fits_constraints(pod, node)?;
+        if let Some(here) = self.placed.get(&i) {
+            // Only what was placed in this view needs a second look; the base node's own
+            // ports and pods were checked above.
+            let mut view = Node {
+                name: node.name.clone(),
+                ready: true,
+                ..Node::default()
+            };
+            view.labels = node.labels.clone();
+            for p in here {
+                view.add(p);
+            }
+            model::fits_constraints(pod, &view)?;
+            // Their anti-affinity against this pod, too (the rule is symmetric).
+            for p in here {
+                let mut one = Node {
+                    name: node.name.clone(),
+                    ready: true,
+                    ..Node::default()
+                };
+                one.add(pod);
+                if p.anti_affinity.is_empty() {
+                    continue;
+                }
+                let as_pod = Pod {
+                    anti_affinity: p.anti_affinity.clone(),
+                    namespace: p.namespace.clone(),
+                    ..Pod::default()
+                };
+                model::fits_constraints(&as_pod, &one)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn place(&mut self, pod: &'a Pod, i: usize) {
+        self.added[i] = self.added[i].plus(pod.requests);
+        if !pod.host_ports.is_empty() || !pod.labels.is_empty() || !pod.anti_affinity.is_empty()
+        {
+            self.placed.entry(i).or_default().push(pod);
+        }
+    }
+
+    /// Places the pod on the first node it fits; the index, or the reason it fits none
+    /// (a constraint where some node had room, else the resource).
+    pub fn place_first_fit(&mut self, pod: &'a Pod) -> Result<usize, Misfit> {
+        let mut why: Option<Misfit> = None;
+        for i in 0..self.base.len() {
+            match self.fits(pod, i) {
+                Ok(()) => {
+                    self.place(pod, i);
+                    return Ok(i);
+                }
+                Err(m) => {
+                    let constraint = !matches!(m, Misfit::Cpu { .. } | Misfit::Memory { .. });
+                    let keep = match &why {
+                        None => true,
+                        Some(Misfit::Cpu { .. } | Misfit::Memory { .. }) => constraint,
+                        Some(_) => false,
+                    };
+                    if keep && !(constraint && matches!(m, Misfit::NotReady)) {
+                        why = Some(m);
+                    }
+                }
+            }
+        }
+        Err(why.unwrap_or(Misfit::NotReady))
+    }
+}
+
+/// The order first-fit-decreasing takes pods in: the largest share of a worker first
+/// (CPU and memory together), then by name so the result never depends on input order.
+pub fn decreasing<'p>(pods: &mut [&'p Pod], unit: Resources) {
+    let score = |p: &Pod| {
+        let c = if unit.cpu > 0.0 { p.requests.cpu / unit.cpu } else { 0.0 };
+        let m = if unit.memory > 0.0 {
+            p.requests.memory / unit.memory
+        } else {
+            0.0
+        };
+        c + m
+    };
+    pods.sort_by(|a, b| {
+        score(b)
+            .total_cmp(&score(a))
+            .then_with(|| a.namespace.cmp(&b.namespace))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+}
+
+/// What scale-up sizing found for the pending pods.
+#[derive(Debug, Default, PartialEq)]
+pub struct Estimate {
+    /// Pods the scheduler can place on a node that exists now (it will).
+    pub schedulable: Vec<String>,
+    /// Pods that fit a worker still booting (they wait for it).
+    pub on_upcoming: Vec<String>,
+    /// Pods placed on new workers, and how many new workers that takes.
+    pub on_new: Vec<String>,
+    pub new_workers: u32,
+    /// Pods no new worker could run, with why (against an empty template worker).
+    pub unhelpable: Vec<(String, Misfit)>,
+}
+
+/// Sizes a scale-up: pending pods first go on the existing nodes (the scheduler will place
+/// them), then on `upcoming` workers still booting, then on new workers made from
+/// `template`, first-fit-decreasing; a pod that does not fit an empty template is
+/// unhelpable. Stops opening workers at `limit` (the rest stay unplaced: counted in none).
+pub fn estimate(
+    pending: &[&Pod],
+    nodes: &[Node],
+    template: &Node,
+    upcoming: u32,
+    limit: u32,
+) -> Estimate {
+    let mut out = Estimate::default();
+    let mut order: Vec<&Pod> = pending.to_vec();
+    decreasing(&mut order, template.allocatable);
+
+    let mut existing = Fork::new(nodes);
+    let mut rest = Vec::new();
+    for p in order {
+        match existing.place_first_fit(p) {
+            Ok(_) => out.schedulable.push(p.key()),
+            Err(_) => rest.push(p),
+        }
+    }
+    let mut bins: Vec<Node> = (0..upcoming).map(|_| template.clone()).collect();
+    let booting = upcoming as usize;
+    for p in rest {
+        if let Err(m) = model::fits(p, template) {
+            out.unhelpable.push((p.key(), m));
+            continue;
+        }
+        let slot = bins.iter().position(|b| model::fits(p, b).is_ok());
+        let slot = match slot {
+            Some(i) => Some(i),
+            None if (bins.len() - booting) < limit as usize => {
+                bins.push(template.clone());
+                Some(bins.len() - 1)
+            }
+            None => None,
+        };
+        if let Some(i) = slot {
+            bins[i].add(p);
+            if i < booting {
+                out.on_upcoming.push(p.key());
+            } else {
+                out.on_new.push(p.key());
+            }
+        }
+    }
+    out.new_workers = (bins.len() - booting) as u32;
+    out
+}
+
+/// Whether every pod fits on the other nodes once node `removed` is gone: Ok, or the first
+/// pod (largest first) that fits nowhere and why.
+pub fn fit_elsewhere<'a>(
+    pods: &[&'a Pod],
+    nodes: &'a [Node],
+    removed: usize,
+) -> Result<(), (String, Resources, Misfit)> {
+    let mut order: Vec<&Pod> = pods.to_vec();
+    let unit = nodes.get(removed).map(|n| n.allocatable).unwrap_or_default();
+    decreasing(&mut order, unit);
+    let mut fork = Fork::new(nodes);
+    fork.remove(removed);
+    for p in order {
+        if let Err(m) = fork.place_first_fit(p) {
+            return Err((p.key(), p.requests, m));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::model::{Effect, Taint};
+    use proptest::prelude::*;
+
+    const GI: f64 = (1u64 << 30) as f64;
+
+    fn node(name: &str, cpu: f64, used: f64) -> Node {
+        Node {
+            name: name.into(),
+            allocatable: Resources::new(cpu, 8.0 * GI),
+            requested: Resources::new(used, 0.0),
+            ready: true,
+            ..Node::default()
+        }
+    }
+
+    fn pod(name: &str, cpu: f64) -> Pod {
+        Pod {
+            namespace: "d".into(),
+            name: name.into(),
+            requests: Resources::new(cpu, 0.5 * GI),
+            ..Pod::default()
+        }
+    }
+
+    fn pods(n: usize, cpu: f64) -> Vec<Pod> {
+        (0..n).map(|i| pod(&format!("p{i}"), cpu)).collect()
+    }
+
+    #[test]
+    fn estimate_table() {
+        let template = node("template", 4.0, 0.0);
+        // (pending cpu each, count, existing nodes' free cpu, upcoming, limit,
+        //  schedulable, on upcoming, new workers, unhelpable)
+        type Row = (f64, usize, &'static [f64], u32, u32, [usize; 4]);
+        let table: &[Row] = &[
+            // Six 3-core pods on 4-core workers: 6 workers, not ceil(18/4) = 5.
+            (3.0, 6, &[], 0, 10, [0, 0, 6, 0]),
+            // Eight 1-core pods: 2 workers.
+            (1.0, 8, &[], 0, 10, [0, 0, 2, 0]),
+            // Two fit the free room of existing nodes.
+            (1.0, 6, &[1.0, 1.0], 0, 10, [2, 0, 1, 0]),
+            // A booting worker takes four; the rest need one more.
+            (1.0, 6, &[], 1, 10, [0, 4, 1, 0]),
+            // Oversized: no worker can help.
+            (16.0, 1, &[], 0, 10, [0, 0, 0, 1]),
+            // The limit stops the count.
+            (3.0, 6, &[], 0, 2, [0, 0, 2, 0]),
+        ];
+        for (cpu, n, free, upcoming, limit, want) in table {
+            let nodes: Vec<Node> = free
+                .iter()
+                .enumerate()
+                .map(|(i, f)| node(&format!("w{i}"), 4.0, 4.0 - f))
+                .collect();
+            let list = pods(*n, *cpu);
+            let refs: Vec<&Pod> = list.iter().collect();
+            let e = estimate(&refs, &nodes, &template, *upcoming, *limit);
+            let got = [
+                e.schedulable.len(),
+                e.on_upcoming.len(),
+                e.new_workers as usize,
+                e.unhelpable.len(),
+            ];
+            assert_eq!(got, *want, "{cpu} x {n} on {free:?}, {upcoming} booting");
+        }
+    }
+
+    #[test]
+    fn unhelpable_names_the_constraint() {
+        let mut template = node("template", 4.0, 0.0);
+        template.taints.push(Taint {
+            key: "pool".into(),
+            value: "blue".into(),
+            effect: Effect::NoSchedule,
+        });
+        let p = pod("x", 1.0);
+        let e = estimate(&[&p], &[], &template, 0, 5);
+        assert_eq!(e.unhelpable.len(), 1);
+        assert!(e.unhelpable[0].1.to_string().contains("taint pool=blue"));
+    }
+
+    #[test]
+    fn fit_elsewhere_table() {
+        // (candidate's pods' cpu, other nodes' free cpu, fits)
+        for (pods_cpu, free, want) in [
+            (vec![1.0, 1.0], vec![2.0], true),
+            (vec![1.0, 1.5], vec![2.0], false),
+            (vec![1.0, 1.5], vec![1.0, 1.5], true),
+            (vec![2.2], vec![2.0, 2.0], false),
+            (vec![], vec![], true),
+        ] {
+            let mut nodes = vec![node("cand", 4.0, 0.0)];
+            nodes.extend(
+                free.iter()
+                    .enumerate()
+                    .map(|(i, f)| node(&format!("o{i}"), 4.0, 4.0 - f)),
+            );
+            let list: Vec<Pod> = pods_cpu
+                .iter()
+                .enumerate()
+                .map(|(i, c)| pod(&format!("p{i}"), *c))
+                .collect();
+            let refs: Vec<&Pod> = list.iter().collect();
+            let got = fit_elsewhere(&refs, &nodes, 0);
+            assert_eq!(got.is_ok(), want, "{pods_cpu:?} on {free:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn placed_pods_keep_their_host_ports_and_anti_affinity() {
+        let nodes = vec![node("a", 8.0, 0.0)];
+        let mut p1 = pod("p1", 1.0);
+        p1.host_ports.push(("TCP".into(), 80));
+        let p2 = p1.clone();
+        let mut fork = Fork::new(&nodes);
+        assert_eq!(fork.place_first_fit(&p1), Ok(0));
+        assert_eq!(fork.place_first_fit(&p2), Err(Misfit::HostPort(80)));
+    }
+
+    proptest! {
+        #[test]
+        fn placement_never_overcommits(
+            free in proptest::collection::vec(0.0f64..4.0, 0..6),
+            cpus in proptest::collection::vec(0.1f64..5.0, 0..20),
+        ) {
+            let nodes: Vec<Node> = free.iter().enumerate()
+                .map(|(i, f)| node(&format!("n{i}"), 4.0, 4.0 - f)).collect();
+            let list: Vec<Pod> = cpus.iter().enumerate().map(|(i, c)| pod(&format!("p{i}"), *c)).collect();
+            let mut fork = Fork::new(&nodes);
+            for p in &list {
+                let _ = fork.place_first_fit(p);
+            }
+            for i in 0..nodes.len() {
+                prop_assert!(fork.free(i).cpu >= -1e-9, "node {i} over-committed");
+            }
+            let template = node("t", 4.0, 0.0);
+            let refs: Vec<&Pod> = list.iter().collect();
+            let e = estimate(&refs, &nodes, &template, 0, 100);
+            for (key, _) in &e.unhelpable {
+                let p = list.iter().find(|p| p.key() == *key).unwrap();
+                prop_assert!(model::fits(p, &template).is_err(), "{key} is unhelpable but fits the template");
+            }
+            prop_assert_eq!(
+                e.schedulable.len() + e.on_new.len() + e.unhelpable.len(),
+                list.len()
+            );
+        }
+    }
+}
