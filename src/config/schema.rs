@@ -122,6 +122,10 @@ pub struct Scaling {
     pub scale_down_delay_after_scale_up: Secs,
     pub failure_backoff: Secs,
     pub provision_timeout: Secs,
+    /// A worker NotReady this long is removed like an unneeded one (cluster-autoscaler's
+    /// `--scale-down-unready-time`, 20 min by default); until then it is neither capacity
+    /// nor a candidate.
+    pub scale_down_unready_time: Secs,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -154,12 +158,20 @@ pub struct DockerTls {
     pub key_file: PathBuf,
 }
 
+/// The Node label every worker registers with (`--node-label`): how reconcile finds this
+/// pool's Nodes, even when their container is gone, and what a new worker's template has.
+pub const NODE_LABEL_POOL: &str = "k3s-scale.io/pool";
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Kubernetes {
     pub kubeconfig: Option<PathBuf>,
     pub timeout: Secs,
     pub permanent_nodes: Vec<String>,
+    /// Keep a worker that runs a kube-system pod (not a DaemonSet's) without a
+    /// PodDisruptionBudget, as cluster-autoscaler's `--skip-nodes-with-system-pods` (on by
+    /// default): k3s's single CoreDNS, metrics-server and local-path-provisioner.
+    pub skip_nodes_with_system_pods: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -231,6 +243,7 @@ impl Default for Scaling {
             scale_down_delay_after_scale_up: Secs::from_secs(600),
             failure_backoff: Secs::from_secs(180),
             provision_timeout: Secs::from_secs(900),
+            scale_down_unready_time: Secs::from_secs(1200),
         }
     }
 }
@@ -263,6 +276,7 @@ impl Default for Kubernetes {
             kubeconfig: None,
             timeout: Secs::from_secs(10),
             permanent_nodes: Vec::new(),
+            skip_nodes_with_system_pods: true,
         }
     }
 }

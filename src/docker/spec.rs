@@ -19,9 +19,7 @@ pub const LABEL_POOL: &str = "io.k3s-scale.pool";
 pub const LABEL_WORKER: &str = "io.k3s-scale.worker";
 /// The worker's number, so that a fresh state still never reuses a name.
 pub const LABEL_INDEX: &str = "io.k3s-scale.index";
-/// The Node label every worker registers with (`--node-label`): how reconcile finds this
-/// pool's Nodes, even when their container is gone.
-pub const NODE_LABEL_POOL: &str = "k3s-scale.io/pool";
+pub use crate::config::NODE_LABEL_POOL;
 /// Where k3s keeps the node's data (containerd images, the node password, certificates).
 pub const VOLUME_TARGET: &str = "/var/lib/rancher/k3s";
 

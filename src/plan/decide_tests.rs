@@ -27,6 +27,7 @@ fn snap() -> Snap {
         cpu: Some(50.0),
         memory: Some(50.0),
         nodes: Some(BTreeMap::new()),
+        ..Snapshot::default()
     })
 }
 
@@ -523,6 +524,7 @@ prop_compose! {
         Snapshot {
             pending_pods: pending, pending_cpu_cores: pcpu, pending_memory_bytes: pcpu.map(|c| c * 1e9),
             cpu, memory: mem, nodes: nodes_known.then_some(nodes),
+            ..Snapshot::default()
         }
     }
 }

@@ -4,10 +4,11 @@
 //! repairs from the listings of Docker and Kubernetes; `snapshot` is what one Prometheus
 //! query tells; `names` hands out worker names. May use `state` and `config` only.
 
+pub mod cluster;
 pub mod decide;
 pub mod model;
-pub mod placement;
 pub mod names;
+pub mod placement;
 pub mod reconcile;
 pub mod rules;
 pub mod snapshot;

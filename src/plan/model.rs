@@ -135,12 +135,17 @@ impl Requirement {
             (Op::DoesNotExist, v) => v.is_none(),
             (Op::Gt | Op::Lt, None) => false,
             (op, Some(v)) => {
-                let (Ok(have), Some(Ok(bound))) =
-                    (v.parse::<i64>(), self.values.first().map(|b| b.parse::<i64>()))
-                else {
+                let (Ok(have), Some(Ok(bound))) = (
+                    v.parse::<i64>(),
+                    self.values.first().map(|b| b.parse::<i64>()),
+                ) else {
                     return false;
                 };
-                if op == Op::Gt { have > bound } else { have < bound }
+                if op == Op::Gt {
+                    have > bound
+                } else {
+                    have < bound
+                }
             }
         }
     }
@@ -227,6 +232,27 @@ impl Node {
     }
 }
 
+/// What the Kubernetes API adds to the resources Prometheus gives: the constraints. Listed
+/// only as far as a decision needs (Nodes; the pending pods by field selector; DaemonSets
+/// for a new worker's overhead), never every pod of the cluster.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterFacts {
+    /// Every Node by name: labels, taints, cordon, Ready.
+    pub nodes: BTreeMap<String, NodeFacts>,
+    /// The pending (unbound) pods by `namespace/name`, with their constraints and requests.
+    pub pending: BTreeMap<String, Pod>,
+    /// What the DaemonSets would run on a new worker of this pool (their pods' requests).
+    pub daemonset_overhead: Resources,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeFacts {
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    pub ready: bool,
+}
+
 /// Why a pod does not fit a node: the first predicate that failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Misfit {
@@ -249,7 +275,12 @@ impl fmt::Display for Misfit {
             Misfit::NotReady => write!(f, "node not Ready"),
             Misfit::Unschedulable => write!(f, "node cordoned"),
             Misfit::Cpu { need, free } => {
-                write!(f, "requests {} CPU, {} free", num(*need), num(free.max(0.0)))
+                write!(
+                    f,
+                    "requests {} CPU, {} free",
+                    num(*need),
+                    num(free.max(0.0))
+                )
             }
             Misfit::Memory { need, free } => write!(
                 f,
@@ -310,7 +341,10 @@ pub fn fits_constraints(pod: &Pod, node: &Node) -> Result<(), Misfit> {
     if let Some(t) = node.taints.iter().find(|t| {
         t.effect != Effect::PreferNoSchedule && !pod.tolerations.iter().any(|x| x.tolerates(t))
     }) {
-        return Err(Misfit::Taint(format!("{}={}:{:?}", t.key, t.value, t.effect)));
+        return Err(Misfit::Taint(format!(
+            "{}={}:{:?}",
+            t.key, t.value, t.effect
+        )));
     }
     if let Some(p) = pod.host_ports.iter().find(|p| node.host_ports.contains(p)) {
         return Err(Misfit::HostPort(p.1));
@@ -365,7 +399,9 @@ mod tests {
     const GI: f64 = (1u64 << 30) as f64;
 
     fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn node(cpu: f64, mem_gi: f64) -> Node {
@@ -426,8 +462,14 @@ mod tests {
             assert_eq!(r.matches(&l, "w-1"), want, "{r:?}");
         }
         assert!(terms_match(&None, &l, "w-1"));
-        assert!(!terms_match(&Some(vec![]), &l, "w-1"), "no term matches nothing");
-        assert!(!terms_match(&Some(vec![vec![]]), &l, "w-1"), "an empty term too");
+        assert!(
+            !terms_match(&Some(vec![]), &l, "w-1"),
+            "no term matches nothing"
+        );
+        assert!(
+            !terms_match(&Some(vec![vec![]]), &l, "w-1"),
+            "an empty term too"
+        );
         let or = Some(vec![
             vec![req("zone", Op::In, &["b"])],
             vec![req("zone", Op::In, &["a"]), req("size", Op::Exists, &[])],
@@ -507,7 +549,12 @@ mod tests {
             ..pod(0.1, 0.1)
         };
         let cases: Vec<(&str, Pod, &Node, Option<&str>)> = vec![
-            ("small pod, empty node", pod(1.0, 1.0), &tainted, Some("taint")),
+            (
+                "small pod, empty node",
+                pod(1.0, 1.0),
+                &tainted,
+                Some("taint"),
+            ),
             ("small pod", pod(1.0, 1.0), &soft, None),
             ("exactly the free cpu", pod(1.0, 1.0), &busy, None),
             ("over cpu", pod(1.5, 1.0), &busy, Some("CPU")),

@@ -100,8 +100,7 @@ impl<'a> Fork<'a> {
 
     pub fn place(&mut self, pod: &'a Pod, i: usize) {
         self.added[i] = self.added[i].plus(pod.requests);
-        if !pod.host_ports.is_empty() || !pod.labels.is_empty() || !pod.anti_affinity.is_empty()
-        {
+        if !pod.host_ports.is_empty() || !pod.labels.is_empty() || !pod.anti_affinity.is_empty() {
             self.placed.entry(i).or_default().push(pod);
         }
     }
@@ -135,9 +134,13 @@ impl<'a> Fork<'a> {
 
 /// The order first-fit-decreasing takes pods in: the largest share of a worker first
 /// (CPU and memory together), then by name so the result never depends on input order.
-pub fn decreasing<'p>(pods: &mut [&'p Pod], unit: Resources) {
+pub fn decreasing(pods: &mut [&Pod], unit: Resources) {
     let score = |p: &Pod| {
-        let c = if unit.cpu > 0.0 { p.requests.cpu / unit.cpu } else { 0.0 };
+        let c = if unit.cpu > 0.0 {
+            p.requests.cpu / unit.cpu
+        } else {
+            0.0
+        };
         let m = if unit.memory > 0.0 {
             p.requests.memory / unit.memory
         } else {
@@ -227,7 +230,10 @@ pub fn fit_elsewhere<'a>(
     removed: usize,
 ) -> Result<(), (String, Resources, Misfit)> {
     let mut order: Vec<&Pod> = pods.to_vec();
-    let unit = nodes.get(removed).map(|n| n.allocatable).unwrap_or_default();
+    let unit = nodes
+        .get(removed)
+        .map(|n| n.allocatable)
+        .unwrap_or_default();
     decreasing(&mut order, unit);
     let mut fork = Fork::new(nodes);
     fork.remove(removed);

@@ -1,6 +1,8 @@
-//! What one Prometheus query tells about the cluster: the signals the decision reads.
-//! `None` means unknown (no data), which is never the same as zero.
+//! What one run knows about the cluster: the signals of the one Prometheus query, and the
+//! constraints the Kubernetes API adds when it was reached. `None` means unknown (no
+//! data), which is never the same as zero.
 
+use super::model::{ClusterFacts, Pod, Resources};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,6 +19,22 @@ pub struct Snapshot {
     pub memory: Option<f64>,
     /// Worker nodes (control plane excluded) by name; `None` when not known at all.
     pub nodes: Option<BTreeMap<String, NodeSample>>,
+    /// The unschedulable pods with their requests and owner (kube-state-metrics); `None`
+    /// when not asked for or not known, and the decision then sizes by summed requests.
+    pub unschedulable: Option<Vec<Pod>>,
+    /// Requested and allocatable of every node kube-state-metrics reports, workers or not
+    /// (a schedulable server can take a moved pod too).
+    pub node_resources: BTreeMap<String, NodeResources>,
+    /// The constraints from the API; `None` when it was not reached (a dry run without a
+    /// kubeconfig): placement is then by resources only, and the report says so.
+    pub cluster: Option<ClusterFacts>,
+}
+
+/// A node's requested and allocatable CPU and memory, when both are known.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NodeResources {
+    pub requested: Resources,
+    pub allocatable: Resources,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -137,7 +137,11 @@ impl Actuator for Executor {
                 })
             })
             .collect();
-        Ok(Some(Observed { containers, nodes }))
+        Ok(Some(Observed {
+            containers,
+            nodes,
+            facts: None,
+        }))
     }
 
     fn repair(&mut self, repair: &Repair) -> Result<(), ActionFailure> {

@@ -14,12 +14,15 @@ pub mod scale_down;
 pub mod up;
 
 use crate::config::Config;
+use crate::plan::cluster::ClusterModel;
 use crate::plan::decide::Action;
+use crate::plan::model::ClusterFacts;
 use crate::plan::reconcile::{Repair, WorkerContainer, WorkerNode};
 use crate::state::time::Timestamp;
 use error::RunError;
 use report::Report;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 /// An action that failed part-way: what it did manage, and why it stopped.
 #[derive(Debug)]
@@ -33,6 +36,8 @@ pub struct ActionFailure {
 pub struct Observed {
     pub containers: Vec<WorkerContainer>,
     pub nodes: Vec<WorkerNode>,
+    /// What the API adds to the cluster model (constraints), when it was listed.
+    pub facts: Option<ClusterFacts>,
 }
 
 /// The actuator of a run, made on first use (it connects to Docker and Kubernetes).
@@ -86,6 +91,9 @@ pub trait Actuator {
     }
     /// Starts workers with these names; on failure, the ones that started are in `done`.
     fn start_workers(&mut self, names: &[String]) -> Result<(), ActionFailure>;
+    /// The run's cluster model, handed over before `remove_worker`: a candidate whose pods
+    /// fit on no other node in it is unremovable. Without one, no fit check is made.
+    fn use_model(&mut self, _model: Rc<ClusterModel>) {}
     /// Removes the first removable of the candidates (best first), noting in the report
     /// the ones passed over and the pods evicted. In dry-run, only reports.
     fn remove_worker(

@@ -2,9 +2,12 @@
 //! label, and the utilisation signals worked out from the per-node requests and
 //! allocatable (promql.rs says why they are not asked for one by one).
 
-use crate::plan::snapshot::{NodeSample, Snapshot};
+use crate::plan::model::{Pod, Resources};
+use crate::plan::snapshot::{NodeResources, NodeSample, Snapshot};
 use crate::signals::PromError;
-use crate::signals::promql::{self, NODE_ALLOCATABLE, NODE_REQUESTS};
+use crate::signals::promql::{
+    self, NODE_ALLOCATABLE, NODE_REQUESTS, PENDING_POD, PENDING_POD_REQUESTS,
+};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -49,6 +52,12 @@ struct Labels<'a> {
     /// `promql::NO_WORKERS_LABEL`: marks "nodes known, none is a worker".
     #[serde(default, borrow)]
     workers: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pod: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    created_by_kind: Option<Cow<'a, str>>,
 }
 
 /// The error Prometheus put in a failed answer, if the body is one.
@@ -107,6 +116,9 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
     let mut node_mem: HashMap<&str, Option<f64>> = HashMap::new();
     let mut requests: HashMap<&str, PerResource> = HashMap::new();
     let mut allocatable: HashMap<&str, PerResource> = HashMap::new();
+    // Unschedulable pods by (namespace, pod): DaemonSet-owned, and requests.
+    let mut pods: BTreeMap<(&str, &str), (bool, PerResource)> = BTreeMap::new();
+    let mut pod_requests: Vec<((&str, &str), usize, f64)> = Vec::new();
     for s in &data.result {
         let Some(signal) = s.metric.signal.as_deref() else {
             return Err(PromError::Malformed(
@@ -202,6 +214,30 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
                 // A non-finite value is kept as NaN: the node's figure is then unknown.
                 *slot = Some(finite.unwrap_or(f64::NAN));
             }
+            PENDING_POD | PENDING_POD_REQUESTS => {
+                let (Some(ns), Some(pod)) =
+                    (s.metric.namespace.as_deref(), s.metric.pod.as_deref())
+                else {
+                    return Err(PromError::Malformed(format!(
+                        "signal {signal}: a series without `namespace` and `pod` labels"
+                    )));
+                };
+                if signal == PENDING_POD {
+                    let daemonset = s.metric.created_by_kind.as_deref() == Some("DaemonSet");
+                    if pods.insert((ns, pod), (daemonset, [None; 2])).is_some() {
+                        return Err(PromError::Malformed(format!(
+                            "signal {signal} has more than one series for pod {ns}/{pod}"
+                        )));
+                    }
+                } else {
+                    let Some(i) = resource_index(s.metric.resource.as_deref()) else {
+                        return Err(PromError::Malformed(format!(
+                            "signal {signal}: pod {ns}/{pod} without resource cpu or memory"
+                        )));
+                    };
+                    pod_requests.push(((ns, pod), i, finite.unwrap_or(f64::NAN)));
+                }
+            }
             other => {
                 return Err(PromError::Malformed(format!("unexpected signal {other:?}")));
             }
@@ -219,6 +255,8 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
             }
         }
     }
+    snap.unschedulable = unschedulable(&snap, defaulted, pods, pod_requests)?;
+    snap.node_resources = node_resources(&requests, &allocatable);
     let usage = Usage::new(&requests, &allocatable);
     if let Some(ready) = &ready {
         let ready_workers = || ready.iter().filter(|(_, r)| **r).map(|(n, _)| *n);
@@ -252,6 +290,78 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
             .collect()
     });
     Ok(snap)
+}
+
+/// The unschedulable pods for the model, when the default `pending_pods` was asked and
+/// is known. None (the decision then sizes by summed requests) when the list disagrees
+/// with the count (the two parts were read a moment apart) or a request is not a number.
+fn unschedulable<'a>(
+    snap: &Snapshot,
+    defaulted: &[&str],
+    mut pods: BTreeMap<(&'a str, &'a str), (bool, PerResource)>,
+    requests: Vec<((&'a str, &'a str), usize, f64)>,
+) -> Result<Option<Vec<Pod>>, PromError> {
+    let Some(count) = snap.pending_pods else {
+        return Ok(None);
+    };
+    if !defaulted.contains(&"pending_pods") {
+        return Ok(None);
+    }
+    for (key, i, v) in requests {
+        // Requests of a pod the owner part did not list: it was placed in between.
+        if let Some((_, r)) = pods.get_mut(&key) {
+            if r[i].is_some() {
+                return Err(PromError::Malformed(format!(
+                    "signal {PENDING_POD_REQUESTS} has more than one series for pod {}/{}",
+                    key.0, key.1
+                )));
+            }
+            r[i] = Some(v);
+        }
+    }
+    if pods.len() as f64 != count {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(pods.len());
+    for ((ns, name), (daemonset, r)) in pods {
+        // A pod without request series requests nothing (kube-state-metrics writes none).
+        let [cpu, memory] = r.map(|v| v.unwrap_or(0.0));
+        if !(cpu.is_finite() && memory.is_finite() && cpu >= 0.0 && memory >= 0.0) {
+            return Ok(None);
+        }
+        out.push(Pod {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            requests: Resources::new(cpu, memory),
+            daemonset,
+            ..Pod::default()
+        });
+    }
+    Ok(Some(out))
+}
+
+/// Requested and allocatable of each node for which all four figures are known numbers
+/// (a placed pod's requests of a resource nobody requests anywhere count as 0).
+fn node_resources(
+    requests: &HashMap<&str, PerResource>,
+    allocatable: &HashMap<&str, PerResource>,
+) -> BTreeMap<String, NodeResources> {
+    let seen = [0, 1].map(|i| requests.values().any(|r| r[i].is_some()));
+    allocatable
+        .iter()
+        .filter_map(|(node, a)| {
+            let req = requests.get(node).copied().unwrap_or([None; 2]);
+            let r = [0, 1].map(|i| req[i].or(seen[i].then_some(0.0)));
+            let ok = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0);
+            Some((
+                node.to_string(),
+                NodeResources {
+                    requested: Resources::new(ok(r[0])?, ok(r[1])?),
+                    allocatable: Resources::new(ok(a[0])?, ok(a[1])?),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Utilisation in percent from the per-node parts: requests over allocatable.

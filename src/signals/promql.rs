@@ -58,6 +58,17 @@ const REQUESTS: &str = r#"sum by (node, resource) (kube_pod_container_resource_r
 const ALLOCATABLE: &str =
     r#"sum by (node, resource) (kube_node_status_allocatable{resource=~"cpu|memory"})"#;
 
+/// The unschedulable pods one by one, for the cluster model: each pod once with the kind
+/// of what created it (`created_by_kind`: a DaemonSet's pods are never a reason to scale
+/// up), and each pod's CPU and memory requests. Sent with the default `pending_pods`.
+/// Both select unbound pods only (`node=""`): `kube_pod_info` carries the owner without
+/// reading `kube_pod_owner` for every pod of the cluster, and
+/// `kube_pod_status_unschedulable` exists only for pods the scheduler gave up on.
+pub const PENDING_POD: &str = "pending_pod";
+pub const PENDING_POD_REQUESTS: &str = "pending_pod_requests";
+const PENDING_POD_QUERY: &str = r#"max by (namespace, pod, created_by_kind) (kube_pod_info{node=""} and on(namespace, pod) (kube_pod_status_unschedulable == 1))"#;
+const PENDING_POD_REQUESTS_QUERY: &str = r#"sum by (namespace, pod, resource) (kube_pod_container_resource_requests{resource=~"cpu|memory",node=""} and on(namespace, pod) (kube_pod_status_unschedulable == 1))"#;
+
 /// The signals the reader works out from `NODE_REQUESTS` and `NODE_ALLOCATABLE`.
 pub const DERIVED: [&str; 4] = ["cpu", "memory", "node_cpu", "node_memory"];
 
@@ -108,7 +119,13 @@ pub fn signal_queries(overrides: &BTreeMap<String, String>) -> Query {
             }
         }
     }
-    if DERIVED.iter().any(|d| defaulted.contains(d)) {
+    if defaulted.contains(&"pending_pods") {
+        parts.push((PENDING_POD, PENDING_POD_QUERY.to_string()));
+        parts.push((PENDING_POD_REQUESTS, PENDING_POD_REQUESTS_QUERY.to_string()));
+    }
+    // The per-node parts also give the cluster model its resources, so they are sent
+    // whenever the pods are.
+    if DERIVED.iter().any(|d| defaulted.contains(d)) || defaulted.contains(&"pending_pods") {
         parts.push((NODE_REQUESTS, REQUESTS.to_string()));
         parts.push((NODE_ALLOCATABLE, ALLOCATABLE.to_string()));
     }
@@ -147,6 +164,8 @@ mod tests {
                 "pending_memory_bytes",
                 "cpu",
                 "node_ready",
+                PENDING_POD,
+                PENDING_POD_REQUESTS,
                 NODE_REQUESTS,
                 NODE_ALLOCATABLE
             ]
@@ -157,17 +176,27 @@ mod tests {
     }
 
     #[test]
-    fn the_per_node_parts_go_only_when_a_derived_signal_keeps_its_default() {
-        let o: BTreeMap<String, String> = DERIVED
+    fn the_per_node_parts_go_when_a_derived_signal_or_the_pods_keep_their_default() {
+        let mut o: BTreeMap<String, String> = DERIVED
             .iter()
             .map(|d| (d.to_string(), "vector(1)".to_string()))
             .collect();
-        let q = signal_queries(&o);
-        assert!(
-            q.parts
-                .iter()
-                .all(|(n, _)| *n != NODE_REQUESTS && *n != NODE_ALLOCATABLE)
-        );
+        // The cluster model still needs them for the pending pods.
+        let names = |q: &Query| q.parts.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+        let with_pods = signal_queries(&o);
+        assert!(names(&with_pods).contains(&NODE_REQUESTS));
+        assert!(names(&with_pods).contains(&PENDING_POD));
+        o.insert("pending_pods".into(), "vector(0)".into());
+        let without = signal_queries(&o);
+        for part in [
+            NODE_REQUESTS,
+            NODE_ALLOCATABLE,
+            PENDING_POD,
+            PENDING_POD_REQUESTS,
+        ] {
+            assert!(!names(&without).contains(&part), "{part}");
+        }
+        let q = with_pods;
         assert_eq!(
             q.defaulted,
             [

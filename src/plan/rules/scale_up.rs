@@ -123,6 +123,7 @@ mod tests {
             cpu: Some(cpu),
             memory: Some(mem),
             nodes: None,
+            ..Snapshot::default()
         }
     }
 
