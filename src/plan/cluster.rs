@@ -96,6 +96,22 @@ impl ClusterModel {
         }
     }
 
+    /// A model from parts (tests and the simulator).
+    pub fn for_tests(nodes: Vec<Node>, pending: Vec<Pod>, template: Node) -> ClusterModel {
+        let index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        ClusterModel {
+            nodes,
+            index,
+            pending,
+            template,
+            constraints: true,
+        }
+    }
+
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.index.get(name).copied()
     }

@@ -2,8 +2,9 @@
 
 use super::*;
 use crate::config::Config;
+use crate::plan::model::Resources;
 use crate::plan::rules::scale_down::rank_candidates;
-use crate::plan::snapshot::{NodeSample, Snapshot};
+use crate::plan::snapshot::{NodeResources, NodeSample, Snapshot};
 use crate::state::time::Timestamp;
 use crate::state::{Provisioning, State};
 use proptest::prelude::*;
@@ -47,6 +48,29 @@ impl Snap {
                 memory: Some(util / 2.0),
             },
         );
+        // Requests and allocatable that give those figures (2 CPU, 2 GiB workers).
+        let gib = (1u64 << 30) as f64;
+        self.0.node_resources.insert(
+            name.to_string(),
+            NodeResources {
+                requested: Resources::new(2.0 * util / 100.0, 2.0 * gib * util / 200.0),
+                allocatable: Resources::new(2.0, 2.0 * gib),
+            },
+        );
+        self
+    }
+    /// Every worker's own figures, as the cluster's (they are what the average is made of).
+    fn nodes_at(mut self, util: f64) -> Snap {
+        let names: Vec<(String, bool)> = self
+            .0
+            .nodes
+            .iter()
+            .flatten()
+            .map(|(n, s)| (n.clone(), s.ready))
+            .collect();
+        for (n, ready) in names {
+            self = self.node(&n, ready, util);
+        }
         self
     }
     fn pending(mut self, pods: f64, cpu: f64, mem_gib: f64) -> Snap {
@@ -64,7 +88,7 @@ impl Snap {
         self
     }
     fn low(self) -> Snap {
-        self.cpu(Some(10.0)).mem(Some(10.0))
+        self.cpu(Some(10.0)).mem(Some(10.0)).nodes_at(10.0)
     }
     fn no_nodes_signal(mut self) -> Snap {
         self.0.nodes = None;
@@ -425,10 +449,33 @@ fn idle_clock_starts_keeps_and_resets() {
     };
     let p = run(&snap().workers(4).low(), &st, &c);
     assert_eq!(p.low_since, ago(100), "the clock keeps its start");
-    let p = run(&snap().workers(4).low().cpu(Some(60.0)), &st, &c);
-    assert_eq!(p.low_since, None, "busy resets it");
-    let p = run(&snap().workers(4).low().cpu(None), &st, &c);
-    assert_eq!(p.low_since, None, "unknown resets it");
+    let p = run(&snap().workers(4).low().nodes_at(60.0), &st, &c);
+    assert_eq!(p.low_since, None, "busy workers reset it");
+    let mut unknown = snap().workers(4).low();
+    for n in unknown.0.nodes.as_mut().unwrap().values_mut() {
+        n.cpu = None;
+    }
+    let p = run(&unknown, &st, &c);
+    assert_eq!(p.low_since, None, "unknown figures reset it");
+    // Each worker has its own timer: one busy worker restarts only its own.
+    let mut st = State::fresh();
+    for i in 1..=4 {
+        st.unneeded_since
+            .insert(format!("k3s-worker-{i}"), ago(100).unwrap());
+    }
+    let p = run(
+        &snap().workers(4).low().node("k3s-worker-2", true, 60.0),
+        &st,
+        &c,
+    );
+    assert_eq!(p.memory.unneeded_since.len(), 3);
+    assert!(!p.memory.unneeded_since.contains_key("k3s-worker-2"));
+    assert!(
+        p.memory
+            .unneeded_since
+            .values()
+            .all(|t| Some(*t) == ago(100))
+    );
 }
 
 #[test]
@@ -631,4 +678,139 @@ fn a_worker_with_unknown_utilisation_is_never_a_candidate() {
         !p.candidates.contains(&"k3s-worker-4".to_string()),
         "{p:#?}"
     );
+}
+
+/// Pending pods as kube-state-metrics lists them (requests known, no constraints).
+fn with_pods(mut s: Snap, pods: &[(&str, f64, f64)]) -> Snap {
+    let gib = (1u64 << 30) as f64;
+    let list: Vec<crate::plan::model::Pod> = pods
+        .iter()
+        .map(|(name, cpu, mem_gib)| crate::plan::model::Pod {
+            namespace: "shop".into(),
+            name: name.to_string(),
+            requests: Resources::new(*cpu, mem_gib * gib),
+            ..Default::default()
+        })
+        .collect();
+    let cpu: f64 = pods.iter().map(|p| p.1).sum();
+    let mem: f64 = pods.iter().map(|p| p.2).sum();
+    s = s.pending(list.len() as f64, cpu, mem);
+    s.0.unschedulable = Some(list);
+    s
+}
+
+#[test]
+fn scheduling_aware_cases() {
+    let mut c = cfg();
+    c.limits.max_nodes = 20;
+    c.scaling.max_step = 10;
+    c.docker.cpus = 4.0;
+    c.docker.memory = crate::config::units::Bytes(8 << 30);
+    let six: Vec<(String, f64, f64)> = (0..6).map(|i| (format!("p{i}"), 3.0, 0.5)).collect();
+    let six: Vec<(&str, f64, f64)> = six.iter().map(|(n, c, m)| (n.as_str(), *c, *m)).collect();
+    // Workers are full (util 100 %) so nothing fits on them.
+    let full = || {
+        snap()
+            .workers(3)
+            .nodes_at(100.0)
+            .cpu(Some(70.0))
+            .mem(Some(50.0))
+    };
+
+    let p = run(&with_pods(full(), &six), &State::fresh(), &c);
+    assert_eq!(
+        (p.action.clone(), p.count),
+        (Action::ScaleUp, 6),
+        "packing: {p:#?}"
+    );
+
+    let p = run(
+        &with_pods(full(), &[("cache-0", 16.0, 1.0)]),
+        &State::fresh(),
+        &c,
+    );
+    assert_eq!(p.action, Action::None, "oversized pod: no scale-up: {p:#?}");
+    assert_eq!(
+        p.unhelpable,
+        ["pod shop/cache-0: requests 16 CPU, a worker allocates 4"]
+    );
+
+    // ... and it does not hold a scale-down of an idle worker.
+    let idle = with_pods(snap().workers(4).low(), &[("cache-0", 16.0, 1.0)]);
+    let p = run(&idle, &idle_state(), &c);
+    assert_eq!(p.action, Action::ScaleDown, "{p:#?}");
+
+    // An empty worker goes at a middling average: the others carry the load.
+    let middling = snap()
+        .workers(4)
+        .cpu(Some(45.0))
+        .mem(Some(40.0))
+        .nodes_at(60.0)
+        .node("k3s-worker-4", true, 0.0);
+    let p = run(&middling, &idle_state(), &c);
+    assert_eq!(p.action, Action::ScaleDown, "{p:#?}");
+    assert_eq!(p.candidates, ["k3s-worker-4"]);
+
+    // Unless the rest would then be over the scale-up threshold.
+    let crowded = snap()
+        .workers(3)
+        .cpu(Some(60.0))
+        .mem(Some(40.0))
+        .nodes_at(78.0)
+        .node("k3s-worker-3", true, 20.0);
+    let p = run(&crowded, &idle_state(), &c);
+    assert_eq!(p.action, Action::None, "{p:#?}");
+    assert!(
+        p.kept[0].reason.contains("over the scale-up thresholds"),
+        "{p:#?}"
+    );
+
+    // The health guard holds a scale-up too.
+    let sick = with_pods(
+        full()
+            .node("x-1", false, 0.0)
+            .node("x-2", false, 0.0)
+            .node("x-3", false, 0.0),
+        &six,
+    );
+    let p = run(&sick, &State::fresh(), &c);
+    assert_eq!(p.action, Action::None);
+    assert!(blocked(&p, "unhealthy"), "{p:#?}");
+
+    // A burst bigger than the workers booting scales up at once for the rest.
+    let mut booting = State::fresh();
+    booting.provisioning.push(Provisioning {
+        name: "k3s-worker-9".into(),
+        started_at: ago(10).unwrap(),
+    });
+    let p = run(&with_pods(full(), &six), &booting, &c);
+    assert_eq!((p.action.clone(), p.count), (Action::ScaleUp, 5), "{p:#?}");
+    // ... and pods that fit the booting worker wait for it.
+    let p = run(&with_pods(full(), &six[..1]), &booting, &c);
+    assert_eq!(p.action, Action::None, "{p:#?}");
+}
+
+#[test]
+fn a_worker_seen_by_the_api_first_is_counted_once_and_max_nodes_holds() {
+    // The counting itself (API-only workers join the snapshot) is in run::evaluate; here:
+    // a worker both provisioning and listed counts once.
+    let mut c = cfg();
+    c.limits.max_nodes = 3;
+    c.scaling.max_step = 10;
+    let mut st = State::fresh();
+    st.provisioning.push(Provisioning {
+        name: "k3s-worker-3".into(),
+        started_at: ago(10).unwrap(),
+    });
+    let s = with_pods(
+        snap()
+            .workers(2)
+            .nodes_at(100.0)
+            .node("k3s-worker-3", true, 100.0),
+        &[("a", 1.0, 0.1), ("b", 1.0, 0.1)],
+    );
+    let p = run(&s, &st, &c);
+    assert_eq!(p.workers.total, 3);
+    assert_eq!(p.action, Action::None, "{p:#?}");
+    assert!(blocked(&p, "at max_nodes"), "{p:#?}");
 }

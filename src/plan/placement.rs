@@ -9,7 +9,7 @@
 //! 5,000 nodes costs what it places, not a copy of the cluster.
 
 use super::model::{self, Misfit, Node, Pod, Resources};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A what-if view: the base nodes plus what was placed on them here.
 pub struct Fork<'a> {
@@ -174,12 +174,14 @@ pub struct Estimate {
 /// them), then on `upcoming` workers still booting, then on new workers made from
 /// `template`, first-fit-decreasing; a pod that does not fit an empty template is
 /// unhelpable. Stops opening workers at `limit` (the rest stay unplaced: counted in none).
+/// Pods in `not_existing` skip the existing nodes (the scheduler has kept them off those).
 pub fn estimate(
     pending: &[&Pod],
     nodes: &[Node],
     template: &Node,
     upcoming: u32,
     limit: u32,
+    not_existing: &HashSet<String>,
 ) -> Estimate {
     let mut out = Estimate::default();
     let mut order: Vec<&Pod> = pending.to_vec();
@@ -188,6 +190,10 @@ pub fn estimate(
     let mut existing = Fork::new(nodes);
     let mut rest = Vec::new();
     for p in order {
+        if not_existing.contains(&p.key()) {
+            rest.push(p);
+            continue;
+        }
         match existing.place_first_fit(p) {
             Ok(_) => out.schedulable.push(p.key()),
             Err(_) => rest.push(p),
@@ -304,7 +310,7 @@ mod tests {
                 .collect();
             let list = pods(*n, *cpu);
             let refs: Vec<&Pod> = list.iter().collect();
-            let e = estimate(&refs, &nodes, &template, *upcoming, *limit);
+            let e = estimate(&refs, &nodes, &template, *upcoming, *limit, &HashSet::new());
             let got = [
                 e.schedulable.len(),
                 e.on_upcoming.len(),
@@ -324,7 +330,7 @@ mod tests {
             effect: Effect::NoSchedule,
         });
         let p = pod("x", 1.0);
-        let e = estimate(&[&p], &[], &template, 0, 5);
+        let e = estimate(&[&p], &[], &template, 0, 5, &HashSet::new());
         assert_eq!(e.unhelpable.len(), 1);
         assert!(e.unhelpable[0].1.to_string().contains("taint pool=blue"));
     }
@@ -385,7 +391,7 @@ mod tests {
             }
             let template = node("t", 4.0, 0.0);
             let refs: Vec<&Pod> = list.iter().collect();
-            let e = estimate(&refs, &nodes, &template, 0, 100);
+            let e = estimate(&refs, &nodes, &template, 0, 100, &HashSet::new());
             for (key, _) in &e.unhelpable {
                 let p = list.iter().find(|p| p.key() == *key).unwrap();
                 prop_assert!(model::fits(p, &template).is_err(), "{key} is unhelpable but fits the template");

@@ -3,7 +3,8 @@
 //! them and the real clients are tested against the real services.
 
 use super::{Actuator, ActuatorCell, Context, Observed, Outcome};
-use crate::plan::decide::{Action, decide};
+use crate::plan::cluster::ClusterModel;
+use crate::plan::decide::{Action, decide_with};
 use crate::plan::names;
 use crate::plan::reconcile::{self, Repair};
 use crate::run::error::RunError;
@@ -14,6 +15,7 @@ use crate::state::time::Timestamp;
 use crate::state::{
     Provisioning, State, record_failed_scale_down, record_failed_scale_up, record_scale_up,
 };
+use std::rc::Rc;
 
 pub fn evaluate(
     ctx: &Context,
@@ -100,7 +102,8 @@ fn run(
             return Err(e);
         }
     }
-    let mut plan = decide(&snap, &state, cfg, now);
+    let model = Rc::new(ClusterModel::build(&snap, cfg));
+    let mut plan = decide_with(&snap, &model, &state, cfg, now);
     if let Some(m) = &repair_failed
         && plan.action == Action::ScaleDown
     {
@@ -117,6 +120,7 @@ fn run(
         report.blocked_by.push(note);
     }
     state.low_since = plan.low_since;
+    remember(&mut state, &plan);
     state
         .provisioning
         .retain(|p| !plan.joined.contains(&p.name));
@@ -127,8 +131,21 @@ fn run(
 
     let result = match plan.action {
         Action::None => Ok(()),
-        Action::ScaleUp => scale_up(ctx, &mut state, plan.count, &mut cell, report),
-        Action::ScaleDown => scale_down(ctx, &mut state, &plan.candidates, &mut cell, report),
+        Action::ScaleUp => scale_up(ctx, &mut state, plan.count, &mut cell, report).map(|()| {
+            // The pods these workers are for: still pending once they joined, they are
+            // backed off rather than scaled for again.
+            if !report.started.is_empty() {
+                for pod in &plan.memory.scale_up_for {
+                    state.scaled_for.insert(pod.clone(), report.started.clone());
+                }
+            }
+        }),
+        Action::ScaleDown => {
+            if let Ok(a) = cell.get() {
+                a.use_model(Rc::clone(&model));
+            }
+            scale_down(ctx, &mut state, &plan.candidates, &mut cell, report)
+        }
     };
     // A failed repair fails the run (exit 5) even when the scale-up went through.
     let result = result.and_then(|()| match repair_failed {
@@ -226,9 +243,22 @@ fn reconcile_run(
     observed: Result<Option<Observed>, RunError>,
     listed: &mut Vec<String>,
 ) -> Result<Option<String>, RunError> {
-    let Some(observed) = observed? else {
+    let Some(mut observed) = observed? else {
         return Ok(None);
     };
+    snap.cluster = observed.facts.take();
+    // A worker the API lists but Prometheus does not yet is counted all the same (once):
+    // otherwise a run could start one past max_nodes.
+    if let Some(nodes) = snap.nodes.as_mut() {
+        for n in &observed.nodes {
+            nodes
+                .entry(n.name.clone())
+                .or_insert_with(|| crate::plan::snapshot::NodeSample {
+                    ready: n.ready,
+                    ..Default::default()
+                });
+        }
+    }
     let actuator = cell.get()?;
     // The API can see a worker Ready before Prometheus does: it is done booting.
     if !ctx.dry_run {
@@ -284,6 +314,16 @@ fn observe(cell: &mut ActuatorCell) -> Result<Option<Observed>, RunError> {
     cell.get()?
         .observe()
         .map_err(|f| RunError::Action(format!("cannot reconcile: {}", f.message)))
+}
+
+/// The per-worker and per-pod memory the plan hands over for the next run.
+fn remember(state: &mut State, plan: &crate::plan::decide::Plan) {
+    let m = &plan.memory;
+    state.unneeded_since = m.unneeded_since.clone();
+    state.unready_since = m.unready_since.clone();
+    state.fits_since = m.fits_since.clone();
+    state.scaled_for = m.scaled_for.clone();
+    state.pod_backoff = m.pod_backoff.clone();
 }
 
 fn scale_down(

@@ -33,6 +33,12 @@ pub struct Report {
     /// Drift repaired at the start of the run (or that would be).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repairs: Vec<String>,
+    /// Pending pods no worker can help, each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unhelpable: Vec<String>,
+    /// How the decision was made, where it matters (placement by resources only, say).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub exit_code: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -60,6 +66,8 @@ impl Report {
             unremovable: Vec::new(),
             evicted: Vec::new(),
             repairs: Vec::new(),
+            unhelpable: Vec::new(),
+            notes: Vec::new(),
             exit_code: 0,
             error: None,
         }
@@ -73,6 +81,13 @@ impl Report {
         self.blocked_by = plan.blocked_by.clone();
         self.workers = plan.workers.clone();
         self.candidates = plan.candidates.clone();
+        self.unhelpable = plan.unhelpable.clone();
+        self.notes = plan.notes.clone();
+        self.unremovable
+            .extend(plan.kept.iter().map(|k| Unremovable {
+                node: k.node.clone(),
+                reason: k.reason.clone(),
+            }));
         self
     }
 
@@ -105,6 +120,12 @@ impl Report {
         }
         for u in &self.unremovable {
             out.push_str(&format!("  kept {}: {}\n", u.node, u.reason));
+        }
+        for p in &self.unhelpable {
+            out.push_str(&format!("  no worker can help {p}\n"));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("  note: {n}\n"));
         }
         for p in &self.evicted {
             out.push_str(&format!("  {would}evict {p}\n"));

@@ -67,6 +67,24 @@ pub struct State {
     /// Workers started whose Node has not yet been seen Ready.
     #[serde(default)]
     pub provisioning: Vec<Provisioning>,
+    /// Per worker: since when it has been unneeded (its own requests under the scale-down
+    /// thresholds). One worker's timer restarting leaves the others' alone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unneeded_since: BTreeMap<String, Timestamp>,
+    /// Per worker: since when it has been seen NotReady.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unready_since: BTreeMap<String, Timestamp>,
+    /// Unschedulable pods the model placed on an existing node, since when: past
+    /// `SCHEDULER_TRUST` the scheduler is believed and they count for scale-up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fits_since: BTreeMap<String, Timestamp>,
+    /// The workers a scale-up started for each pending pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scaled_for: BTreeMap<String, Vec<String>>,
+    /// Pods still unschedulable after the workers started for them joined: no reason to
+    /// scale up until then.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_backoff: BTreeMap<String, Timestamp>,
     /// The next worker number; only ever grows, so a name is never reused.
     #[serde(default = "first_index")]
     pub next_worker_index: u64,

@@ -6,8 +6,10 @@
 pub mod count;
 pub mod floor;
 pub mod health;
+pub mod pending;
 pub mod scale_down;
 pub mod scale_up;
+pub mod unneeded;
 
 use crate::state::time::Timestamp;
 use std::time::Duration;

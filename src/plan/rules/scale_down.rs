@@ -4,17 +4,24 @@
 //! cooldowns and the back-off. Unknown data never removes a worker.
 
 use super::count::Count;
+use super::pending::Pending;
+use super::unneeded::projected;
 use super::{pct, running};
 use crate::config::Config;
-use crate::plan::decide::{Action, Plan};
+use crate::plan::decide::{Action, Kept, Memory, Plan};
 use crate::plan::names::worker_number;
 use crate::plan::snapshot::Snapshot;
 use crate::state::State;
 use crate::state::time::Timestamp;
 
-/// Applies scale-down (the last rule: the plan is final after it).
+/// Applies scale-down (the last rule: the plan is final after it). Each worker has its
+/// own unneeded timer (`unneeded::track`, kept in `plan.memory`); a worker whose timer has
+/// run `scale_down_unneeded_time`, or that has been NotReady `scale_down_unready_time`, is
+/// a candidate unless removing it would push the rest over the scale-up thresholds.
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     snap: &Snapshot,
+    pending: Option<&Pending>,
     count: &Count,
     unhealthy: Option<&str>,
     state: &State,
@@ -22,24 +29,70 @@ pub fn apply(
     now: Timestamp,
     plan: &mut Plan,
 ) {
-    let reason = match low(snap, cfg) {
+    plan.low_since = plan.memory.unneeded_since.values().min().copied();
+    match low(snap, pending) {
         Low::Unknown(why) => {
-            plan.low_since = None;
             plan.blocked_by.push(why);
             return;
         }
-        Low::High => {
-            plan.low_since = None;
-            return;
+        Low::High => return,
+        Low::Yes => {}
+    }
+    let due = due(snap, &plan.memory, cfg, now);
+    if due.unready.is_empty() && due.ready.is_empty() {
+        if let Some(w) = due.waiting {
+            plan.blocked_by.push(w);
         }
-        Low::Yes(reason) => reason,
-    };
-    let low_since = state.low_since.unwrap_or(now);
-    plan.low_since = Some(low_since);
-    plan.reasons.push(reason);
-    plan.blocked_by
-        .extend(blockers(count, unhealthy, low_since, state, cfg, now));
-    let candidates = rank_candidates(snap, cfg);
+        return;
+    }
+    let mut candidates = due.unready.clone();
+    for name in due.ready {
+        match projected(snap, &name) {
+            Some((cpu, mem))
+                if cpu < cfg.thresholds.cpu_threshold && mem < cfg.thresholds.memory_threshold =>
+            {
+                candidates.push(name)
+            }
+            Some((cpu, mem)) => plan.kept.push(Kept {
+                node: name,
+                reason: format!(
+                    "removing it would put the rest at cpu {} / memory {}, over the scale-up thresholds {} / {}",
+                    pct(cpu),
+                    pct(mem),
+                    pct(cfg.thresholds.cpu_threshold),
+                    pct(cfg.thresholds.memory_threshold)
+                ),
+            }),
+            None => plan.kept.push(Kept {
+                node: name,
+                reason: "the cluster's requests after its removal are unknown".into(),
+            }),
+        }
+    }
+    if let Some(first) = candidates.first() {
+        plan.reasons
+            .push(match plan.memory.unready_since.get(first) {
+                Some(since) => format!(
+                    "{first} NotReady since {since} (scale_down_unready_time {})",
+                    crate::config::units::format_duration(
+                        cfg.scaling.scale_down_unready_time.get()
+                    )
+                ),
+                None => format!(
+                    "{first} unneeded since {} (its requests under cpu {} and memory {})",
+                    plan.memory.unneeded_since[first],
+                    pct(cfg.thresholds.cpu_scale_down),
+                    pct(cfg.thresholds.memory_scale_down)
+                ),
+            });
+    }
+    // An unready worker is no capacity: removing it never takes the pool below min_nodes.
+    let only_unready = candidates.iter().all(|c| due.unready.contains(c));
+    let mut blocked = blockers(count, unhealthy, state, cfg, now);
+    if only_unready {
+        blocked.retain(|b| !b.starts_with("at min_nodes"));
+    }
+    plan.blocked_by.extend(blocked);
     if candidates.is_empty() {
         plan.blocked_by.push(
             "no removable worker (all permanent, not Ready, or utilisation unknown)".to_string(),
@@ -52,34 +105,70 @@ pub fn apply(
     }
 }
 
-/// Whether the cluster is idle enough to shrink.
+/// The workers whose timers have run out, best first, and what the first timer still
+/// running waits for.
+#[derive(Debug, Default, PartialEq)]
+pub struct Due {
+    /// NotReady past `scale_down_unready_time`, longest first.
+    pub unready: Vec<String>,
+    /// Unneeded past `scale_down_unneeded_time`, least utilised first, then newest.
+    pub ready: Vec<String>,
+    pub waiting: Option<String>,
+}
+
+pub fn due(snap: &Snapshot, memory: &Memory, cfg: &Config, now: Timestamp) -> Due {
+    let mut out = Due::default();
+    let mut unready: Vec<(&String, &Timestamp)> = memory
+        .unready_since
+        .iter()
+        .filter(|(_, since)| now >= since.plus(cfg.scaling.scale_down_unready_time.get()))
+        .collect();
+    unready.sort_by_key(|(n, since)| (**since, std::cmp::Reverse(worker_number(n))));
+    out.unready = unready.into_iter().map(|(n, _)| n.clone()).collect();
+    let wait = cfg.scaling.scale_down_unneeded_time.get();
+    for name in rank_candidates(snap, cfg) {
+        let Some(since) = memory.unneeded_since.get(&name) else {
+            continue;
+        };
+        match running(Some(*since), wait, now) {
+            None => out.ready.push(name),
+            Some(end) => {
+                out.waiting.get_or_insert_with(|| {
+                    format!(
+                        "{name} unneeded since {since}; scale_down_unneeded_time runs until {end}"
+                    )
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Whether the cluster is calm enough to shrink.
 #[derive(Debug, PartialEq)]
 pub enum Low {
     /// A signal is unknown: never scale down without data (the reason names them).
     Unknown(String),
-    /// Something is pending or busy.
+    /// Pods are pending that a worker could run.
     High,
-    /// Everything is low; the reason says how low.
-    Yes(String),
+    Yes,
 }
 
-pub fn low(snap: &Snapshot, cfg: &Config) -> Low {
-    let th = &cfg.thresholds;
+/// Whether scale-down may look at the workers at all: every signal known, and no pending
+/// pod a worker could run (with the model: pods it calls unhelpable or backed off, and
+/// DaemonSet pods, do not hold it). The cluster's averages need not be low: each worker is
+/// judged on its own requests (`unneeded`), and a removal on what it leaves (`projected`).
+pub fn low(snap: &Snapshot, pending: Option<&Pending>) -> Low {
     let mut unknown = Vec::new();
     let mut high = false;
-    match snap.pending_pods {
-        None => unknown.push("pending_pods"),
-        Some(p) if p > 0.0 => high = true,
-        Some(_) => {}
+    match (snap.pending_pods, pending) {
+        (None, _) => unknown.push("pending_pods"),
+        (Some(_), Some(p)) => high = p.helpable > 0,
+        (Some(p), None) => high = p > 0.0,
     }
-    for (name, value, threshold) in [
-        ("cpu", snap.cpu, th.cpu_scale_down),
-        ("memory", snap.memory, th.memory_scale_down),
-    ] {
-        match value {
-            None => unknown.push(name),
-            Some(v) if v >= threshold => high = true,
-            Some(_) => {}
+    for (name, value) in [("cpu", snap.cpu), ("memory", snap.memory)] {
+        if value.is_none() {
+            unknown.push(name);
         }
     }
     if !unknown.is_empty() {
@@ -88,23 +177,13 @@ pub fn low(snap: &Snapshot, cfg: &Config) -> Low {
             unknown.join(", ")
         ));
     }
-    if high {
-        return Low::High;
-    }
-    Low::Yes(format!(
-        "no pending pods, cpu {} < {}, memory {} < {}",
-        pct(snap.cpu.unwrap_or_default()),
-        pct(th.cpu_scale_down),
-        pct(snap.memory.unwrap_or_default()),
-        pct(th.memory_scale_down)
-    ))
+    if high { Low::High } else { Low::Yes }
 }
 
-/// What holds a scale-down back once the cluster is low, each with its reason.
+/// What holds a scale-down back once a worker is due, each with its reason.
 pub fn blockers(
     count: &Count,
     unhealthy: Option<&str>,
-    low_since: Timestamp,
     state: &State,
     cfg: &Config,
     now: Timestamp,
@@ -112,11 +191,6 @@ pub fn blockers(
     let limits = &cfg.limits;
     let scaling = &cfg.scaling;
     let mut blocked = Vec::new();
-    if let Some(end) = running(Some(low_since), scaling.scale_down_unneeded_time.get(), now) {
-        blocked.push(format!(
-            "low since {low_since}; scale_down_unneeded_time runs until {end}"
-        ));
-    }
     if count.capacity <= limits.min_nodes {
         blocked.push(format!(
             "at min_nodes {} ({} Ready or booting workers)",
@@ -184,32 +258,41 @@ mod tests {
 
     #[test]
     fn low_table() {
-        let mut cfg = Config::default();
-        cfg.thresholds.cpu_scale_down = 30.0;
-        cfg.thresholds.memory_scale_down = 30.0;
         let unknown = |s: &str| {
             Low::Unknown(format!(
                 "signal(s) unknown: {s}; never scale down without data"
             ))
         };
-        for (s, want) in [
-            (snap(Some(0.0), Some(10.0), Some(10.0)), None),
+        let helpable = |n| Pending {
+            helpable: n,
+            ..Pending::default()
+        };
+        let (none, two) = (helpable(0), helpable(2));
+        for (s, pending, want) in [
+            (snap(Some(0.0), Some(10.0), Some(10.0)), None, Low::Yes),
+            // Busy on average: each worker is judged on its own.
+            (snap(Some(0.0), Some(70.0), Some(70.0)), None, Low::Yes),
             (
                 snap(None, Some(10.0), Some(10.0)),
-                Some(unknown("pending_pods")),
+                None,
+                unknown("pending_pods"),
             ),
-            (snap(Some(0.0), None, None), Some(unknown("cpu, memory"))),
-            // Unknown wins over high: the reason is the missing data.
-            (snap(Some(3.0), None, Some(10.0)), Some(unknown("cpu"))),
-            (snap(Some(1.0), Some(10.0), Some(10.0)), Some(Low::High)),
-            (snap(Some(0.0), Some(30.0), Some(10.0)), Some(Low::High)),
-            (snap(Some(0.0), Some(10.0), Some(31.0)), Some(Low::High)),
+            (snap(Some(0.0), None, None), None, unknown("cpu, memory")),
+            (snap(Some(3.0), None, Some(10.0)), None, unknown("cpu")),
+            (snap(Some(1.0), Some(10.0), Some(10.0)), None, Low::High),
+            // With the model: only pods a worker can help hold it.
+            (
+                snap(Some(3.0), Some(10.0), Some(10.0)),
+                Some(&none),
+                Low::Yes,
+            ),
+            (
+                snap(Some(3.0), Some(10.0), Some(10.0)),
+                Some(&two),
+                Low::High,
+            ),
         ] {
-            let got = low(&s, &cfg);
-            match want {
-                None => assert!(matches!(got, Low::Yes(_)), "{s:?}: {got:?}"),
-                Some(w) => assert_eq!(got, w, "{s:?}"),
-            }
+            assert_eq!(low(&s, pending), want, "{s:?} {pending:?}");
         }
     }
 
@@ -230,58 +313,72 @@ mod tests {
             capacity: ready + provisioning,
             room: 10,
         };
-        let long = ago(100_000);
         let fresh = State::default();
         let st = |f: fn(&mut State, Timestamp)| {
             let mut s = State::default();
             f(&mut s, ago(1));
             s
         };
-        for (count, sick, since, state, want) in [
-            (c(3, 0), None, long, fresh.clone(), vec![]),
+        for (count, sick, state, want) in [
+            (c(3, 0), None, fresh.clone(), vec![]),
+            (c(2, 0), None, fresh.clone(), vec!["at min_nodes 2"]),
+            (c(3, 1), None, fresh.clone(), vec!["still provisioning"]),
+            (c(3, 0), Some("sick"), fresh.clone(), vec!["sick"]),
             (
                 c(3, 0),
                 None,
-                now,
-                fresh.clone(),
-                vec!["scale_down_unneeded_time"],
-            ),
-            (c(2, 0), None, long, fresh.clone(), vec!["at min_nodes 2"]),
-            (
-                c(3, 1),
-                None,
-                long,
-                fresh.clone(),
-                vec!["still provisioning"],
-            ),
-            (c(3, 0), Some("sick"), long, fresh.clone(), vec!["sick"]),
-            (
-                c(3, 0),
-                None,
-                long,
                 st(|s, t| s.last_scale_down = Some(t)),
                 vec!["scale_down_cooldown"],
             ),
             (
                 c(3, 0),
                 None,
-                long,
                 st(|s, t| s.last_scale_up = Some(t)),
                 vec!["delay_after_scale_up"],
             ),
             (
                 c(3, 0),
                 None,
-                long,
                 st(|s, t| s.last_scale_down_failure = Some(t)),
                 vec!["back-off"],
             ),
         ] {
-            let got = blockers(&count, sick, since, &state, &cfg, now);
+            let got = blockers(&count, sick, &state, &cfg, now);
             assert_eq!(got.len(), want.len(), "{got:?}");
             for (g, w) in got.iter().zip(&want) {
                 assert!(g.contains(w), "{g} should say {w}");
             }
         }
+    }
+
+    #[test]
+    fn due_table() {
+        use crate::plan::snapshot::NodeSample;
+        let cfg = Config::default();
+        let now = Timestamp::from_secs(1_000_000);
+        let ago = |s: i64| Timestamp::from_secs(1_000_000 - s);
+        let mut s = snap(Some(0.0), Some(10.0), Some(10.0));
+        let mut nodes = std::collections::BTreeMap::new();
+        for (n, util) in [("w-1", 5.0), ("w-2", 1.0), ("w-3", 2.0)] {
+            nodes.insert(
+                n.to_string(),
+                NodeSample {
+                    ready: true,
+                    cpu: Some(util),
+                    memory: Some(util),
+                },
+            );
+        }
+        s.nodes = Some(nodes);
+        let mut m = Memory::default();
+        m.unneeded_since.insert("w-1".into(), ago(3600));
+        m.unneeded_since.insert("w-2".into(), ago(3600));
+        m.unneeded_since.insert("w-3".into(), ago(10));
+        m.unready_since.insert("w-8".into(), ago(3600));
+        m.unready_since.insert("w-9".into(), ago(60));
+        let d = due(&s, &m, &cfg, now);
+        assert_eq!(d.unready, ["w-8"]);
+        assert_eq!(d.ready, ["w-2", "w-1"], "least utilised first");
+        assert!(d.waiting.unwrap().starts_with("w-3 unneeded since"));
     }
 }

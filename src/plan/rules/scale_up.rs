@@ -4,30 +4,61 @@
 //! Held back by `max_nodes`, workers still provisioning, the cooldown and the back-off.
 
 use super::count::Count;
+use super::pending::{Pending, describe};
 use super::{pct, running, scale_up_backoff};
 use crate::config::Config;
+use crate::plan::cluster::ClusterModel;
 use crate::plan::decide::{Action, Plan};
 use crate::plan::snapshot::Snapshot;
 use crate::state::State;
 use crate::state::time::Timestamp;
 
-/// Applies scale-up when a signal asks for it; true when one did (the plan is then final,
-/// whether or not something held it back).
+/// Applies scale-up when pods or utilisation ask for it; true when one did (the plan is
+/// then final, whether or not something held it back). With the pending pods sorted by
+/// the model (`pending`), pods waiting for booting workers ask for nothing, and a burst
+/// that does not fit them scales up without waiting for them to boot; utilisation (and
+/// pending pods counted without the model) still waits for booting workers.
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     snap: &Snapshot,
+    model: &ClusterModel,
+    pending: Option<&Pending>,
     count: &Count,
+    unhealthy: Option<&str>,
     state: &State,
     cfg: &Config,
     now: Timestamp,
     plan: &mut Plan,
 ) -> bool {
-    let (want, reasons) = wanted(snap, count.workers.ready, cfg);
+    let (mut want, mut reasons) = match pending {
+        Some(_) => utilisation_wanted(snap, count.workers.ready, cfg),
+        None => wanted(snap, count.workers.ready, cfg),
+    };
+    let mut by_pods = 0;
+    if let Some(p) = pending
+        && p.new_workers > 0
+        && p.for_pods.len() as u32 >= cfg.thresholds.pending_pods
+    {
+        reasons.insert(0, describe(p, cfg, model));
+        by_pods = p.new_workers;
+    }
+    // What waits for booting workers: utilisation, and pods counted without the model.
+    let waits = want > 0;
+    want = want.max(by_pods);
     if want == 0 {
         return false;
     }
     plan.reasons.extend(reasons);
     plan.low_since = None;
-    plan.blocked_by.extend(blockers(count, state, cfg, now));
+    let mut blocked = blockers(count, state, cfg, now);
+    if by_pods >= want || !waits {
+        blocked.retain(|b| !b.contains("still provisioning"));
+    }
+    if let Some(why) = unhealthy {
+        // cluster-autoscaler stops every action, scale-up too, in a sick cluster.
+        blocked.push(format!("{why}; no scale-up either"));
+    }
+    plan.blocked_by.extend(blocked);
     if plan.blocked_by.is_empty() {
         let n = want.min(cfg.scaling.max_step).min(count.room);
         if n < want {
@@ -38,8 +69,26 @@ pub fn apply(
         }
         plan.action = Action::ScaleUp;
         plan.count = n;
+        // Remembered only when every pod got its worker: a pod left out by the cap must
+        // not be backed off for a worker that was never started for it.
+        if let Some(p) = pending
+            && n >= by_pods
+        {
+            plan.memory.scale_up_for = p.for_pods.clone();
+        }
     }
     true
+}
+
+/// Workers the utilisation signals ask for, as `wanted` without the pending pods.
+pub fn utilisation_wanted(snap: &Snapshot, ready: u32, cfg: &Config) -> (u32, Vec<String>) {
+    let no_pods = Snapshot {
+        pending_pods: None,
+        cpu: snap.cpu,
+        memory: snap.memory,
+        ..Snapshot::default()
+    };
+    wanted(&no_pods, ready, cfg)
 }
 
 /// Workers the signals ask for (0: none asks), with a reason per signal that fired.
