@@ -7,7 +7,8 @@ mod support;
 
 use k3s_scale::kube::KubeCluster;
 use k3s_scale::kube::mover::MoveMode;
-use k3s_scale::plan::snapshot::{NodeSample, Snapshot};
+use k3s_scale::plan::model::Resources;
+use k3s_scale::plan::snapshot::{NodeResources, NodeSample, Snapshot};
 use k3s_scale::run::report::Report;
 use k3s_scale::run::scale_down::{ScaleDown, WithScaleDown};
 use k3s_scale::run::{Actuator, Context, PlanOnly, evaluate};
@@ -402,6 +403,17 @@ impl MetricsSource for Idle {
                 )
             })
             .collect();
+        // What the per-node parts of the real answer give for those figures.
+        let node_resources = [("w1", 5.0), ("w2", 1.0), ("w3", 9.0)]
+            .into_iter()
+            .map(|(n, u)| {
+                let r = NodeResources {
+                    requested: Resources::new(2.0 * u / 100.0, 2e9 * u / 100.0),
+                    allocatable: Resources::new(2.0, 2e9),
+                };
+                (n.to_string(), r)
+            })
+            .collect();
         Ok(Snapshot {
             pending_pods: Some(0.0),
             pending_cpu_cores: Some(0.0),
@@ -409,6 +421,9 @@ impl MetricsSource for Idle {
             cpu: Some(5.0),
             memory: Some(5.0),
             nodes: Some(nodes),
+            unschedulable: Some(Vec::new()),
+            node_resources,
+            cluster: None,
         })
     }
 }
