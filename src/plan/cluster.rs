@@ -96,8 +96,8 @@ impl ClusterModel {
         }
     }
 
-    /// A model from parts (tests and the simulator).
-    pub fn for_tests(nodes: Vec<Node>, pending: Vec<Pod>, template: Node) -> ClusterModel {
+    /// A model from parts (tests and `simulate`).
+    pub fn from_parts(nodes: Vec<Node>, pending: Vec<Pod>, template: Node) -> ClusterModel {
         let index = nodes
             .iter()
             .enumerate()

@@ -223,7 +223,7 @@ mod tests {
             ready: true,
             ..Node::default()
         };
-        ClusterModel::for_tests(nodes, pending, template)
+        ClusterModel::from_parts(nodes, pending, template)
     }
 
     fn count(provisioning: u32) -> Count {
