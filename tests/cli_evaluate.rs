@@ -146,9 +146,19 @@ fn steady() -> Cluster {
         .requests(1.0, GIB)
 }
 
-/// `steady` plus three unschedulable pods wanting 1.5 cores and 3 GiB.
+/// Two workers whose CPU is all requested, and three unschedulable pods wanting 1.5 cores
+/// and 3 GiB: the scheduler has nowhere to put them (that is why they are unschedulable).
 fn pending() -> Cluster {
-    steady()
+    Cluster::new()
+        .control_plane("server")
+        .worker("k3s-worker-1")
+        .worker("k3s-worker-2")
+        .pod("web-1")
+        .on("k3s-worker-1")
+        .requests(2.0, GIB)
+        .pod("web-2")
+        .on("k3s-worker-2")
+        .requests(2.0, GIB)
         .pod("big-1")
         .unschedulable()
         .requests(0.5, GIB)
@@ -207,25 +217,36 @@ fn one_run_sends_exactly_one_query() {
 }
 
 #[test]
-fn pending_pods_exit_10_sized_by_their_requests() {
+fn pending_pods_exit_10_sized_by_packing() {
     let prom = PromServer::with_cluster(&pending());
-    // Workers of 2 cores / 2 GiB: 3 GiB pending needs 2 of them.
-    // (docker.cpus 2 and docker.memory 2Gi are the defaults.)
+    // A new worker of 2 cores / 2 GiB (the defaults of docker.cpus and docker.memory)
+    // allocates 2 GiB less the kubelet's 100 MiB eviction reserve: one 1 GiB pod each, so
+    // 3 workers. Summed requests (3 GiB / 2 GiB) would say 2 and leave a pod pending.
     let s = Setup::new(&prom.url(), "5s", "");
     let (code, v) = s.dry_run_json();
     assert_eq!(code, 10, "{v}");
     assert_eq!(v["action"], "scale_up");
-    assert_eq!(v["count"], 2);
-    assert_eq!(strings(&v["started"]), ["k3s-worker-1", "k3s-worker-2"]);
-    assert_eq!(strings(&v["reasons"]), ["pending_pods 3 >= 1"]);
+    assert_eq!(v["count"], 3);
+    assert_eq!(
+        strings(&v["started"]),
+        ["k3s-worker-1", "k3s-worker-2", "k3s-worker-3"]
+    );
+    let reasons = strings(&v["reasons"]);
+    assert!(
+        reasons[0].starts_with("3 pending pod(s) need 3 new worker(s) of 2 CPU / 1.9Gi"),
+        "{v}"
+    );
+    // No API in this test: the report says what was not checked.
+    assert!(strings(&v["notes"])[0].contains("not checked"), "{v}");
     assert_eq!(v["signals"]["pending_cpu_cores"], 1.5);
     assert_eq!(v["signals"]["pending_memory_bytes"], 3.0 * GIB);
 
     let text = s.run(&["--dry-run", "evaluate"]);
     assert_eq!(text.code, 10);
     assert!(
-        text.stdout
-            .starts_with("scale up: would add 2 worker(s) (k3s-worker-1, k3s-worker-2)\n"),
+        text.stdout.starts_with(
+            "scale up: would add 3 worker(s) (k3s-worker-1, k3s-worker-2, k3s-worker-3)\n"
+        ),
         "{text:?}"
     );
 }
@@ -297,7 +318,7 @@ fn idle_for_long_enough_plans_a_scale_down_checks_each_candidate_and_leaves_the_
         v["reasons"][0]
             .as_str()
             .unwrap()
-            .starts_with("no pending pods")
+            .starts_with("k3s-worker-3 unneeded since")
     );
 
     assert_eq!(std::fs::read(s.state_path()).unwrap(), before);
@@ -373,7 +394,7 @@ fn a_cooldown_blocks_the_scale_up_and_says_until_when() {
     let (code, v) = s.dry_run_json();
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["action"], "none");
-    assert_eq!(strings(&v["reasons"]), ["pending_pods 3 >= 1"]);
+    assert!(strings(&v["reasons"])[0].starts_with("3 pending pod(s) need 3 new worker(s)"));
     assert_eq!(
         strings(&v["blocked_by"]),
         [format!(

@@ -75,7 +75,16 @@ pub fn projected(snap: &Snapshot, without: &str) -> Option<(f64, f64)> {
         used[0] += r.requested.cpu;
         used[1] += r.requested.memory;
     }
-    let pct = |u: f64, t: f64| (t > 0.0).then(|| 100.0 * u / t);
+    // Nothing left to carry nothing: 0 %. Something left with no room: over any threshold.
+    let pct = |u: f64, t: f64| {
+        if t > 0.0 {
+            Some(100.0 * u / t)
+        } else if u <= 0.0 {
+            Some(0.0)
+        } else {
+            Some(f64::INFINITY)
+        }
+    };
     Some((pct(used[0], total[0])?, pct(used[1], total[1])?))
 }
 
@@ -169,5 +178,10 @@ mod tests {
         let mut unknown = s.clone();
         unknown.node_resources.remove("a");
         assert_eq!(projected(&unknown, "b"), None);
+        // The last worker, empty, leaves nothing to carry; with requests, no room for them.
+        let last = snap(&[("a", true, Some(0.0))]);
+        assert_eq!(projected(&last, "a"), Some((0.0, 0.0)));
+        let busy = snap(&[("a", true, Some(10.0))]);
+        assert_eq!(projected(&busy, "a").unwrap().0, f64::INFINITY);
     }
 }
