@@ -5,6 +5,7 @@
 //! `run::docker_side`. May use `plan` (names, container states), `state`, `config`.
 
 mod client;
+pub mod k3d;
 mod ops;
 mod spec;
 mod token;
@@ -15,7 +16,7 @@ pub use spec::{
     HostCapacity, LABEL_INDEX, LABEL_MANAGED, LABEL_POOL, LABEL_WORKER, NODE_LABEL_POOL,
     VOLUME_TARGET, WorkerSpec, system_reserved_arg, volume_name, worker_labels,
 };
-pub use token::{JoinToken, load_token};
+pub use token::{JoinToken, load_token, write_token_file};
 
 use std::fmt;
 use std::time::Duration;
