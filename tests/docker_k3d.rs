@@ -396,8 +396,8 @@ fn workers_of_a_k3d_pool_carry_k3ds_labels_and_up_needs_no_kubeconfig() {
     c.docker.ulimit_nofile = 4096;
     c.docker.ulimit_nproc = 4096;
     c.docker.cpus = 0.5;
-    c.docker.memory = k3s_scale::units::Bytes(256 << 20);
-    c.docker.stop_timeout = k3s_scale::units::Secs::from_secs(2);
+    c.docker.memory = k3s_scale::config::units::Bytes(256 << 20);
+    c.docker.stop_timeout = k3s_scale::config::units::Secs::from_secs(2);
     std::fs::write(&config, serde_saphyr::to_string(&c).unwrap()).unwrap();
 
     let up = |count: &str| {
