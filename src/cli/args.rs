@@ -75,7 +75,7 @@ pub enum Command {
         output: OutputFormat,
     },
     /// Start N workers now, ignoring cooldowns; refused (exit 2) if that would exceed
-    /// limits.max_nodes
+    /// limits.max_nodes. Needs Docker and Prometheus, not Kubernetes (no kubeconfig)
     Up {
         /// How many workers to start
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
