@@ -161,12 +161,17 @@ impl FakeK3d {
 
     /// Runs `k3s-scale init --from-k3d NAME --dir DIR [extra]` with HOME in the test's dir.
     fn init(&self, cluster: &str, dir: &Path, extra: &[&str]) -> Run {
+        self.init_env(cluster, dir, extra, &[])
+    }
+
+    fn init_env(&self, cluster: &str, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
         let out = k3s_scale(&self.dir)
             .args(["init", "--from-k3d", cluster, "--dir"])
             .arg(dir)
             .args(extra)
             .env("HOME", self.dir.join("home"))
             .env_remove("XDG_CONFIG_HOME")
+            .envs(env.iter().copied())
             .output()
             .expect("run k3s-scale");
         Run::from_output(out)
@@ -227,9 +232,15 @@ fn init_from_k3d_writes_a_config_of_the_clusters_values_and_a_0600_token() {
     let pool = Pool::new();
     let k = FakeK3d::new(&pool, &["server", "loadbalancer", "agent", "agent"]);
     let dir = pool.path("out");
-    let run = k.init(&k.name, &dir, &["-vvv"]);
+    // Every log line there is, dependencies' too (those that could dump the answer are
+    // dropped): the listing Docker answers holds the token label.
+    let run = k.init_env(&k.name, &dir, &["-vvv"], &[("RUST_LOG", "trace")]);
     assert_eq!(run.code, 0, "{run:?}");
-    k.assert_no_token("init -vvv", &run);
+    assert!(
+        run.stderr.contains("DEBUG") && run.stderr.contains("servers k3d-"),
+        "debug logging is on: {run:?}"
+    );
+    k.assert_no_token("init -vvv with RUST_LOG=trace", &run);
     let (config, token) = (dir.join("config.yaml"), dir.join("k3s-token"));
     assert!(
         run.stdout.contains(&config.display().to_string()),

@@ -129,6 +129,12 @@ pub fn from_k3d(req: &InitRequest, env: &InitEnv) -> Result<String, RunError> {
     let cluster = client
         .k3d_cluster(req.cluster)?
         .map_err(|e: K3dError| RunError::Usage(e.to_string()))?;
+    log::debug!(
+        "k3d cluster {}: servers {}, agents {}",
+        cluster.name,
+        cluster.servers.join(", "),
+        cluster.agents.join(", ")
+    );
     let kubeconfig = k3d_kubeconfig(
         &cluster.name,
         env.xdg_config_home.as_deref(),
