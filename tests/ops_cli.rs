@@ -18,8 +18,9 @@ fn k3s_scale(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-const SUBCOMMANDS: [&str; 6] = [
+const SUBCOMMANDS: [&str; 7] = [
     "evaluate",
+    "init",
     "status",
     "config",
     "state",

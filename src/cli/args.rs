@@ -75,13 +75,33 @@ pub enum Command {
         output: OutputFormat,
     },
     /// Start N workers now, ignoring cooldowns; refused (exit 2) if that would exceed
-    /// limits.max_nodes
+    /// limits.max_nodes. Needs Docker and Prometheus, not Kubernetes (no kubeconfig)
     Up {
         /// How many workers to start
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         count: u32,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
+    },
+    /// Write a config and token file for autoscaling a k3d cluster
+    ///
+    /// Reads k3d cluster NAME from its containers' labels through the Docker API and writes
+    /// DIR/config.yaml (network, image, server URL, pool k3d-NAME-autoscaled, the cluster's
+    /// agents as permanent nodes, min/max from their number, k3d's kubeconfig for the
+    /// cluster) and DIR/k3s-token (mode 0600; the token is never printed). Workers of that
+    /// config carry k3d's labels: `k3d node list` shows them, `k3d cluster delete` removes
+    /// them. Exit 0 written; 2 no such cluster, no server, a missing label, or a file exists
+    /// (without --force); 5 Docker unreachable.
+    Init {
+        /// The k3d cluster (as in `k3d cluster list`)
+        #[arg(long, value_name = "NAME")]
+        from_k3d: String,
+        /// Where to write config.yaml and k3s-token
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// Replace config.yaml and k3s-token if they exist
+        #[arg(long)]
+        force: bool,
     },
     /// Show the config summary, cooldowns, idle time, workers provisioning and recent events
     Status {

@@ -94,9 +94,28 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             };
             let source: Box<dyn MetricsSource> = Box::new(PromClient::new(&cfg.prometheus)?);
             let env = ProcessEnv::read();
-            let mut make_actuator = || actuator(&cfg, &env, dry_run);
+            let mut make_actuator = || up_actuator(&cfg, &env);
             let outcome = run::up::up(&ctx, *count, source.as_ref(), &mut make_actuator);
             Ok(print_outcome(outcome, *output))
+        }
+        Command::Init {
+            from_k3d,
+            dir,
+            force,
+        } => {
+            let env = ProcessEnv::read();
+            let req = super::init::InitRequest {
+                cluster: from_k3d,
+                dir,
+                force: *force,
+            };
+            let init_env = super::init::InitEnv {
+                docker: env.docker,
+                home: env.home,
+                xdg_config_home: env.xdg_config_home,
+            };
+            print!("{}", super::init::from_k3d(&req, &init_env)?);
+            Ok(0)
         }
         Command::Status { output } => {
             let cfg = load_config(cli)?;
@@ -180,6 +199,9 @@ struct ProcessEnv {
     docker: DockerEnv,
     /// $K3S_TOKEN, used when docker.token_file is not set.
     k3s_token: Option<String>,
+    /// $HOME and $XDG_CONFIG_HOME: where k3d keeps a cluster's kubeconfig (`init`).
+    home: Option<PathBuf>,
+    xdg_config_home: Option<PathBuf>,
 }
 
 impl ProcessEnv {
@@ -194,6 +216,8 @@ impl ProcessEnv {
                     .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".docker"))),
             },
             k3s_token: var("K3S_TOKEN"),
+            home: var("HOME").map(PathBuf::from),
+            xdg_config_home: var("XDG_CONFIG_HOME").map(PathBuf::from),
         }
     }
 }
@@ -212,6 +236,20 @@ fn actuator(cfg: &Config, env: &ProcessEnv, dry_run: bool) -> Result<Box<dyn Act
         )?)
     };
     Ok(Box::new(Executor::connect(cfg, &env.docker, token)?))
+}
+
+/// `up`'s actuator: Docker alone. `up` only starts workers (a dry run never calls it), so
+/// it needs no Kubernetes access: it works without a kubeconfig.
+fn up_actuator(cfg: &Config, env: &ProcessEnv) -> Result<Box<dyn Actuator>, RunError> {
+    let token =
+        crate::docker::load_token(cfg.docker.token_file.as_deref(), env.k3s_token.as_deref())?;
+    let client = std::rc::Rc::new(DockerClient::connect(&cfg.docker, &env.docker)?);
+    Ok(Box::new(crate::run::docker_side::DockerActuator::new(
+        client,
+        &cfg.docker,
+        token,
+        Box::new(crate::run::PlanOnly),
+    )))
 }
 
 fn print_outcome(outcome: Outcome, output: OutputFormat) -> u8 {

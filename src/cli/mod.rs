@@ -6,6 +6,7 @@
 pub mod args;
 pub mod commands;
 pub mod completions;
+pub mod init;
 pub mod logging;
 pub mod metrics;
 pub mod status;

@@ -148,6 +148,10 @@ pub struct Docker {
     pub ulimit_nofile: u64,
     /// Process limit (soft = hard) of each worker; k3s's own compose file uses 65535.
     pub ulimit_nproc: u64,
+    /// The k3d cluster this pool's workers belong to: they then also carry k3d's labels,
+    /// so `k3d node list` shows them and `k3d cluster delete` removes them. None: a plain
+    /// k3s-in-Docker cluster.
+    pub k3d_cluster: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -266,6 +270,7 @@ impl Default for Docker {
             stop_timeout: Secs::from_secs(30),
             ulimit_nofile: 65535,
             ulimit_nproc: 65535,
+            k3d_cluster: None,
         }
     }
 }
@@ -561,6 +566,11 @@ impl Config {
                 return Err(invalid(key, format!("{v} must be between 1024 and 2^30")));
             }
         }
+        if let Some(name) = &d.k3d_cluster
+            && let Err(why) = check_k3d_cluster_name(name)
+        {
+            return Err(invalid("docker.k3d_cluster", why));
+        }
         for (i, a) in d.agent_args.iter().enumerate() {
             if a.to_ascii_lowercase().contains("token") {
                 return Err(invalid(
@@ -605,6 +615,31 @@ pub fn is_dns_subdomain(s: &str) -> bool {
                 && !part.starts_with('-')
                 && !part.ends_with('-')
         })
+}
+
+/// k3d's own rule for a cluster name (k3d-io/k3d pkg/client/clusterName.go, CheckName): an
+/// RFC 1123 host name of at most 32 characters, so that k3d's object names built from it
+/// stay within Docker's limits.
+pub fn check_k3d_cluster_name(name: &str) -> Result<(), String> {
+    const MAX: usize = 32; // k3d's DefaultClusterNameMaxLength (pkg/types/defaults.go)
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.is_empty() || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "{name:?} is not a k3d cluster name (an RFC 1123 host name)"
+        ));
+    }
+    if name.len() > MAX {
+        return Err(format!(
+            "{name:?} is {} characters; k3d cluster names have at most {MAX}",
+            name.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Docker object names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -710,6 +745,12 @@ mod tests {
                 "docker.tls",
             ),
             ("docker:\n  ulimit_nofile: 10\n", "docker.ulimit_nofile"),
+            ("docker:\n  k3d_cluster: 'a b'\n", "docker.k3d_cluster"),
+            ("docker:\n  k3d_cluster: ''\n", "docker.k3d_cluster"),
+            (
+                "docker:\n  k3d_cluster: a-name-that-is-much-too-long-for-k3d\n",
+                "docker.k3d_cluster",
+            ),
             (
                 "kubernetes:\n  permanent_nodes: ['Node_1']\n",
                 "kubernetes.permanent_nodes[0]",
@@ -740,6 +781,13 @@ mod tests {
         assert!(is_dns_subdomain("worker.example.com"));
         assert!(!is_dns_subdomain("a..b"));
         assert!(is_docker_name("k3s_net.1"));
+        // k3d's CheckName: RFC 1123 host names (capitals and dots allowed), <= 32.
+        for ok in ["k3s-default", "Dev", "a.b", "x", &"a".repeat(32)] {
+            assert!(check_k3d_cluster_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "a..b", "a_b", "a b", &"a".repeat(33)] {
+            assert!(check_k3d_cluster_name(bad).is_err(), "{bad}");
+        }
         assert!(!is_docker_name("-x"));
     }
 }

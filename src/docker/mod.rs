@@ -1,10 +1,12 @@
 //! Worker nodes as Docker containers: the client (endpoint, TLS, timeouts), the worker
-//! container's specification and the operations on managed workers. Only containers and
-//! volumes labelled `io.k3s-scale.managed=true` and with this pool's `io.k3s-scale.pool`
-//! are ever touched. The `Actuator` that starts workers through this is in
+//! container's specification and the operations on managed workers, and k3d clusters
+//! (`k3d`: read from their labels; the labels a k3d pool's workers add). Only containers
+//! and volumes labelled `io.k3s-scale.managed=true` and with this pool's
+//! `io.k3s-scale.pool` are ever changed; k3d's are only listed. The `Actuator` that starts workers through this is in
 //! `run::docker_side`. May use `plan` (names, container states), `state`, `config`.
 
 mod client;
+pub mod k3d;
 mod ops;
 mod spec;
 mod token;
@@ -15,7 +17,7 @@ pub use spec::{
     HostCapacity, LABEL_INDEX, LABEL_MANAGED, LABEL_POOL, LABEL_WORKER, NODE_LABEL_POOL,
     VOLUME_TARGET, WorkerSpec, system_reserved_arg, volume_name, worker_labels,
 };
-pub use token::{JoinToken, load_token};
+pub use token::{JoinToken, load_token, write_token_file};
 
 use std::fmt;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! `k3s agent` command and environment, its limits and the kubelet reservation that makes
 //! the node offer its share of the host rather than all of it. No I/O here.
 
+use super::k3d;
 use super::token::JoinToken;
 use crate::config;
 use bollard::models::{
@@ -107,10 +108,28 @@ impl WorkerSpec<'_> {
         cmd
     }
 
+    /// The container's labels: k3s-scale's own, and k3d's when the pool belongs to a k3d
+    /// cluster. k3s-scale lists and removes by its own labels only.
+    pub fn container_labels(&self, worker: &str, index: u64) -> HashMap<String, String> {
+        let mut labels = worker_labels(&self.cfg.pool, worker, index);
+        if let Some(cluster) = &self.cfg.k3d_cluster {
+            labels.extend(k3d::worker_labels(
+                cluster,
+                &self.cfg.network,
+                &self.cfg.server_url,
+            ));
+        }
+        labels
+    }
+
     pub fn volume(&self, worker: &str, index: u64) -> VolumeCreateRequest {
+        let mut labels = worker_labels(&self.cfg.pool, worker, index);
+        if let Some(cluster) = &self.cfg.k3d_cluster {
+            labels.extend(k3d::volume_labels(cluster));
+        }
         VolumeCreateRequest {
             name: Some(volume_name(worker)),
-            labels: Some(worker_labels(&self.cfg.pool, worker, index)),
+            labels: Some(labels),
             ..Default::default()
         }
     }
@@ -163,7 +182,7 @@ impl WorkerSpec<'_> {
             // Docker refuses a hostname with the host network; elsewhere the node's
             // hostname matches its name.
             hostname: (c.network != "host").then(|| worker.to_string()),
-            labels: Some(worker_labels(&c.pool, worker, index)),
+            labels: Some(self.container_labels(worker, index)),
             stop_timeout: Some(c.stop_timeout.get().as_secs().min(i64::MAX as u64) as i64),
             host_config: Some(host_config),
             ..Default::default()
@@ -246,6 +265,45 @@ mod tests {
             spec.volume("k3s-worker-7", 7).name.as_deref(),
             Some("k3s-worker-7-data")
         );
+    }
+
+    #[test]
+    fn a_k3d_pool_adds_k3ds_labels_and_keeps_its_own() {
+        let mut cfg = spec_cfg();
+        let token = JoinToken::new("s3cret").unwrap();
+        let spec = WorkerSpec {
+            cfg: &cfg,
+            token: &token,
+            host: None,
+        };
+        assert!(
+            !spec
+                .container_labels("w-1", 1)
+                .keys()
+                .any(|k| k.starts_with("k3d") || k == "app")
+        );
+        cfg.k3d_cluster = Some("dev".into());
+        cfg.network = "k3d-dev".into();
+        let spec = WorkerSpec {
+            cfg: &cfg,
+            token: &token,
+            host: None,
+        };
+        let labels = spec.container("w-1", 1).labels.unwrap();
+        assert!(is_managed(&labels, "blue"));
+        assert_eq!(labels["app"], "k3d");
+        assert_eq!(labels["k3d.cluster"], "dev");
+        assert_eq!(labels["k3d.role"], "agent");
+        assert_eq!(labels["k3d.cluster.network"], "k3d-dev");
+        assert_eq!(labels["k3d.cluster.url"], cfg.server_url);
+        assert!(labels.values().all(|v| !v.contains("s3cret")));
+        let vol = spec.volume("w-1", 1).labels.unwrap();
+        assert!(is_managed(&vol, "blue"));
+        assert_eq!(
+            (vol["app"].as_str(), vol["k3d.cluster"].as_str()),
+            ("k3d", "dev")
+        );
+        assert!(!vol.contains_key("k3d.role"));
     }
 
     #[test]

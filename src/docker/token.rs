@@ -1,6 +1,7 @@
 //! The k3s join token: read from `docker.token_file` or the `K3S_TOKEN` environment
 //! variable (which `commands` reads once and passes in), and kept in a type that never
-//! prints it. It goes to exactly one place: the worker container's environment.
+//! prints it. It goes to the worker container's environment, and `init --from-k3d` writes
+//! the token it read from k3d's labels to a 0600 token file; nowhere else.
 
 use super::DockerError;
 use crate::config;
@@ -36,6 +37,12 @@ impl fmt::Debug for JoinToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("JoinToken(<redacted>)")
     }
+}
+
+/// Writes the token as a token file `load_token` reads: one line, mode 0600, created without
+/// following a symlink; an existing file is an `AlreadyExists` error unless `replace`.
+pub fn write_token_file(path: &Path, token: &JoinToken, replace: bool) -> std::io::Result<()> {
+    crate::state::write_new_file(path, format!("{}\n", token.0).as_bytes(), 0o600, replace)
 }
 
 /// The token from the file if one is configured, else from `K3S_TOKEN`.
@@ -96,6 +103,21 @@ mod tests {
             load_token(None, Some(" from-env\n")).unwrap().expose(),
             "from-env"
         );
+    }
+
+    #[test]
+    fn a_written_token_file_reads_back_and_is_0600() {
+        let d = dir("write");
+        let p = d.join("k3s-token");
+        let t = JoinToken::new("K10abc::server:s3cret").unwrap();
+        write_token_file(&p, &t, false).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load_token(Some(&p), None).unwrap(), t);
+        assert!(write_token_file(&p, &t, false).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

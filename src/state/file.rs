@@ -243,6 +243,48 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result
     result
 }
 
+/// Writes a new file with exactly `mode`, never following a symlink at `path`. Without
+/// `replace`, anything already at `path` (a file, a dangling symlink) is an
+/// `AlreadyExists` error and stays untouched: O_CREAT|O_EXCL does not follow a symlink.
+/// With `replace`, the bytes go to a fresh temp file beside it (O_EXCL too) that is then
+/// renamed over `path`: a rename replaces a symlink, it does not write through it.
+pub fn write_new_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // Only a file this call created is removed when a later step fails.
+    let create = |p: &Path| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(p)?;
+        // The umask may have taken bits away from `mode`; set it exactly.
+        let r = f
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .and_then(|()| f.write_all(bytes))
+            .and_then(|()| f.sync_all());
+        if r.is_err() {
+            let _ = std::fs::remove_file(p);
+        }
+        r
+    };
+    if !replace {
+        return create(path);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{file_name}.new.{}", std::process::id()));
+    create(&tmp)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
 /// Removes the temp files that writes killed half-way (kill -9, power loss) left beside
 /// `file_name`: `.<file_name>.tmp.<pid>` of a process that is gone. Each would otherwise
 /// stay forever, as large as the file. A live process's temp file is its write in progress.
@@ -290,6 +332,51 @@ mod tests {
         let s = State::load(&d.join("nope.json")).unwrap();
         assert_eq!(s, State::fresh());
         assert_eq!(s.next_worker_index, 1);
+    }
+
+    #[test]
+    fn new_files_get_their_mode_never_overwrite_and_never_follow_a_symlink() {
+        let d = std::env::temp_dir().join(format!("k3s-scale-newfile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("token");
+        write_new_file(&p, b"one", 0o600, false).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), 0o600);
+        let e = write_new_file(&p, b"two", 0o600, false).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        write_new_file(&p, b"two", 0o640, true).unwrap();
+        assert_eq!(
+            (std::fs::read(&p).unwrap(), mode(&p)),
+            (b"two".to_vec(), 0o640)
+        );
+        // A symlink planted at the path: refused without replace, replaced (not followed)
+        // with it; its target is never written.
+        let target = d.join("elsewhere");
+        std::fs::write(&target, b"keep").unwrap();
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = write_new_file(&link, b"x", 0o600, false).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        let dangling = d.join("dangling");
+        std::os::unix::fs::symlink(d.join("nothing"), &dangling).unwrap();
+        assert!(write_new_file(&dangling, b"x", 0o600, false).is_err());
+        assert!(!d.join("nothing").exists());
+        write_new_file(&link, b"x", 0o600, true).unwrap();
+        assert!(
+            !std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert_eq!(
+            std::fs::read_dir(&d).unwrap().count(),
+            4,
+            "token, elsewhere, link, dangling; no temp file left"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
