@@ -371,10 +371,11 @@ fn one_snapshot_is_exactly_one_query_request() {
     assert_eq!(reqs[0].method, "POST");
     let form = String::from_utf8_lossy(&reqs[0].body);
     assert!(form.starts_with("query="), "{form}");
-    // Every part of the query travels in that one request: each signal's own, and the
-    // per-node requests and allocatable the utilisation signals are worked out from.
+    // Every part of the query travels in that one request: each signal's own, the per-node
+    // requests and allocatable the utilisation signals are worked out from, and the
+    // unschedulable pods one by one (owner, requests) for the cluster model.
     let parts = k3s_scale::signals::promql::all_defaults().parts;
-    assert_eq!(parts.len(), 6);
+    assert_eq!(parts.len(), 8);
     for (name, _) in parts {
         assert!(
             form.contains(&format!("%22{name}%22")),

@@ -67,6 +67,7 @@ fn run(
                 // Counted; no cooldown changes. The idle timer restarts: the signals were
                 // not seen low during the outage, so the unneeded time starts again.
                 state.low_since = None;
+                state.unneeded_since.clear();
                 state.totals.runs += 1;
                 state.count_error(e.kind());
                 state.record(now, "error", e.to_string());

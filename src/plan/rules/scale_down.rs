@@ -32,6 +32,9 @@ pub fn apply(
     plan.low_since = plan.memory.unneeded_since.values().min().copied();
     match low(snap, pending) {
         Low::Unknown(why) => {
+            // A gap in the data restarts every idle timer: the workers were not seen idle.
+            plan.memory.unneeded_since.clear();
+            plan.low_since = None;
             plan.blocked_by.push(why);
             return;
         }
@@ -40,8 +43,11 @@ pub fn apply(
     }
     let due = due(snap, &plan.memory, cfg, now);
     if due.unready.is_empty() && due.ready.is_empty() {
+        // Say what else would hold it once the timer has run.
         if let Some(w) = due.waiting {
             plan.blocked_by.push(w);
+            plan.blocked_by
+                .extend(blockers(count, unhealthy, state, cfg, now));
         }
         return;
     }
@@ -53,6 +59,10 @@ pub fn apply(
             {
                 candidates.push(name)
             }
+            Some((cpu, mem)) if !(cpu.is_finite() && mem.is_finite()) => plan.kept.push(Kept {
+                node: name,
+                reason: "no other Ready worker would be left for its pods' requests".into(),
+            }),
             Some((cpu, mem)) => plan.kept.push(Kept {
                 node: name,
                 reason: format!(
@@ -87,7 +97,7 @@ pub fn apply(
             });
     }
     // An unready worker is no capacity: removing it never takes the pool below min_nodes.
-    let only_unready = candidates.iter().all(|c| due.unready.contains(c));
+    let only_unready = !candidates.is_empty() && candidates.iter().all(|c| due.unready.contains(c));
     let mut blocked = blockers(count, unhealthy, state, cfg, now);
     if only_unready {
         blocked.retain(|b| !b.starts_with("at min_nodes"));

@@ -46,6 +46,14 @@ pub fn apply(
     let waits = want > 0;
     want = want.max(by_pods);
     if want == 0 {
+        if let Some(p) = pending.filter(|p| p.waiting > 0) {
+            plan.low_since = None;
+            plan.blocked_by.push(format!(
+                "{} pending pod(s) fit the {} worker(s) still provisioning; waiting for them to be Ready",
+                p.waiting, count.workers.provisioning
+            ));
+            return true;
+        }
         return false;
     }
     plan.reasons.extend(reasons);
