@@ -264,7 +264,8 @@ pub fn open_own(path: &Path) -> Result<Option<(File, Metadata)>, FileError> {
     match std::fs::symlink_metadata(&dir) {
         // No folder, no file: nothing to check yet (the first write creates it 0700).
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        _ => check_private_folder(&dir, path)?,
+        Err(e) => return Err(FileError::from_io(&dir, e)),
+        Ok(_) => check_private_folder(&dir, path)?,
     }
     let file = match OpenOptions::new()
         .read(true)
