@@ -5,7 +5,9 @@
 //! get restrictive modes even under umask 000; world-writable config and secret files are
 //! refused (exit 2); TLS is verified by default for Prometheus and the apiserver, with CA
 //! options; no process is ever spawned from src/; names from the config are validated
-//! before any outside call. Each test prints what it checked.
+//! before any outside call; no link or loose folder makes a run write through or into
+//! something else (issue 17), and odd or fuzzed own-file paths give a clear error. Each
+//! test prints what it checked.
 
 #[path = "support/docker.rs"]
 mod docker_support;
@@ -371,6 +373,95 @@ fn world_writable_config_and_secret_files_are_refused_with_exit_2() {
         assert_eq!(prom.count(), 0, "{what}: no query sent");
         cases.push(format!("{what} 0666 (evaluate)"));
     }
+
+    // The CA file too: a writable CA lets anyone answer for Prometheus.
+    let ca = rig.pool.dir.join("ca.pem");
+    write_file(&ca, "not read\n", 0o666);
+    let cfg = rig.config(&Knobs {
+        prom_url: prom.url(),
+        prom_extra: format!("  ca_file: {}\n", ca.display()),
+        ..Knobs::default()
+    });
+    let r = run(&cfg, &["evaluate"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("world-writable") && r.stderr.contains(&ca.display().to_string()),
+        "{r:?}"
+    );
+    assert_eq!(prom.count(), 0, "CA: no query sent");
+    cases.push("prometheus.ca_file 0666 (evaluate)".into());
+
+    // Judged on the file opened, not on the link (a link's own mode is always 0777): a
+    // link to a world-writable file is refused, a link to a 0600 file is read.
+    let links = rig.pool.dir.join("links");
+    std::fs::create_dir_all(&links).unwrap();
+    let good = rig.config(&Knobs {
+        prom_url: prom.url(),
+        ..Knobs::default()
+    });
+    let loose = links.join("loose-config.yaml");
+    write_file(&loose, &std::fs::read_to_string(&good).unwrap(), 0o666);
+    for (target, code) in [(&loose, 2), (&good, 0)] {
+        let link = links.join(format!("config-link-{code}.yaml"));
+        std::os::unix::fs::symlink(target, &link).unwrap();
+        let r = run(&link, &["config", "check"]);
+        assert_eq!(r.code, code, "config link to {}: {r:?}", target.display());
+        if code == 2 {
+            assert!(
+                r.stderr.contains("world-writable")
+                    && r.stderr.contains(&link.display().to_string()),
+                "{r:?}"
+            );
+        }
+    }
+    cases.push("config through a link: to a 0666 file exit 2, to a 0600 file read".into());
+    let loose_bearer = links.join("loose-bearer");
+    let tight_bearer = links.join("tight-bearer");
+    write_file(&loose_bearer, "s3cret-loose\n", 0o666);
+    write_file(&tight_bearer, "s3cret-tight\n", 0o600);
+    for (target, code) in [(&loose_bearer, 2), (&tight_bearer, 4)] {
+        let link = links.join(format!("bearer-link-{code}"));
+        std::os::unix::fs::symlink(target, &link).unwrap();
+        let cfg = rig.config(&Knobs {
+            prom_url: prom.url(),
+            prom_extra: format!("  bearer_token_file: {}\n", link.display()),
+            ..Knobs::default()
+        });
+        let before = prom.count();
+        let r = run(&cfg, &["evaluate"]);
+        assert_eq!(r.code, code, "bearer link to {}: {r:?}", target.display());
+        if code == 2 {
+            assert!(r.stderr.contains("world-writable"), "{r:?}");
+            assert_eq!(prom.count(), before, "no query sent");
+        } else {
+            // Read through the link: the query went out with the token (and Prometheus
+            // behind the proxy is down, hence exit 4).
+            let auth = prom.requests().last().unwrap().header("authorization");
+            assert_eq!(auth.as_deref(), Some("Bearer s3cret-tight"));
+        }
+    }
+    cases.push(
+        "bearer token file through a link: to a 0666 file exit 2, to a 0600 file used".into(),
+    );
+    let token_target = links.join("loose-token");
+    write_file(&token_target, &format!("{}\n", rig.token), 0o666);
+    let pending = LiveProm::start(pending_cluster());
+    let cfg = rig.config(&Knobs {
+        prom_url: pending.url(),
+        ..Knobs::default()
+    });
+    std::fs::remove_file(rig.token_path()).unwrap();
+    std::os::unix::fs::symlink(&token_target, rig.token_path()).unwrap();
+    let r = run(&cfg, &["evaluate"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout.contains("world-writable")
+            && r.stdout.contains(&rig.token_path().display().to_string()),
+        "{r:?}"
+    );
+    assert!(rig.containers().is_empty());
+    std::fs::remove_file(rig.token_path()).unwrap();
+    cases.push("join token file through a link to a 0666 file (evaluate)".into());
     println!(
         "security: refused with exit 2 and a message saying world-writable: {}",
         cases.join("; ")
@@ -684,6 +775,17 @@ fn no_process_is_spawned_from_src() {
         "/bin/sh",
         "\"sh\"",
     ];
+    // libc is a dependency for open(2) flags and errno constants only (config::files):
+    // any other use of it (fork, exec, system, raw syscalls) fails here.
+    let libc_allowed = [
+        "O_NOFOLLOW",
+        "O_NONBLOCK",
+        "ELOOP",
+        "EISDIR",
+        "ENOTDIR",
+        "ENAMETOOLONG",
+    ];
+    let mut libc_uses = 0;
     let mut lines = 0;
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
@@ -697,13 +799,33 @@ fn no_process_is_spawned_from_src() {
                     i + 1
                 );
             }
+            assert!(
+                !line.contains("extern crate") && !line.contains("use libc"),
+                "{}:{}: libc is named in full at each use: {line}",
+                f.display(),
+                i + 1
+            );
+            for (at, _) in line.match_indices("libc::") {
+                let name: String = line[at + 6..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    libc_allowed.contains(&name.as_str()),
+                    "{}:{}: libc::{name} is not one of the constants src/ may use: {line}",
+                    f.display(),
+                    i + 1
+                );
+                libc_uses += 1;
+            }
         }
     }
+    assert!(libc_uses > 0, "the libc scan looked at nothing");
     // The manifest names no crate whose job is running commands.
     let manifest =
         std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
             .unwrap();
-    for c in ["duct", "xshell", "subprocess", "nix", "libc"] {
+    for c in ["duct", "xshell", "subprocess", "nix"] {
         assert!(
             !manifest
                 .lines()
@@ -712,7 +834,7 @@ fn no_process_is_spawned_from_src() {
         );
     }
     println!(
-        "security: no process spawning in src/: {} files, {lines} lines scanned for {} patterns",
+        "security: no process spawning in src/: {} files, {lines} lines scanned for {} patterns; {libc_uses} uses of libc, all open(2)/errno constants",
         files.len(),
         forbidden.len()
     );
@@ -790,4 +912,616 @@ fn bad_names_in_the_config_exit_2_naming_the_key_before_any_outside_call() {
         "security: {} invalid names refused with exit 2 naming the key (evaluate and up); Docker, Kubernetes and Prometheus calls made: 0",
         cases.len()
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Own files (issue 17): k3s-scale runs as root, so every path it writes is a way in for
+// whoever can put something there first. Victim files stand for the rest of the host.
+
+/// Files outside the folders under test, each with content of its own: no run may change
+/// them.
+struct Victims {
+    dir: PathBuf,
+    files: Vec<(PathBuf, String)>,
+}
+
+impl Victims {
+    fn new(dir: &Path) -> Victims {
+        std::fs::create_dir_all(dir).unwrap();
+        Victims {
+            dir: dir.to_path_buf(),
+            files: Vec::new(),
+        }
+    }
+
+    /// A new victim file, mode 0644.
+    fn make(&mut self, name: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        let text = format!("victim {name}: must never change\n");
+        write_file(&p, &text, 0o644);
+        self.files.push((p.clone(), text));
+        p
+    }
+
+    fn assert_unchanged(&self, after: &str) {
+        for (p, text) in &self.files {
+            let now = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{after}: {e}"));
+            assert_eq!(&now, text, "{after}: victim {} changed", p.display());
+            assert_eq!(mode(p), 0o644, "{after}: victim {} mode", p.display());
+        }
+    }
+}
+
+/// A folder with exactly `mode` (set after creation, past the umask).
+fn folder(p: &Path, mode: u32) -> PathBuf {
+    std::fs::create_dir_all(p).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p.to_path_buf()
+}
+
+/// The rig's config with the state, lock and metrics textfile moved to the given paths;
+/// Prometheus at a closed loopback port, so `evaluate` fails with exit 4 before Docker or
+/// Kubernetes, yet loads and saves the state and writes the metrics.
+fn own_files_config(rig: &mut Rig, state: &Path, lock: &Path, metrics: &Path) -> PathBuf {
+    let cfg = rig.config(&Knobs::default());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text
+        .replace(
+            &format!("path: {}\n", rig.state_path().display()),
+            &format!("path: {}\n", state.display()),
+        )
+        .replace(
+            &format!("lock_path: {}\n", rig.lock_path().display()),
+            &format!("lock_path: {}\n", lock.display()),
+        )
+        .replace(
+            &format!("textfile: {}\n", rig.metrics_path().display()),
+            &format!("textfile: {}\n", metrics.display()),
+        );
+    for p in [state, lock, metrics] {
+        assert!(text.contains(&p.display().to_string()), "{text}");
+    }
+    write_file(&cfg, &text, 0o600);
+    cfg
+}
+
+/// stdout and stderr together (evaluate prints its error in the report and the log).
+fn said(r: &Run) -> String {
+    format!("{}\n{}", r.stdout, r.stderr)
+}
+
+/// A run's exit code and the start of what it said: a failure message that stays
+/// readable when the paths are thousands of bytes long.
+fn brief(r: &Run) -> String {
+    let s = said(r);
+    let cut: String = s.chars().take(600).collect();
+    format!(
+        "exit {}: {cut}{}",
+        r.code,
+        if s.len() > 600 { " [...]" } else { "" }
+    )
+}
+
+/// A path for a failure message: at most 120 bytes of it and its length.
+fn short(p: &std::ffi::OsStr) -> String {
+    let s = p.to_string_lossy();
+    let cut: String = s.chars().take(120).collect();
+    format!("{cut}[{} bytes]", p.len())
+}
+
+/// `.<name>.tmp.<pid>`, the temp name every PID the next runs may get would have used
+/// before issue 17, from the kernel's last PID on: `n` links to `victim`. Returns the range.
+fn plant_pid_temp_links(dir: &Path, name: &str, victim: &Path, n: u32) -> (u32, u32) {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for i in 1..=n {
+        let pid = (last + i) % max;
+        let _ = std::os::unix::fs::symlink(victim, dir.join(format!(".{name}.tmp.{pid}")));
+    }
+    (last + 1, (last + n) % max)
+}
+
+fn in_range(pid: u32, (lo, hi): (u32, u32)) -> bool {
+    if lo <= hi {
+        (lo..=hi).contains(&pid)
+    } else {
+        pid >= lo || pid <= hi
+    }
+}
+
+/// Runs the binary, returning the run and its PID.
+fn run_pid(cfg: &Path, args: &[&str]) -> (Run, u32) {
+    let child = bin()
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    (Run::from_output(child.wait_with_output().unwrap()), pid)
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn links_and_loose_folders_never_make_a_root_run_write_elsewhere() {
+    let mut rig = Rig::new();
+    let base = folder(&rig.pool.dir.join("own-files"), 0o755);
+    let mut victims = Victims::new(&base.join("victims"));
+    let mut lines = Vec::new();
+
+    // 1. State and lock in a shared folder (as /tmp: 1777), links planted at the lock's
+    //    name, the state's name and the temp names: refused before anything is opened.
+    let shared = folder(&base.join("shared"), 0o1777);
+    let (state, lock, metrics) = (
+        shared.join("state.json"),
+        shared.join("k3s-scale.lock"),
+        shared.join("k3s-scale.prom"),
+    );
+    for (link, v) in [(&lock, "lock"), (&state, "state"), (&metrics, "metrics")] {
+        std::os::unix::fs::symlink(victims.make(v), link).unwrap();
+    }
+    let temps = victims.make("state-temp");
+    plant_pid_temp_links(&shared, "state.json", &temps, 2000);
+    let cfg = own_files_config(&mut rig, &state, &lock, &metrics);
+    let before = names_in(&shared);
+    for args in [
+        &["evaluate"][..],
+        &["state", "reset"],
+        &["status"],
+        &["drain", "w1"],
+    ] {
+        let r = run(&cfg, args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        let s = said(&r);
+        assert!(
+            s.contains(&format!("refusing {}", shared.display()))
+                && s.contains("writable by")
+                && s.contains("sticky bit"),
+            "{args:?}: names the folder and why: {s}"
+        );
+        assert!(!s.contains("panicked"), "{s}");
+        victims.assert_unchanged(&format!("{args:?} with state and lock in a 1777 folder"));
+        assert_eq!(
+            names_in(&shared),
+            before,
+            "{args:?}: nothing created or removed"
+        );
+        lines.push(format!(
+            "state and lock in a 1777 folder full of links: {} exit 2",
+            args.join(" ")
+        ));
+    }
+
+    // 2. A state folder another user owns (0700, uid 65534), and a group-writable one.
+    for (name, m, uid, why) in [
+        ("foreign", 0o700, Some(65534), "owned by uid 65534"),
+        ("group", 0o770, None, "writable by its group"),
+        ("world", 0o777, None, "writable by its group and all users"),
+    ] {
+        let d = folder(&base.join(name), m);
+        if let Some(uid) = uid {
+            std::os::unix::fs::chown(&d, Some(uid), Some(uid)).unwrap();
+        }
+        let own = folder(&base.join(format!("{name}-lock")), 0o700);
+        let cfg = own_files_config(
+            &mut rig,
+            &d.join("state.json"),
+            &own.join("k3s-scale.lock"),
+            &own.join("k3s-scale.prom"),
+        );
+        let r = run(&cfg, &["evaluate"]);
+        assert_eq!(r.code, 2, "{name}: {r:?}");
+        let s = said(&r);
+        assert!(
+            s.contains(&format!("refusing {}", d.display())) && s.contains(why),
+            "{name}: {s}"
+        );
+        assert!(names_in(&d).is_empty(), "{name}: nothing written in it");
+        // The lock folder alike.
+        let cfg = own_files_config(
+            &mut rig,
+            &own.join("state.json"),
+            &d.join("k3s-scale.lock"),
+            &own.join("k3s-scale.prom"),
+        );
+        let r = run(&cfg, &["evaluate"]);
+        assert_eq!(r.code, 2, "{name} lock: {r:?}");
+        assert!(
+            said(&r).contains(&format!("refusing {}", d.display())),
+            "{r:?}"
+        );
+        lines.push(format!(
+            "state or lock folder {m:o} ({why}): exit 2, folder named"
+        ));
+    }
+    // A folder above the state folder that others can write, without the sticky bit:
+    // the state folder could be moved away and replaced.
+    let loose_above = folder(&base.join("loose-above"), 0o777);
+    let inner = folder(&loose_above.join("k3s"), 0o700);
+    let cfg = own_files_config(
+        &mut rig,
+        &inner.join("state.json"),
+        &inner.join("k3s-scale.lock"),
+        &inner.join("k3s-scale.prom"),
+    );
+    let r = run(&cfg, &["evaluate"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let s = said(&r);
+    assert!(
+        s.contains(&loose_above.display().to_string()) && s.contains("without the sticky bit"),
+        "{s}"
+    );
+    lines.push("a 0777 folder above a 0700 state folder: exit 2, named".into());
+
+    // 3. A private folder (0700, root) where a link sits at an own file's name anyway.
+    let private = folder(&base.join("private"), 0o700);
+    let (state, lock, metrics) = (
+        private.join("state.json"),
+        private.join("k3s-scale.lock"),
+        private.join("k3s-scale.prom"),
+    );
+    let cfg = own_files_config(&mut rig, &state, &lock, &metrics);
+    std::os::unix::fs::symlink(victims.make("lock-in-private"), &lock).unwrap();
+    for args in [&["evaluate"][..], &["state", "reset"]] {
+        State::fresh().save(&state).unwrap();
+        let r = run(&cfg, args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        let s = said(&r);
+        assert!(
+            s.contains(&format!("refusing {}", lock.display())) && s.contains("symbolic link"),
+            "{args:?}: {s}"
+        );
+        victims.assert_unchanged(&format!("{args:?} with a link at the lock"));
+        assert!(state.exists(), "{args:?}: the state stays where it was");
+    }
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::remove_file(&state).unwrap();
+    std::os::unix::fs::symlink(victims.make("state-in-private"), &state).unwrap();
+    for args in [&["evaluate"][..], &["state", "reset"], &["state", "show"]] {
+        let r = run(&cfg, args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        let s = said(&r);
+        assert!(
+            s.contains(&format!("refusing {}", state.display())) && s.contains("symbolic link"),
+            "{args:?}: {s}"
+        );
+        victims.assert_unchanged(&format!("{args:?} with a link at the state"));
+        assert!(
+            std::fs::symlink_metadata(&state).unwrap().is_symlink(),
+            "{args:?}: the link is left as found"
+        );
+    }
+    lines.push(
+        "links at the lock (evaluate, state reset) and the state (evaluate, state reset, state show) in a 0700 folder: exit 2, path named".into(),
+    );
+    std::fs::remove_file(&state).unwrap();
+
+    // 4. The temp files: links at `.state.json.tmp.<pid>` for the next 3000 PIDs in the
+    //    private folder, and the textfile in a shared 1777 folder with links at its name
+    //    and at its temp names. The runs write through none of them.
+    let textdir = folder(&base.join("textfile"), 0o1777);
+    let metrics = textdir.join("k3s-scale.prom");
+    std::os::unix::fs::symlink(victims.make("textfile"), &metrics).unwrap();
+    let state_temps = victims.make("state-temps");
+    let metric_temps = victims.make("metric-temps");
+    let cfg = own_files_config(&mut rig, &state, &lock, &metrics);
+    // Other processes on a busy machine use PIDs too: when the run's PID falls outside
+    // the planted range, plant again and run again.
+    let mut hit = None;
+    for attempt in 1..=3u64 {
+        let planted = plant_pid_temp_links(&private, "state.json", &state_temps, 3000);
+        plant_pid_temp_links(&textdir, "k3s-scale.prom", &metric_temps, 3000);
+        let (r, pid) = run_pid(&cfg, &["evaluate"]);
+        assert_eq!(r.code, 4, "Prometheus is down: {r:?}");
+        victims.assert_unchanged("evaluate with links at every temp name a PID gives");
+        assert!(std::fs::symlink_metadata(&state).unwrap().is_file());
+        assert_eq!(
+            State::load(&state).unwrap().totals.runs,
+            attempt,
+            "the state was saved"
+        );
+        let prom = std::fs::symlink_metadata(&metrics).unwrap();
+        assert!(
+            prom.is_file(),
+            "the link at the textfile's name was replaced"
+        );
+        assert_eq!(mode(&metrics), 0o644);
+        assert!(
+            std::fs::read_to_string(&metrics)
+                .unwrap()
+                .contains("k3s_scale_last_run_exit_code 4")
+        );
+        if in_range(pid, planted) {
+            hit = Some((pid, planted));
+            break;
+        }
+        println!("attempt {attempt}: PID {pid} outside the planted range {planted:?}");
+    }
+    let (pid, planted) = hit.expect("a run whose PID was in the planted range");
+    lines.push(format!(
+        "evaluate (PID {pid}) with links at `.state.json.tmp.<pid>` and `.k3s-scale.prom.tmp.<pid>` for PIDs {}..{} and at the textfile: 0 victims changed, textfile replaced by a regular file",
+        planted.0, planted.1
+    ));
+
+    // 5. `state reset` where the name it moves the state to is taken by a link: every
+    //    millisecond of the next 10 s. It picks another new name; the victim stays. On a
+    //    loaded machine the run may start after the window: then it is tried again.
+    let aside_victim = victims.make("aside");
+    let bad_files = || -> std::collections::BTreeSet<String> {
+        names_in(&private)
+            .into_iter()
+            .filter(|n| {
+                n.starts_with("state.json.bad-")
+                    && std::fs::symlink_metadata(private.join(n))
+                        .unwrap()
+                        .is_file()
+            })
+            .collect()
+    };
+    let mut collided = None;
+    for attempt in 1..=3 {
+        State::fresh().save(&state).unwrap();
+        let now = Timestamp::now().as_millis();
+        let mut planted = std::collections::HashSet::new();
+        for ms in now..now + 10_000 {
+            let name = format!(
+                "state.json.bad-{}",
+                Timestamp::from_millis(ms).to_string().replace(':', "")
+            );
+            let _ = std::os::unix::fs::symlink(&aside_victim, private.join(&name));
+            planted.insert(name);
+        }
+        let before = bad_files();
+        let r = run(&cfg, &["state", "reset"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        victims.assert_unchanged("state reset with links at the names it would pick");
+        let moved: Vec<String> = bad_files().difference(&before).cloned().collect();
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert!(r.stdout.contains(&moved[0]), "{r:?}");
+        let (base, suffix) = moved[0].rsplit_once('-').unwrap();
+        let random = suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit());
+        if planted.contains(base) {
+            assert!(random, "{base} was taken: a random suffix is added");
+            collided = Some((attempt, moved[0].clone()));
+            break;
+        }
+        assert!(
+            planted.contains(&moved[0]) == random,
+            "a name not taken is used as it is: {}",
+            moved[0]
+        );
+        println!(
+            "attempt {attempt}: the run came after the planted window ({})",
+            moved[0]
+        );
+    }
+    let (attempt, moved) = collided.expect("a reset within the planted window");
+    lines.push(format!(
+        "state reset with links at its timestamped name for 10,000 ms: moved to {moved} (attempt {attempt}), victim unchanged"
+    ));
+
+    for l in &lines {
+        println!("security own files: {l}");
+    }
+}
+
+#[test]
+fn a_normal_run_in_a_private_folder_works_and_leaves_no_temp_file() {
+    let mut rig = Rig::new();
+    let base = folder(&rig.pool.dir.join("normal"), 0o755);
+    // Missing folders are made: state and lock 0700, metrics 0755, whatever the umask.
+    let state = base.join("state/s/state.json");
+    let lock = base.join("lock/k3s-scale.lock");
+    let metrics = base.join("textfile/k3s-scale.prom");
+    let cfg = own_files_config(&mut rig, &state, &lock, &metrics);
+    let (r, _) = run_logged(&cfg, &["evaluate"], false);
+    assert_eq!(r.code, 4, "{r:?}");
+    for (d, m) in [
+        (base.join("state"), 0o700),
+        (base.join("state/s"), 0o700),
+        (base.join("lock"), 0o700),
+        (base.join("textfile"), 0o755),
+    ] {
+        assert_eq!(mode(&d), m, "{} under umask 000", d.display());
+    }
+    assert_eq!(mode(&state), 0o600);
+    assert_eq!(mode(&lock), 0o600);
+    assert_eq!(mode(&metrics), 0o644);
+    let first = State::load(&state).unwrap();
+    // Again, then reset: each folder holds only its file (and the moved-aside state).
+    let r = run(&cfg, &["evaluate"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert_eq!(
+        State::load(&state).unwrap().totals.runs,
+        first.totals.runs + 1
+    );
+    let r = run(&cfg, &["state", "reset"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(&cfg, &["evaluate"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let names = names_in(&base.join("state/s"));
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"state.json".to_string()), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("state.json.bad-")),
+        "{names:?}"
+    );
+    assert_eq!(names_in(&base.join("lock")), ["k3s-scale.lock"]);
+    assert_eq!(names_in(&base.join("textfile")), ["k3s-scale.prom"]);
+    println!(
+        "security own files: evaluate x3 and state reset in new folders: state/lock folders 0700, textfile folder 0755 (umask 000), no temp file left: {names:?}"
+    );
+}
+
+#[test]
+fn odd_and_fuzzed_own_file_paths_give_a_clear_error_never_a_panic() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let mut rig = Rig::new();
+    let base = folder(&rig.pool.dir.join("odd"), 0o700);
+    let cfg = own_files_config(
+        &mut rig,
+        &base.join("state.json"),
+        &base.join("k3s-scale.lock"),
+        &base.join("k3s-scale.prom"),
+    );
+    let with_state = |state: &OsString, args: &[&str]| {
+        let out = bin()
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--state")
+            .arg(state)
+            .args(args)
+            .output()
+            .unwrap();
+        Run::from_output(out)
+    };
+    let path = |p: PathBuf| p.into_os_string();
+    let mut lines = Vec::new();
+
+    // A non-UTF-8 name is a valid Linux file name: it works.
+    let mut raw = base.as_os_str().as_encoded_bytes().to_vec();
+    raw.extend_from_slice(b"/st\xffate\xfe.json");
+    let odd = OsString::from_vec(raw);
+    let r = with_state(&odd, &["evaluate"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        Path::new(&odd).is_file(),
+        "state saved under its non-UTF-8 name"
+    );
+    let r = with_state(&odd, &["state", "show"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    lines.push(
+        "non-UTF-8 state name: works (evaluate exit 4 as Prometheus is down, state show 0)"
+            .to_string(),
+    );
+
+    // (path, what the error says)
+    std::fs::create_dir_all(base.join("a-folder")).unwrap();
+    write_file(&base.join("a-file"), "x", 0o600);
+    let cases = [
+        (path(base.join("a-folder")), "is a folder"),
+        (path(base.join("a-file/state.json")), "not a folder"),
+        (path(base.join("n".repeat(300))), "too long"),
+        (
+            path(base.join(format!("{}/state.json", "d/".repeat(3000)))),
+            "too long",
+        ),
+    ];
+    for (p, want) in &cases {
+        for args in [&["evaluate"][..], &["state", "show"], &["state", "reset"]] {
+            let r = with_state(p, args);
+            let s = said(&r);
+            assert!(!s.contains("panicked"), "{}", brief(&r));
+            // `state reset` of a missing state finds nothing to reset.
+            if r.code == 0 && args[0] == "state" && s.contains("nothing to reset") {
+                continue;
+            }
+            assert_eq!(r.code, 2, "{args:?} {}: {}", short(p), brief(&r));
+            assert!(s.contains(want), "{args:?} {}: {}", short(p), brief(&r));
+        }
+        lines.push(format!("state path {want}: exit 2 saying so"));
+    }
+    // The same as the lock path and the metrics textfile.
+    let cfg_text = std::fs::read_to_string(&cfg).unwrap();
+    for (key, file) in [
+        ("lock_path", "k3s-scale.lock"),
+        ("textfile", "k3s-scale.prom"),
+    ] {
+        let from = format!("{key}: {}\n", base.join(file).display());
+        let to = format!("{key}: {}\n", base.join("a-folder").display());
+        write_file(&cfg, &cfg_text.replace(&from, &to), 0o600);
+        let r = run(&cfg, &["evaluate"]);
+        let s = said(&r);
+        assert!(!s.contains("panicked"), "{s}");
+        assert!(
+            s.contains("is a folder") && s.contains("a-folder"),
+            "{key}: {s}"
+        );
+        if key == "lock_path" {
+            assert_eq!(r.code, 2, "{r:?}");
+        } else {
+            // The run's outcome stands; the textfile error is logged.
+            assert_eq!(r.code, 4, "{r:?}");
+        }
+        lines.push(format!("{key} a folder: error naming it, exit {}", r.code));
+    }
+    write_file(&cfg, &cfg_text, 0o600);
+
+    // Fuzzed: random bytes (no NUL, no `..`) under the folder, some names far too long.
+    let mut rng = Rng::from_env();
+    let mut codes = std::collections::BTreeMap::new();
+    for _ in 0..150 {
+        let mut raw = base.join("fuzz").into_os_string().into_vec();
+        let parts = 1 + rng.next() % 4;
+        for _ in 0..parts {
+            raw.push(b'/');
+            // One name in eight may be far past NAME_MAX (255 bytes).
+            let max = if rng.next().is_multiple_of(8) {
+                400
+            } else {
+                20
+            };
+            let len = 1 + rng.next() % max;
+            let mut part: Vec<u8> = (0..len)
+                .map(|_| match (rng.next() % 255) as u8 + 1 {
+                    b'/' => b'_',
+                    b => b,
+                })
+                .collect();
+            if part == b"." || part == b".." {
+                part = b"x".to_vec();
+            }
+            raw.extend_from_slice(&part);
+        }
+        let p = OsString::from_vec(raw);
+        let args: &[&str] = match rng.next() % 3 {
+            0 => &["evaluate"],
+            1 => &["state", "show"],
+            _ => &["state", "reset"],
+        };
+        let r = with_state(&p, args);
+        let s = said(&r);
+        assert!(!s.contains("panicked"), "{}: {}", short(&p), brief(&r));
+        assert!(
+            [0, 2, 4].contains(&r.code),
+            "{args:?} {}: {}",
+            short(&p),
+            brief(&r)
+        );
+        if r.code == 2 {
+            assert!(
+                s.contains("refusing"),
+                "{}: a clear refusal: {}",
+                short(&p),
+                brief(&r)
+            );
+        }
+        *codes.entry(r.code).or_insert(0) += 1;
+    }
+    lines.push(format!(
+        "150 fuzzed state paths: exit codes {codes:?}, no panic"
+    ));
+    for l in &lines {
+        println!("security own files: {l}");
+    }
 }

@@ -9,7 +9,7 @@ Exit codes:
   10  scaled up (with --dry-run: would have)
   11  scaled down (with --dry-run: would have)
   1   unexpected error
-  2   usage or config error
+  2   usage or config error (incl. a refused state, lock or secret file path)
   3   lock held by another run
   4   metrics unavailable (Prometheus down, slow or garbled)
   5   an action failed (Docker or Kubernetes)

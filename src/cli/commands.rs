@@ -266,16 +266,29 @@ fn print_outcome(outcome: Outcome, output: OutputFormat) -> u8 {
     code
 }
 
+/// `state reset`: moves the state aside under `<path>.bad-<time>` (a new name, made with
+/// link(2), which never follows or replaces anything there) and starts a fresh state that
+/// keeps the worker counter when it can be read. The state must be a regular file in a
+/// folder no other user can write, as for every run.
 fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8, RunError> {
-    if !path.exists() {
+    use crate::config::files;
+    use crate::state::StateError;
+    use std::io::Read;
+    let refused = |e: files::FileError| match e {
+        files::FileError::Refused { .. } => RunError::State(StateError::Refused(e)),
+        files::FileError::Io(p, e) => RunError::State(StateError::Read(p, e)),
+    };
+    // Checked (folder, link, kind) before anything else, dry run included.
+    let Some((file, meta)) = files::open_own(path).map_err(refused)? else {
         println!("no state file at {}; nothing to reset", path.display());
         return Ok(0);
-    }
-    let aside = PathBuf::from(format!(
-        "{}.bad-{}",
-        path.display(),
+    };
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(
+        ".bad-{}",
         Timestamp::now().to_string().replace(':', "")
     ));
+    let aside = PathBuf::from(aside);
     if dry_run {
         println!("would move {} to {}", path.display(), aside.display());
         return Ok(0);
@@ -284,13 +297,20 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
     let _lock = crate::state::lock::RunLock::acquire(&cfg.state.lock_path)?;
     // The worker-name counter is worth saving from the wreck when it can be read: names
     // must never come back (the next scale-up also skips every number still in Docker).
-    let counter = std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    // Read from the file checked above, and no more than a state may hold.
+    let mut bytes = Vec::new();
+    let counter = (meta.len() <= crate::state::MAX_STATE_BYTES)
+        .then(|| {
+            file.take(crate::state::MAX_STATE_BYTES)
+                .read_to_end(&mut bytes)
+                .ok()
+        })
+        .flatten()
+        .and_then(|_| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
         .and_then(|v| v.get("next_worker_index")?.as_u64())
         .filter(|n| *n > 1);
-    std::fs::rename(path, &aside)
-        .map_err(|e| RunError::State(crate::state::StateError::Write(path.to_path_buf(), e)))?;
+    let aside = move_aside(path, &aside)
+        .map_err(|e| RunError::State(StateError::Write(path.to_path_buf(), e)))?;
     match counter {
         Some(n) => {
             let fresh = State {
@@ -311,6 +331,26 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
         ),
     }
     Ok(0)
+}
+
+/// Gives `path`'s file the new name `aside` (or `aside-<random>` when that is taken: two
+/// resets in one second) and removes the old name. link(2) fails rather than replace or
+/// follow whatever is at the new name.
+fn move_aside(path: &std::path::Path, aside: &std::path::Path) -> std::io::Result<PathBuf> {
+    let mut target = aside.to_path_buf();
+    if let Err(e) = std::fs::hard_link(path, &target) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+        let mut other = aside.as_os_str().to_owned();
+        other.push(format!("-{}", &crate::config::files::random_hex()?[..8]));
+        target = PathBuf::from(other);
+        std::fs::hard_link(path, &target)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", target.display())))?;
+    }
+    std::fs::remove_file(path)?;
+    std::fs::File::open(crate::config::files::folder_of(path))?.sync_all()?;
+    Ok(target)
 }
 
 /// This pool's workers as Docker and Kubernetes list them, and what reconcile would repair;

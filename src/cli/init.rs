@@ -159,7 +159,9 @@ pub fn from_k3d(req: &InitRequest, env: &InitEnv) -> Result<String, RunError> {
     };
     write_token_file(&token_path, &cluster.token, req.force)
         .map_err(|e| write_failed(&token_path, e))?;
-    if let Err(e) = crate::state::write_new_file(&config_path, text.as_bytes(), 0o600, req.force) {
+    if let Err(e) =
+        crate::config::files::write_new_file(&config_path, text.as_bytes(), 0o600, req.force)
+    {
         // Nothing half-done: the token file goes again unless it replaced an older one.
         if !req.force {
             let _ = std::fs::remove_file(&token_path);

@@ -4,6 +4,7 @@
 //! and only ever count what happened.
 
 use crate::config::Config;
+use crate::config::files::{self, FileError, Folder};
 use crate::plan::decide::Action;
 use crate::plan::snapshot::Snapshot;
 use crate::run::report::Report;
@@ -11,7 +12,7 @@ use crate::state::State;
 use crate::state::lock::RunLock;
 use crate::state::time::Timestamp;
 use std::fmt::{self, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// Every metric name starts with this.
@@ -24,15 +25,16 @@ pub const COUNTED_ERROR_KINDS: [&str; 2] = ["action", "metrics"];
 
 #[derive(Debug)]
 pub enum MetricsError {
-    Write(PathBuf, std::io::Error),
+    Write(FileError),
 }
 
 impl fmt::Display for MetricsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MetricsError::Write(p, e) => {
+            MetricsError::Write(FileError::Io(p, e)) => {
                 write!(f, "cannot write metrics textfile {}: {e}", p.display())
             }
+            MetricsError::Write(e) => write!(f, "metrics textfile: {e}"),
         }
     }
 }
@@ -348,9 +350,11 @@ pub fn render(run: &RunRecord) -> String {
 
 /// Writes the textfile atomically: node-exporter reads either the old file or the new one.
 /// The temp file starts with a dot and does not end in `.prom`, so the collector skips it.
+/// The folder may be shared with node-exporter's setup: a link at the textfile's name is
+/// replaced, never written through, and the temp file is created exclusively.
 pub fn write_textfile(path: &Path, text: &str) -> Result<(), MetricsError> {
-    crate::state::write_atomically(path, text.as_bytes(), TEXTFILE_MODE)
-        .map_err(|e| MetricsError::Write(path.to_path_buf(), e))
+    files::write_atomically(path, text.as_bytes(), TEXTFILE_MODE, Folder::Shared)
+        .map_err(MetricsError::Write)
 }
 
 /// After an `evaluate` run: writes the textfile when `metrics.textfile` is set. Skipped

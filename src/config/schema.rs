@@ -1,6 +1,7 @@
 //! The configuration file: its schema, defaults, parsing and validation. Everything after
 //! `Config::parse` works on a validated value; nothing else reads the file.
 
+use crate::config::files;
 use crate::config::units::{Bytes, Secs};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -335,12 +336,13 @@ impl Config {
 
     /// Reads, parses and validates the config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let meta = std::fs::metadata(path).map_err(|e| ConfigError::Read(path.into(), e))?;
-        if meta.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge(path.into(), meta.len()));
-        }
-        refuse_world_writable(path, &meta)?;
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        let bytes = read_config(path, MAX_CONFIG_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            ConfigError::Read(
+                path.into(),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+            )
+        })?;
         Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse(_, msg) => ConfigError::Parse(path.into(), msg),
             other => other,
@@ -583,14 +585,15 @@ impl Config {
     }
 }
 
-/// Refuses a file anyone on the host can write: it would let them steer the autoscaler
-/// (config) or join nodes (token).
-pub fn refuse_world_writable(path: &Path, meta: &std::fs::Metadata) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    if meta.permissions().mode() & 0o002 != 0 {
-        return Err(ConfigError::WorldWritable(path.into()));
-    }
-    Ok(())
+/// Reads the config file, refusing one anyone on the host can write: it would let them
+/// steer the autoscaler. Judged on the file opened, after links (`files::read_checked`,
+/// which the join token, credential and CA files go through as well).
+fn read_config(path: &Path, max: u64) -> Result<Vec<u8>, ConfigError> {
+    files::read_checked(path, max).map_err(|e| match e {
+        files::ReadError::Io(e) => ConfigError::Read(path.into(), e),
+        files::ReadError::WorldWritable => ConfigError::WorldWritable(path.into()),
+        files::ReadError::TooLarge(n) => ConfigError::TooLarge(path.into(), n),
+    })
 }
 
 /// RFC 1123 label: what a container and Node name must be.

@@ -4,7 +4,7 @@
 //! the token it read from k3d's labels to a 0600 token file; nowhere else.
 
 use super::DockerError;
-use crate::config;
+use crate::config::{self, files, files::ReadError};
 use std::fmt;
 use std::path::Path;
 
@@ -42,7 +42,7 @@ impl fmt::Debug for JoinToken {
 /// Writes the token as a token file `load_token` reads: one line, mode 0600, created without
 /// following a symlink; an existing file is an `AlreadyExists` error unless `replace`.
 pub fn write_token_file(path: &Path, token: &JoinToken, replace: bool) -> std::io::Result<()> {
-    crate::state::write_new_file(path, format!("{}\n", token.0).as_bytes(), 0o600, replace)
+    crate::config::files::write_new_file(path, format!("{}\n", token.0).as_bytes(), 0o600, replace)
 }
 
 /// The token from the file if one is configured, else from `K3S_TOKEN`.
@@ -50,18 +50,20 @@ pub fn load_token(file: Option<&Path>, env: Option<&str>) -> Result<JoinToken, D
     let setup = |m: String| DockerError::Setup(m);
     if let Some(path) = file {
         let shown = path.display();
-        let meta = std::fs::metadata(path)
-            .map_err(|e| setup(format!("cannot read docker.token_file {shown}: {e}")))?;
-        config::refuse_world_writable(path, &meta)
-            .map_err(|e| setup(format!("docker.token_file: {e}")))?;
-        if meta.len() > MAX_TOKEN_BYTES {
-            return Err(setup(format!(
-                "docker.token_file {shown} is {} bytes; a join token is one short line",
-                meta.len()
-            )));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| setup(format!("cannot read docker.token_file {shown}: {e}")))?;
+        // Checked on the file opened (after links): world-writable is refused, since
+        // anyone could then make workers join another cluster.
+        let bytes = files::read_checked(path, MAX_TOKEN_BYTES).map_err(|e| match e {
+            ReadError::Io(e) => setup(format!("cannot read docker.token_file {shown}: {e}")),
+            ReadError::WorldWritable => setup(format!(
+                "docker.token_file: {}",
+                config::ConfigError::WorldWritable(path.into())
+            )),
+            ReadError::TooLarge(n) => setup(format!(
+                "docker.token_file {shown} is {n} bytes; a join token is one short line"
+            )),
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| setup(format!("docker.token_file {shown} is not UTF-8 text")))?;
         return JoinToken::new(&text).map_err(|m| setup(format!("docker.token_file {shown}: {m}")));
     }
     match env {

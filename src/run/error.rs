@@ -27,6 +27,9 @@ impl RunError {
             // An unreadable or world-writable credential or CA file is a config problem,
             // not Prometheus being down (still counted as a metrics error).
             RunError::Metrics(PromError::Setup(_)) => 2,
+            // A lock or state path k3s-scale refuses (a link, a folder others can write)
+            // is a config problem too: nothing was done.
+            RunError::Lock(LockError::Refused(_)) | RunError::State(StateError::Refused(_)) => 2,
             RunError::Lock(_) => 3,
             RunError::Metrics(_) => 4,
             RunError::Action(_) => 5,
@@ -39,7 +42,9 @@ impl RunError {
         match self {
             RunError::Internal(_) => "internal",
             RunError::Usage(_) => "usage",
-            RunError::Config(_) => "config",
+            RunError::Config(_)
+            | RunError::Lock(LockError::Refused(_))
+            | RunError::State(StateError::Refused(_)) => "config",
             RunError::Lock(_) => "lock",
             RunError::Metrics(_) => "metrics",
             RunError::Action(_) => "action",

@@ -27,8 +27,7 @@ impl PromClient {
         let timeout = cfg.timeout.get();
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| PromError::Setup(format!("cannot read {}: {e}", ca.display())))?;
+            let pem = read_config_file(ca, MAX_CA_BYTES)?;
             let certs: Vec<_> = ureq::tls::parse_pem(&pem)
                 .filter_map(|item| match item {
                     Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -78,12 +77,30 @@ impl PromClient {
     }
 }
 
+/// A credential file is one line.
+const MAX_SECRET_BYTES: u64 = 4096;
+/// A CA bundle: Debian's whole ca-certificates.crt is about 220 KiB.
+const MAX_CA_BYTES: u64 = 4 << 20;
+
+/// A credential or CA file the config names, checked on the file opened (after links):
+/// world-writable is refused, since anyone could then answer for Prometheus.
+fn read_config_file(path: &std::path::Path, max: u64) -> Result<Vec<u8>, PromError> {
+    use config::files::{ReadError, read_checked};
+    read_checked(path, max).map_err(|e| {
+        PromError::Setup(match e {
+            ReadError::Io(e) => format!("cannot read {}: {e}", path.display()),
+            ReadError::WorldWritable => config::ConfigError::WorldWritable(path.into()).to_string(),
+            ReadError::TooLarge(n) => {
+                format!("{} is {n} bytes, over the {max}-byte limit", path.display())
+            }
+        })
+    })
+}
+
 fn read_secret(path: &std::path::Path) -> Result<String, PromError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| PromError::Setup(format!("cannot read {}: {e}", path.display())))?;
-    config::refuse_world_writable(path, &meta).map_err(|e| PromError::Setup(e.to_string()))?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| PromError::Setup(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = read_config_file(path, MAX_SECRET_BYTES)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| PromError::Setup(format!("{} is not UTF-8 text", path.display())))?;
     let secret = text.trim().to_string();
     if secret.is_empty() || secret.contains(['\r', '\n']) {
         return Err(PromError::Setup(format!(

@@ -1,19 +1,21 @@
 //! The JSON state file that carries memory between one-shot runs: cooldown timestamps,
 //! since-when the cluster has been idle, workers still booting, the worker-name counter,
-//! running totals for metrics and recent events. Written atomically, mode 0600.
+//! running totals for metrics and recent events. Written atomically, mode 0600, in a
+//! folder no other user can write (`config::files`).
 
+use crate::config::files::{self, FileError, Folder};
 use crate::state::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::io::Write;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub const STATE_VERSION: u32 = 1;
 /// How many recent events the state keeps (for `status` and post-mortems).
 pub const MAX_EVENTS: usize = 50;
 /// A state file is a few KiB; anything past this is refused rather than read into memory.
-const MAX_STATE_BYTES: u64 = 4 << 20;
+pub const MAX_STATE_BYTES: u64 = 4 << 20;
 
 #[derive(Debug)]
 pub enum StateError {
@@ -22,6 +24,32 @@ pub enum StateError {
     Corrupt(PathBuf, String),
     Version(PathBuf, u32),
     Write(PathBuf, std::io::Error),
+    /// The state path is unsafe or unusable (a link, a folder, a folder others can write):
+    /// a configuration problem (exit 2).
+    Refused(FileError),
+}
+
+impl StateError {
+    /// A file error while reading (`write`: false) or writing the state at `path`.
+    fn from_file(path: &Path, e: FileError, write: bool) -> StateError {
+        match e {
+            FileError::Refused { .. } => StateError::Refused(e),
+            FileError::Io(p, io) => {
+                // Name the file that failed when it is not the state itself (the folder,
+                // the temp file).
+                let io = if p == path {
+                    io
+                } else {
+                    std::io::Error::new(io.kind(), format!("{}: {io}", p.display()))
+                };
+                if write {
+                    StateError::Write(path.into(), io)
+                } else {
+                    StateError::Read(path.into(), io)
+                }
+            }
+        }
+    }
 }
 
 impl fmt::Display for StateError {
@@ -43,6 +71,7 @@ impl fmt::Display for StateError {
                 p.display()
             ),
             StateError::Write(p, e) => write!(f, "cannot write state {}: {e}", p.display()),
+            StateError::Refused(e) => write!(f, "state: {e}"),
         }
     }
 }
@@ -140,17 +169,24 @@ impl State {
         }
     }
 
-    /// Reads the state file; a missing file is a fresh state.
+    /// Reads the state file; a missing file is a fresh state. A link, or anything but a
+    /// regular file, at its name is refused, and so is a folder others can write.
     pub fn load(path: &Path) -> Result<State, StateError> {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::fresh()),
-            Err(e) => return Err(StateError::Read(path.into(), e)),
+        let Some((file, meta)) =
+            files::open_own(path).map_err(|e| StateError::from_file(path, e, false))?
+        else {
+            return Ok(State::fresh());
         };
         if meta.len() > MAX_STATE_BYTES {
             return Err(StateError::TooLarge(path.into(), meta.len()));
         }
-        let bytes = std::fs::read(path).map_err(|e| StateError::Read(path.into(), e))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_STATE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| StateError::Read(path.into(), e))?;
+        if bytes.len() as u64 > MAX_STATE_BYTES {
+            return Err(StateError::TooLarge(path.into(), bytes.len() as u64));
+        }
         State::from_json(&bytes).map_err(|e| match e {
             StateError::Corrupt(_, m) => StateError::Corrupt(path.into(), m),
             StateError::Version(_, v) => StateError::Version(path.into(), v),
@@ -186,12 +222,12 @@ impl State {
         Ok(state)
     }
 
-    /// Writes the state atomically: a temp file in the same folder, fsync, rename over the
-    /// old file, fsync the folder. A crash leaves either the old or the new file, whole.
+    /// Writes the state atomically (`files::write_atomically`): a crash leaves either the
+    /// old or the new file, whole. The folder is created 0700 when missing.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let werr = |e| StateError::Write(path.into(), e);
         let json = serde_json::to_vec_pretty(self).expect("state always serializes");
-        write_atomically(path, &json, 0o600).map_err(werr)
+        files::write_atomically(path, &json, 0o600, Folder::Private)
+            .map_err(|e| StateError::from_file(path, e, true))
     }
 
     pub fn record(&mut self, at: Timestamp, kind: &str, message: impl Into<String>) {
@@ -207,110 +243,6 @@ impl State {
 
     pub fn count_error(&mut self, kind: &str) {
         *self.totals.errors.entry(kind.to_string()).or_insert(0) += 1;
-    }
-}
-
-/// Writes `bytes` to `path` through a temp file and a rename, creating the parent folder.
-pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "state".into());
-    remove_stale_temps(&dir, &file_name);
-    let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Writes a new file with exactly `mode`, never following a symlink at `path`. Without
-/// `replace`, anything already at `path` (a file, a dangling symlink) is an
-/// `AlreadyExists` error and stays untouched: O_CREAT|O_EXCL does not follow a symlink.
-/// With `replace`, the bytes go to a fresh temp file beside it (O_EXCL too) that is then
-/// renamed over `path`: a rename replaces a symlink, it does not write through it.
-pub fn write_new_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    // Only a file this call created is removed when a later step fails.
-    let create = |p: &Path| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(p)?;
-        // The umask may have taken bits away from `mode`; set it exactly.
-        let r = f
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .and_then(|()| f.write_all(bytes))
-            .and_then(|()| f.sync_all());
-        if r.is_err() {
-            let _ = std::fs::remove_file(p);
-        }
-        r
-    };
-    if !replace {
-        return create(path);
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{file_name}.new.{}", std::process::id()));
-    create(&tmp)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
-/// Removes the temp files that writes killed half-way (kill -9, power loss) left beside
-/// `file_name`: `.<file_name>.tmp.<pid>` of a process that is gone. Each would otherwise
-/// stay forever, as large as the file. A live process's temp file is its write in progress.
-fn remove_stale_temps(dir: &Path, file_name: &str) {
-    let prefix = format!(".{file_name}.tmp.");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            match std::fs::remove_file(e.path()) {
-                Ok(()) => log::info!(
-                    "removed {}, left by a write that was cut short",
-                    e.path().display()
-                ),
-                Err(err) => log::debug!("cannot remove {}: {err}", e.path().display()),
-            }
-        }
     }
 }
 
@@ -332,51 +264,6 @@ mod tests {
         let s = State::load(&d.join("nope.json")).unwrap();
         assert_eq!(s, State::fresh());
         assert_eq!(s.next_worker_index, 1);
-    }
-
-    #[test]
-    fn new_files_get_their_mode_never_overwrite_and_never_follow_a_symlink() {
-        let d = std::env::temp_dir().join(format!("k3s-scale-newfile-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        let p = d.join("token");
-        write_new_file(&p, b"one", 0o600, false).unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&p), 0o600);
-        let e = write_new_file(&p, b"two", 0o600, false).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
-        assert_eq!(std::fs::read(&p).unwrap(), b"one");
-        write_new_file(&p, b"two", 0o640, true).unwrap();
-        assert_eq!(
-            (std::fs::read(&p).unwrap(), mode(&p)),
-            (b"two".to_vec(), 0o640)
-        );
-        // A symlink planted at the path: refused without replace, replaced (not followed)
-        // with it; its target is never written.
-        let target = d.join("elsewhere");
-        std::fs::write(&target, b"keep").unwrap();
-        let link = d.join("link");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        let e = write_new_file(&link, b"x", 0o600, false).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
-        let dangling = d.join("dangling");
-        std::os::unix::fs::symlink(d.join("nothing"), &dangling).unwrap();
-        assert!(write_new_file(&dangling, b"x", 0o600, false).is_err());
-        assert!(!d.join("nothing").exists());
-        write_new_file(&link, b"x", 0o600, true).unwrap();
-        assert!(
-            !std::fs::symlink_metadata(&link)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
-        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
-        assert_eq!(
-            std::fs::read_dir(&d).unwrap().count(),
-            4,
-            "token, elsewhere, link, dangling; no temp file left"
-        );
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The run lock: an exclusive, non-blocking flock on a lock file, held for the whole run
 //! and released by the kernel when the process ends (even by kill -9), so it never expires
-//! early and is never left stale.
+//! early and is never left stale. The lock file is never opened through a link, and its
+//! folder must be one no other user can write (`config::files`).
 
+use crate::config::files::{self, FileError};
 use std::fmt;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,9 @@ pub enum LockError {
     /// Another run holds the lock; the PID it wrote, when readable.
     Held(PathBuf, Option<u32>),
     Io(PathBuf, std::io::Error),
+    /// The lock path is unsafe or unusable (a link, a folder, a folder others can write):
+    /// a configuration problem (exit 2).
+    Refused(FileError),
 }
 
 impl fmt::Display for LockError {
@@ -26,6 +31,7 @@ impl fmt::Display for LockError {
                 write!(f, "another k3s-scale run holds the lock {}", p.display())
             }
             LockError::Io(p, e) => write!(f, "cannot open lock file {}: {e}", p.display()),
+            LockError::Refused(e) => write!(f, "lock file: {e}"),
         }
     }
 }
@@ -40,20 +46,16 @@ pub struct RunLock {
 
 impl RunLock {
     pub fn acquire(path: &Path) -> Result<RunLock, LockError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let ioerr = |e| LockError::Io(path.into(), e);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(ioerr)?;
-        }
         // Not truncated on open: the holder's PID must stay readable for the loser.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(ioerr)?;
+        let mut file = files::open_own_rw(path, 0o600).map_err(|e| match e {
+            FileError::Refused { .. } => LockError::Refused(e),
+            FileError::Io(p, e) if p == path => LockError::Io(p, e),
+            FileError::Io(p, e) => LockError::Io(
+                path.into(),
+                std::io::Error::new(e.kind(), format!("{}: {e}", p.display())),
+            ),
+        })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
