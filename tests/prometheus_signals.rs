@@ -144,6 +144,55 @@ fn default_queries_read_every_signal_of_a_busy_cluster() {
 }
 
 #[test]
+fn the_unschedulable_pods_come_one_by_one_with_their_owner_and_requests() {
+    let cluster = busy_cluster()
+        .pod("agent-x")
+        .namespace("kube-system")
+        .unschedulable()
+        .created_by("DaemonSet")
+        .requests(0.1, 64.0 * MIB)
+        .pod("no-requests")
+        .unschedulable();
+    let prom = PromServer::with_cluster(&cluster);
+    let s = snapshot(&prom.url());
+    assert_eq!(s.pending_pods, Some(5.0));
+    let pods = s.unschedulable.as_ref().expect("the pods are listed");
+    let got: Vec<(String, f64, f64, bool)> = pods
+        .iter()
+        .map(|p| (p.key(), p.requests.cpu, p.requests.memory, p.daemonset))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("batch/big-3".to_string(), 0.5, GIB, false),
+            ("default/big-1".to_string(), 0.5, GIB, false),
+            ("default/big-2".to_string(), 0.5, GIB, false),
+            ("default/no-requests".to_string(), 0.0, 0.0, false),
+            ("kube-system/agent-x".to_string(), 0.1, 64.0 * MIB, true),
+        ],
+        "placed pods are not listed; a pod without request series requests nothing"
+    );
+    // Every node's requested and allocatable, the server's too (it may take a moved pod).
+    let r = &s.node_resources;
+    assert_eq!(r["k3s-worker-1"].requested.cpu, 2.0);
+    assert_eq!(r["k3s-worker-1"].allocatable.memory, 8.0 * GIB);
+    assert_eq!(
+        r["k3s-worker-2"].requested.memory, GIB,
+        "the finished pod is not counted"
+    );
+    assert_eq!(r["server"].requested.cpu, 0.1);
+
+    // With pending_pods overridden, the pods are not asked for: the decision then sizes
+    // by summed requests.
+    let c = client(
+        &prom.url(),
+        &[("pending_pods", "sum(kube_pod_status_unschedulable)")],
+        Duration::from_secs(10),
+    );
+    assert_eq!(c.snapshot().unwrap().unschedulable, None);
+}
+
+#[test]
 fn an_idle_cluster_reads_zero_not_unknown() {
     let cluster = Cluster::new()
         .control_plane("server")

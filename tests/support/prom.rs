@@ -147,6 +147,8 @@ struct Pod {
     unschedulable: bool,
     /// (cpu cores, memory bytes) requested by each container.
     containers: Vec<(f64, f64)>,
+    /// kube_pod_info's `created_by_kind`.
+    created_by: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -257,8 +259,15 @@ impl Cluster {
             phase: "Running".into(),
             unschedulable: false,
             containers: Vec::new(),
+            created_by: "ReplicaSet".into(),
         });
         self.last = Last::Pod;
+        self
+    }
+
+    /// What created the pod (kube_pod_info's `created_by_kind`), e.g. "DaemonSet".
+    pub fn created_by(mut self, kind: &str) -> Cluster {
+        self.last_pod().created_by = kind.to_string();
         self
     }
 
@@ -361,7 +370,7 @@ impl Cluster {
                 "kube_pod_info",
                 &[
                     &id[..],
-                    &[("node", node), ("created_by_kind", "ReplicaSet")],
+                    &[("node", node), ("created_by_kind", p.created_by.as_str())],
                 ]
                 .concat(),
                 1.0,
