@@ -99,6 +99,7 @@ fn gauges_describe_the_run_and_counters_are_the_state_totals() {
     assert_eq!(v(r#"k3s_scale_workers{state="ready"}"#), 2.0);
     assert_eq!(v(r#"k3s_scale_workers{state="provisioning"}"#), 0.0);
     assert_eq!(v("k3s_scale_workers_counted"), 2.0);
+    assert_eq!(v("k3s_scale_unhelpable_pods"), 0.0);
     // Every total distinct in the sample state, so a swapped field shows.
     for (series, want) in [
         ("k3s_scale_runs_total", 41.0),

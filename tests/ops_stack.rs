@@ -226,6 +226,23 @@ fn check_stack(c: &Value, bind: &str, grafana_port: &str) {
     for name in ["k3s-agent-1", "k3s-agent-2"] {
         let svc = &svcs[name];
         assert_eq!(command(svc), vec!["agent".to_string()]);
+        // Sized like k3s-scale's workers, the rest of the host reserved from the kubelet,
+        // so the demo's allocatable is each container's share (issue 13's quick start).
+        assert_eq!(svc["cpus"].as_f64(), Some(cfg.docker.cpus), "{name}: {svc}");
+        let mem = &svc["mem_limit"];
+        // "2g" as written, or bytes as Compose v2 prints it.
+        let mem = mem.as_u64().or_else(|| {
+            mem.as_str()
+                .and_then(|m| k3s_scale::config::units::parse_bytes(m).ok())
+        });
+        assert_eq!(mem, Some(cfg.docker.memory.0), "{name}: {svc}");
+        // Compose v1 prints the file's `$$` escapes as they are; v2 unescaped.
+        let entry = svc["entrypoint"].to_string().replace("$$", "$");
+        assert!(
+            entry.contains("--kubelet-arg=system-reserved=cpu=${cpu}m,memory=${mem}")
+                && entry.contains("exec /bin/k3s"),
+            "{name}: {entry}"
+        );
         assert_eq!(
             env(svc, "K3S_URL").as_deref(),
             Some("https://k3s-server:6443")

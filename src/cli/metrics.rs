@@ -272,6 +272,13 @@ pub fn render(run: &RunRecord) -> String {
             "Workers counted toward min_nodes/max_nodes: registered plus still booting.",
             f64::from(w.total),
         );
+        o.gauge(
+            "unhelpable_pods",
+            "Pending pods the last run found no worker could run (too big, a constraint no \
+             worker meets, or still pending after a worker for them joined); they neither \
+             scale up nor hold a scale-down.",
+            report.unhelpable.len() as f64,
+        );
     }
 
     if let Some(state) = run.state {
