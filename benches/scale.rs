@@ -43,9 +43,12 @@ const NAMESPACES: usize = 100;
 const APPS: usize = 10;
 const APPS_WITH_PDB: usize = 5;
 
-/// Series in the answer: pending pods (pending requests are then 0, worked out by the
-/// reader), and per worker its readiness, requests and allocatable of CPU and memory.
-const SERIES: usize = 1 + NODES * 5;
+/// Unschedulable pods in the answer, each listed with its owner and two request series.
+const UNSCHEDULABLE: usize = 1_000;
+
+/// Series in the answer: pending pods, per worker its readiness, requests and allocatable
+/// of CPU and memory, and per unschedulable pod its owner and requests.
+const SERIES: usize = 1 + NODES * 5 + UNSCHEDULABLE * 3;
 
 /// The answer Prometheus gives to the default query for such a cluster: per-node series
 /// for readiness, and requests and allocatable per resource (the 150,000 pods are already
@@ -53,10 +56,26 @@ const SERIES: usize = 1 + NODES * 5;
 fn answer() -> String {
     let pods_per_node = PODS / NODES;
     let mut series = Vec::with_capacity(SERIES);
-    series.push(r#"{"metric":{"signal":"pending_pods"},"value":[1800000000.123,"0"]}"#.to_string());
+    series.push(format!(
+        r#"{{"metric":{{"signal":"pending_pods"}},"value":[1800000000.123,"{UNSCHEDULABLE}"]}}"#
+    ));
+    // 2 cores / 1 GiB each: more than any worker has free, so each one is tried against
+    // every node before it goes to a new worker (the decision's worst case).
+    for i in 0..UNSCHEDULABLE {
+        let id = format!(r#""namespace":"ns-{}","pod":"burst-{i}""#, i % NAMESPACES);
+        series.push(format!(
+            r#"{{"metric":{{"signal":"pending_pod",{id},"created_by_kind":"ReplicaSet"}},"value":[1800000000.123,"1"]}}"#
+        ));
+        for (resource, v) in [("cpu", 2.0), ("memory", 1073741824.0)] {
+            series.push(format!(
+                r#"{{"metric":{{"signal":"pending_pod_requests",{id},"resource":"{resource}"}},"value":[1800000000.123,"{v}"]}}"#
+            ));
+        }
+    }
     for i in 0..NODES {
         let node = format!("k3s-worker-{i}");
-        let cpu = (i * 7 % 100) as f64 * 0.012 + pods_per_node as f64 * 0.0004;
+        // 2.5 to 3.5 of 4 cores requested.
+        let cpu = 2.5 + (i * 7 % 100) as f64 * 0.01 + pods_per_node as f64 * 0.0001;
         let mem = (i * 13 % 100) as f64 * 0.002 * 8589934592.0;
         let mut s = String::new();
         write!(
@@ -135,13 +154,16 @@ fn main() {
         let t3 = Instant::now();
         assert_eq!(plan.workers.ready as usize, NODES);
         assert_eq!(ranked.len(), NODES);
+        // 1,000 pods of 2 cores, two to a new 4-core worker: placement really ran.
+        assert_eq!(plan.action, k3s_scale::plan::decide::Action::ScaleUp);
+        assert!(plan.reasons[0].starts_with("1000 pending pod(s) need 500 new worker(s)"));
         parse_t.push(t1 - t0);
         decide_t.push(t2 - t1);
         rank_t.push(t3 - t2);
         whole_t.push(t2 - t0);
     }
     stats("parse answer -> snapshot", parse_t);
-    stats("decide (includes ranking)", decide_t);
+    stats("decide (placement of 1,000 pods, ranking)", decide_t);
     stats("rank candidates alone", rank_t);
     stats("whole decision step (parse + decide)", whole_t);
     if let Some(rss) = peak_rss_kib() {
@@ -152,7 +174,36 @@ fn main() {
     }
     let snap = parse_response(body.as_bytes(), &SIGNAL_NAMES).expect("valid answer");
     drop(body);
+    fit_check(&snap, &cfg);
     candidate_choice(&snap, &cfg);
+}
+
+/// The scale-down check of one candidate with 110 pods against the 4,999 other nodes: do
+/// its pods fit elsewhere (target <= 20 ms). Pods of 1.45 cores fit only the few nodes
+/// with 1.5 cores free, spread over the cluster, so most nodes are tried for each pod.
+fn fit_check(snap: &Snapshot, cfg: &Config) {
+    use k3s_scale::plan::cluster::ClusterModel;
+    use k3s_scale::plan::model::{Pod as ModelPod, Resources};
+    use k3s_scale::plan::placement::fit_elsewhere;
+    let model = ClusterModel::build(snap, cfg);
+    let candidate = model.index_of("k3s-worker-4999").expect("a node");
+    let pods: Vec<ModelPod> = (0..110)
+        .map(|i| ModelPod {
+            namespace: "ns-1".into(),
+            name: format!("p-{i}"),
+            requests: Resources::new(if i < 10 { 1.45 } else { 0.01 }, 1048576.0),
+            ..ModelPod::default()
+        })
+        .collect();
+    let refs: Vec<&ModelPod> = pods.iter().collect();
+    let mut t = Vec::new();
+    for _ in 0..ROUNDS {
+        let t0 = Instant::now();
+        let r = fit_elsewhere(&refs, &model.nodes, candidate);
+        t.push(t0.elapsed());
+        assert!(r.is_ok(), "{r:?}");
+    }
+    stats("scale-down fit check (110 pods, 4,999 nodes)", t);
 }
 
 fn meta(name: String, ns: Option<String>) -> ObjectMeta {
