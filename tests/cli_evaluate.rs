@@ -770,3 +770,46 @@ fn json_logs_are_one_object_per_line() {
         }
     }
 }
+
+/// Issue 13's cases through the binary: a pending pod that asks for more than a worker has
+/// neither scales up nor holds the scale-down of an empty worker, and that worker goes at a
+/// middling average (40 % CPU, between the scale-down and scale-up thresholds), which the
+/// cluster-wide rule kept forever.
+#[test]
+fn an_oversized_pod_is_unhelpable_and_an_empty_worker_goes_at_a_middling_average() {
+    let cluster = Cluster::new()
+        .control_plane("server")
+        .worker("k3s-worker-1")
+        .worker("k3s-worker-2")
+        .worker("k3s-worker-3")
+        .pod("web-1")
+        .on("k3s-worker-1")
+        .requests(1.2, GIB)
+        .pod("web-2")
+        .on("k3s-worker-2")
+        .requests(1.2, GIB)
+        .pod("huge")
+        .unschedulable()
+        .requests(16.0, GIB);
+    let prom = PromServer::with_cluster(&cluster);
+    let s = Setup::new(&prom.url(), "5s", "");
+    let mut state = State::fresh();
+    state.low_since = Some(ago(3600));
+    s.write_state(&state);
+    let (_, v) = s.dry_run_json();
+    assert_eq!(v["signals"]["pending_pods"], 1.0, "{v}");
+    assert_eq!(v["signals"]["cpu"], 40.0, "{v}");
+    assert_eq!(
+        strings(&v["unhelpable"]),
+        ["pod default/huge: requests 16 CPU, a worker allocates 2"]
+    );
+    assert_eq!(v["action"], "scale_down", "{v}");
+    assert_eq!(strings(&v["candidates"]), ["k3s-worker-3"], "{v}");
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("k3s-worker-3 unneeded since"),
+        "{v}"
+    );
+}
