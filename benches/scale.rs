@@ -138,6 +138,9 @@ fn main() {
     let mut cfg = Config::default();
     cfg.limits.max_nodes = 10_000;
     cfg.limits.min_nodes = 1;
+    // Workers of the size the answer's nodes have: 4 cores, 8 GiB.
+    cfg.docker.cpus = 4.0;
+    cfg.docker.memory = k3s_scale::config::units::Bytes(8 << 30);
     let state = State {
         low_since: Some(Timestamp::from_secs(1_700_000_000)),
         ..State::fresh()
@@ -156,7 +159,11 @@ fn main() {
         assert_eq!(ranked.len(), NODES);
         // 1,000 pods of 2 cores, two to a new 4-core worker: placement really ran.
         assert_eq!(plan.action, k3s_scale::plan::decide::Action::ScaleUp);
-        assert!(plan.reasons[0].starts_with("1000 pending pod(s) need 500 new worker(s)"));
+        assert!(
+            plan.reasons[0].starts_with("1000 pending pod(s) need 500 new worker(s)"),
+            "{:?}",
+            plan.reasons
+        );
         parse_t.push(t1 - t0);
         decide_t.push(t2 - t1);
         rank_t.push(t3 - t2);
