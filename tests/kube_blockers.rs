@@ -277,8 +277,8 @@ fn a_worker_whose_pods_fit_no_other_node_is_kept_with_the_reason() {
         reasons[1].1
     );
 
-    // Without the SSD requirement web-7 fits on worker 1: worker 2 goes, worker 1 is
-    // still passed over first.
+    // Without the SSD requirement web-7 fits on worker 1: worker 2 goes (worker 1, the
+    // less utilised, is still passed over first).
     assert!(s.api.remove_pod("default", "web-7"));
     s.api.add_pod_exiting_after(
         pod("web-7").on(&w2).requests(200, 64 * MIB).build(),
@@ -299,6 +299,7 @@ fn a_worker_whose_pods_fit_no_other_node_is_kept_with_the_reason() {
     assert_eq!(r.strings("evicted"), ["default/web-7"]);
     let reasons = unremovable(&s, &r);
     assert_eq!(reasons.len(), 1, "{}", r.run.stdout);
+    assert_eq!(reasons[0].0, 1, "{}", r.run.stdout);
     assert!(
         reasons[0].1.contains("fits no other node"),
         "{}",

@@ -331,10 +331,10 @@ fn an_unready_candidate_is_removed_without_waiting_for_its_pods() {
     assert!(p.metadata.deletion_timestamp.is_some(), "evicted");
     assert!(
         report
-            .reasons
+            .notes
             .iter()
             .any(|r| r.contains("w1 is not Ready") && r.contains("without waiting")),
         "{:?}",
-        report.reasons
+        report.notes
     );
 }

@@ -482,7 +482,7 @@ impl ScaleDown {
             // is gone, so waiting for them would only run into the drain deadline.
             drain.wait_gone = false;
             let would = if dry_run { "would be" } else { "are" };
-            report.reasons.push(format!(
+            report.notes.push(format!(
                 "{worker} is not Ready: its pods {would} evicted and its Node deleted without \
                  waiting for them to terminate (its kubelet cannot finish them)"
             ));
