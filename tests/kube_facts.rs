@@ -189,6 +189,65 @@ fn the_stand_in_refuses_a_field_the_pod_strategy_does_not_select_on() {
     assert_eq!(v["message"], "field label not supported: spec.priority");
 }
 
+// The stand-in's own contract for the objects the model reads: get and list answer what
+// was stored, a missing one is the apiserver's 404 Status, writes are refused (405).
+#[test]
+fn the_stand_in_serves_claims_volumes_classes_and_daemonsets() {
+    let server = ApiServer::start();
+    server.add_claim(claim("shop", "data-db-0", "pvc-1"));
+    server.add_volume(local_volume("pvc-1", "w1"));
+    server.add_storage_class(local_path_class());
+    server.add_daemon_set(daemon_set("svclb", 100, 32 * MIB, true));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let get = |path: &str| -> (u16, serde_json::Value) {
+        let mut r = agent
+            .get(format!("{}{path}", server.url()))
+            .call()
+            .expect("an HTTP answer");
+        let code = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        (code, serde_json::from_str(&text).unwrap())
+    };
+    let (code, v) = get("/api/v1/namespaces/shop/persistentvolumeclaims/data-db-0");
+    assert_eq!(
+        (code, v["spec"]["volumeName"].as_str()),
+        (200, Some("pvc-1"))
+    );
+    let (code, v) = get("/api/v1/persistentvolumes/pvc-1");
+    assert_eq!(code, 200);
+    assert_eq!(
+        v["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"]
+            [0],
+        "w1"
+    );
+    let (code, v) = get("/apis/storage.k8s.io/v1/storageclasses/local-path");
+    assert_eq!(
+        (code, v["volumeBindingMode"].as_str()),
+        (200, Some("WaitForFirstConsumer"))
+    );
+    let (code, v) = get("/apis/apps/v1/daemonsets");
+    assert_eq!((code, v["kind"].as_str()), (200, Some("DaemonSetList")));
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    let (code, v) = get("/apis/apps/v1/namespaces/default/daemonsets");
+    assert_eq!((code, v["items"].as_array().unwrap().len()), (200, 0));
+    let (code, v) = get("/api/v1/namespaces/other/persistentvolumeclaims/data-db-0");
+    assert_eq!(code, 404);
+    assert_eq!(v["reason"], "NotFound");
+    assert_eq!(
+        v["message"],
+        "persistentvolumeclaims \"data-db-0\" not found"
+    );
+    let r = agent
+        .delete(format!("{}/api/v1/persistentvolumes/pvc-1", server.url()))
+        .call()
+        .expect("an HTTP answer");
+    assert_eq!(r.status().as_u16(), 405);
+}
+
 // Relies on: claim get, PV get answering an injected 403, eviction never sent.
 #[test]
 fn a_volume_that_cannot_be_read_keeps_the_worker() {

@@ -490,4 +490,90 @@ mod tests {
         let web = index.matching(&pod("a", json!({"app": "web", "track": "canary"})));
         assert_eq!(web.len(), 3, "web, web-canary and the empty selector");
     }
+
+    #[test]
+    fn system_pod_table() {
+        let budgets = Budgets::new(vec![pdb(
+            "kube-system",
+            "dns",
+            json!({"matchLabels": {"k8s-app": "kube-dns"}}),
+            0,
+        )]);
+        let with = |ns: &str, labels: serde_json::Value, safe: Option<&str>| {
+            let mut p = pod(ns, labels);
+            if let Some(v) = safe {
+                p.metadata.annotations = Some([(SAFE_TO_EVICT.to_string(), v.to_string())].into());
+            }
+            p
+        };
+        // (pod, blocks)
+        for (what, p, want) in [
+            (
+                "metrics-server",
+                with("kube-system", json!({"k8s-app": "metrics-server"}), None),
+                true,
+            ),
+            (
+                "CoreDNS under a PDB",
+                with("kube-system", json!({"k8s-app": "kube-dns"}), None),
+                false,
+            ),
+            (
+                "safe to evict",
+                with("kube-system", json!({}), Some("true")),
+                false,
+            ),
+            (
+                "annotated false: another rule's",
+                with("kube-system", json!({}), Some("false")),
+                true,
+            ),
+            ("another namespace", with("default", json!({}), None), false),
+        ] {
+            assert_eq!(
+                system_pod_blocker(&p, &budgets) == Some(Blocker::SystemPod),
+                want,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn volume_table() {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "db-0", "namespace": "shop"},
+            "spec": {"containers": [], "volumes": [
+                {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+                {"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}},
+            ]},
+        }))
+        .unwrap();
+        let pinned: crate::plan::model::NodeTerms = Some(vec![]);
+        // (what the lookup of data-db-0 says, the blocker)
+        for (answer, want) in [
+            (Ok(None), None),
+            (
+                Ok(pinned),
+                Some(Blocker::PinnedVolume {
+                    claim: "shop/data-db-0".into(),
+                }),
+            ),
+            (
+                Err("403 Forbidden".to_string()),
+                Some(Blocker::UnknownVolume {
+                    claim: "shop/data-db-0".into(),
+                    why: "403 Forbidden".into(),
+                }),
+            ),
+        ] {
+            let mut asked = Vec::new();
+            let got = volume_blocker(&p, |c| {
+                asked.push(c.to_string());
+                answer.clone()
+            });
+            assert_eq!(got, want);
+            // The ephemeral claim goes with the pod: never asked about.
+            assert_eq!(asked, ["data-db-0"]);
+        }
+    }
 }
