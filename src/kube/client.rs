@@ -10,8 +10,10 @@ use super::{
 use crate::config;
 use ::kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use std::future::Future;
 use std::time::Duration;
 
@@ -197,7 +199,62 @@ impl Cluster for KubeCluster {
             },
         ))
     }
+
+    fn pending_pods(&self) -> Result<Vec<Pod>, KubeError> {
+        self.list_pending()
+    }
+
+    fn daemon_sets(&self) -> Result<Vec<DaemonSet>, KubeError> {
+        self.call("list daemonsets", |c| async move {
+            Api::<DaemonSet>::all(c).list(&ListParams::default()).await
+        })
+        .map(|l| l.items)
+    }
+
+    fn claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, KubeError> {
+        self.call(
+            &format!("get persistentvolumeclaim {namespace}/{name}"),
+            |c| async move {
+                Api::<PersistentVolumeClaim>::namespaced(c, namespace)
+                    .get_opt(name)
+                    .await
+            },
+        )
+    }
+
+    fn volume(&self, name: &str) -> Result<Option<PersistentVolume>, KubeError> {
+        self.call(&format!("get persistentvolume {name}"), |c| async move {
+            Api::<PersistentVolume>::all(c).get_opt(name).await
+        })
+    }
+
+    fn storage_class(&self, name: &str) -> Result<Option<StorageClass>, KubeError> {
+        self.call(&format!("get storageclass {name}"), |c| async move {
+            Api::<StorageClass>::all(c).get_opt(name).await
+        })
+    }
 }
+
+impl KubeCluster {
+    /// Lists the pods no node is bound to: the field selector is served by the apiserver
+    /// (pkg/registry/core/pod/strategy.go `PodToSelectableFields`), so a large cluster's
+    /// placed pods never cross the wire.
+    fn list_pending(&self) -> Result<Vec<Pod>, KubeError> {
+        let lp = ListParams::default().fields(PENDING_FIELDS);
+        self.call("list pending pods", |c| {
+            let lp = lp.clone();
+            async move { Api::<Pod>::all(c).list(&lp).await }
+        })
+        .map(|l| l.items)
+    }
+}
+
+/// Unbound pods that are still Pending (a finished pod that never ran is left out).
+pub const PENDING_FIELDS: &str = "spec.nodeName=,status.phase=Pending";
 
 /// A delete of something already gone did what was asked: Ok(false).
 fn gone_ok<T>(r: Result<T, KubeError>) -> Result<bool, KubeError> {

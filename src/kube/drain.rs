@@ -138,6 +138,14 @@ pub enum Blocker {
     LocalStorage { volume: String },
     /// A PodDisruptionBudget covering it allows no disruption right now.
     Budget { pdb: String },
+    /// Scale-down only: a kube-system pod without a budget (cluster-autoscaler's
+    /// `--skip-nodes-with-system-pods`, our `kubernetes.skip_nodes_with_system_pods`).
+    SystemPod,
+    /// Scale-down only: a claim whose PersistentVolume has node affinity (local-path, a
+    /// local PV): its data is on this worker and goes with it.
+    PinnedVolume { claim: String },
+    /// Scale-down only: a claim whose volume could not be looked up; it may be local.
+    UnknownVolume { claim: String, why: String },
 }
 
 impl fmt::Display for Blocker {
@@ -151,6 +159,20 @@ impl fmt::Display for Blocker {
             Blocker::Budget { pdb } => {
                 write!(f, "PodDisruptionBudget {pdb} allows no disruption now")
             }
+            Blocker::SystemPod => f.write_str(
+                "runs in kube-system without a PodDisruptionBudget \
+                 (kubernetes.skip_nodes_with_system_pods)",
+            ),
+            Blocker::PinnedVolume { claim } => write!(
+                f,
+                "has claim {claim} on a PersistentVolume pinned to this node (local storage: \
+                 its data would be lost with the worker)"
+            ),
+            Blocker::UnknownVolume { claim, why } => write!(
+                f,
+                "has claim {claim} whose volume could not be looked up ({why}); kept, as it may \
+                 be local"
+            ),
         }
     }
 }
@@ -279,6 +301,46 @@ fn blockers_with<'a>(
                 })
         })
         .collect()
+}
+
+/// The namespace cluster-autoscaler's `--skip-nodes-with-system-pods` looks at.
+pub const SYSTEM_NAMESPACE: &str = "kube-system";
+
+/// Scale-down's rule for system pods (cluster-autoscaler simulator/drainability/rules/
+/// system): a pod that would be moved, in kube-system, that no PodDisruptionBudget covers,
+/// blocks its node unless annotated safe-to-evict "true".
+pub fn system_pod_blocker(pod: &Pod, budgets: &Budgets) -> Option<Blocker> {
+    let system = pod.metadata.namespace.as_deref() == Some(SYSTEM_NAMESPACE);
+    let safe = annotation(&pod.metadata, SAFE_TO_EVICT) == Some("true");
+    (system && !safe && budgets.matching(pod).is_empty()).then_some(Blocker::SystemPod)
+}
+
+/// Scale-down's rule for volumes: the first claim (not a generic ephemeral one, whose
+/// claim goes with the pod) whose volume has node affinity, or whose volume could not be
+/// looked up. `terms` says where a claim's volume may be used (kube::model::claim_terms).
+/// safe-to-evict does not lift it: the data would be destroyed with the worker's volume.
+pub fn volume_blocker(
+    pod: &Pod,
+    mut terms: impl FnMut(&str) -> Result<crate::plan::model::NodeTerms, String>,
+) -> Option<Blocker> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    for (claim, ephemeral) in crate::kube::model::claims(pod) {
+        if ephemeral {
+            continue;
+        }
+        let claim_key = format!("{ns}/{claim}");
+        match terms(&claim) {
+            Ok(None) => {}
+            Ok(Some(_)) => return Some(Blocker::PinnedVolume { claim: claim_key }),
+            Err(why) => {
+                return Some(Blocker::UnknownVolume {
+                    claim: claim_key,
+                    why,
+                });
+            }
+        }
+    }
+    None
 }
 
 /// Label selector semantics: matchLabels and matchExpressions (In, NotIn, Exists,
@@ -427,5 +489,91 @@ mod tests {
         assert_eq!(compared, 18);
         let web = index.matching(&pod("a", json!({"app": "web", "track": "canary"})));
         assert_eq!(web.len(), 3, "web, web-canary and the empty selector");
+    }
+
+    #[test]
+    fn system_pod_table() {
+        let budgets = Budgets::new(vec![pdb(
+            "kube-system",
+            "dns",
+            json!({"matchLabels": {"k8s-app": "kube-dns"}}),
+            0,
+        )]);
+        let with = |ns: &str, labels: serde_json::Value, safe: Option<&str>| {
+            let mut p = pod(ns, labels);
+            if let Some(v) = safe {
+                p.metadata.annotations = Some([(SAFE_TO_EVICT.to_string(), v.to_string())].into());
+            }
+            p
+        };
+        // (pod, blocks)
+        for (what, p, want) in [
+            (
+                "metrics-server",
+                with("kube-system", json!({"k8s-app": "metrics-server"}), None),
+                true,
+            ),
+            (
+                "CoreDNS under a PDB",
+                with("kube-system", json!({"k8s-app": "kube-dns"}), None),
+                false,
+            ),
+            (
+                "safe to evict",
+                with("kube-system", json!({}), Some("true")),
+                false,
+            ),
+            (
+                "annotated false: another rule's",
+                with("kube-system", json!({}), Some("false")),
+                true,
+            ),
+            ("another namespace", with("default", json!({}), None), false),
+        ] {
+            assert_eq!(
+                system_pod_blocker(&p, &budgets) == Some(Blocker::SystemPod),
+                want,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn volume_table() {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "db-0", "namespace": "shop"},
+            "spec": {"containers": [], "volumes": [
+                {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+                {"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}},
+            ]},
+        }))
+        .unwrap();
+        let pinned: crate::plan::model::NodeTerms = Some(vec![]);
+        // (what the lookup of data-db-0 says, the blocker)
+        for (answer, want) in [
+            (Ok(None), None),
+            (
+                Ok(pinned),
+                Some(Blocker::PinnedVolume {
+                    claim: "shop/data-db-0".into(),
+                }),
+            ),
+            (
+                Err("403 Forbidden".to_string()),
+                Some(Blocker::UnknownVolume {
+                    claim: "shop/data-db-0".into(),
+                    why: "403 Forbidden".into(),
+                }),
+            ),
+        ] {
+            let mut asked = Vec::new();
+            let got = volume_blocker(&p, |c| {
+                asked.push(c.to_string());
+                answer.clone()
+            });
+            assert_eq!(got, want);
+            // The ephemeral claim goes with the pod: never asked about.
+            assert_eq!(asked, ["data-db-0"]);
+        }
     }
 }

@@ -1,18 +1,23 @@
 //! Kubernetes, one of the outside systems: the small `Cluster` interface that scale-down,
 //! `drain NODE` and reconcile need, its error kind, and what lives beside it: the client on
 //! kube-rs (`client`), the mover that evicts and waits (`mover`), and the pure rules a drain
-//! and a scale-down check follow (`drain`, `budgets`). May use `config`, `state` (time) and
-//! nothing above.
+//! and a scale-down check follow (`drain`, `budgets`), and the API's objects turned into
+//! the cluster model (`model`, pure; `facts`, the listing). May use `config`, `state`
+//! (time), `plan` (the model's types) and nothing above.
 
 pub mod budgets;
 pub mod client;
 pub mod drain;
+pub mod facts;
+pub mod model;
 pub mod mover;
 
 pub use client::KubeCluster;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use mover::{MoveOptions, PodMove};
 use std::fmt;
 use std::future::Future;
@@ -165,6 +170,21 @@ pub trait Cluster {
     fn delete_node(&self, name: &str) -> Result<bool, KubeError>;
     /// Deletes k3s's `<node>.node-password.k3s` secret; false when there was none.
     fn delete_node_password(&self, node: &str) -> Result<bool, KubeError>;
+    /// The pods no node is bound to yet (`spec.nodeName=,status.phase=Pending`): what the
+    /// scheduler has not placed. Never every pod of the cluster.
+    fn pending_pods(&self) -> Result<Vec<Pod>, KubeError>;
+    /// Every DaemonSet (their pod templates run on a new worker too).
+    fn daemon_sets(&self) -> Result<Vec<DaemonSet>, KubeError>;
+    /// One PersistentVolumeClaim, or None when there is none by that name.
+    fn claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, KubeError>;
+    /// One PersistentVolume, or None.
+    fn volume(&self, name: &str) -> Result<Option<PersistentVolume>, KubeError>;
+    /// One StorageClass, or None (for a claim not bound yet: does it wait for its pod?).
+    fn storage_class(&self, name: &str) -> Result<Option<StorageClass>, KubeError>;
 }
 
 /// A shared cluster client is a cluster client (scale-down and reconcile share one).
@@ -195,6 +215,25 @@ impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
     }
     fn delete_node_password(&self, node: &str) -> Result<bool, KubeError> {
         (**self).delete_node_password(node)
+    }
+    fn pending_pods(&self) -> Result<Vec<Pod>, KubeError> {
+        (**self).pending_pods()
+    }
+    fn daemon_sets(&self) -> Result<Vec<DaemonSet>, KubeError> {
+        (**self).daemon_sets()
+    }
+    fn claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, KubeError> {
+        (**self).claim(namespace, name)
+    }
+    fn volume(&self, name: &str) -> Result<Option<PersistentVolume>, KubeError> {
+        (**self).volume(name)
+    }
+    fn storage_class(&self, name: &str) -> Result<Option<StorageClass>, KubeError> {
+        (**self).storage_class(name)
     }
 }
 

@@ -39,6 +39,10 @@ pub struct DrainOptions {
     pub max_grace: Duration,
     pub retry_interval: Duration,
     pub concurrency: usize,
+    /// Wait until each evicted pod is gone. Off for a node that is not Ready: its kubelet
+    /// cannot finish them, they stay Terminating until the Node is deleted (then pod GC
+    /// removes them, pkg/controller/podgc), so waiting would only run into the deadline.
+    pub wait_gone: bool,
 }
 
 impl DrainOptions {
@@ -49,6 +53,7 @@ impl DrainOptions {
             max_grace: d.max_grace_period.get(),
             retry_interval: d.eviction_retry_interval.get(),
             concurrency: d.concurrency.max(1) as usize,
+            wait_gone: true,
         }
     }
 
@@ -59,6 +64,7 @@ impl DrainOptions {
             max_grace: self.max_grace,
             retry_interval: self.retry_interval,
             concurrency: self.concurrency,
+            wait_gone: self.wait_gone,
         }
     }
 }
@@ -75,6 +81,8 @@ pub struct MoveOptions {
     pub retry_interval: Duration,
     /// API requests in flight at once.
     pub concurrency: usize,
+    /// See `DrainOptions::wait_gone`.
+    pub wait_gone: bool,
 }
 
 /// What became of one pod.
@@ -243,6 +251,8 @@ pub fn drain_node(
         .iter()
         .filter_map(|m| match &m.fate {
             Fate::Gone => None,
+            // Evicted from a node that is not Ready: left to terminate with the Node.
+            Fate::Terminating(_) if !opts.wait_gone => None,
             Fate::Terminating(why) | Fate::Kept(why) => Some((m.pod.clone(), why.clone())),
         })
         .collect();
@@ -371,6 +381,11 @@ impl Mover {
             match answer {
                 Answer::Accepted => {
                     log::info!("{done} {key} (grace {grace}s)");
+                    if !self.how.wait_gone {
+                        return Fate::Terminating(format!(
+                            "{done}; not waited for: its node is not Ready"
+                        ));
+                    }
                     break;
                 }
                 Answer::AlreadyGone => return Fate::Gone,

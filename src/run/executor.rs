@@ -6,7 +6,10 @@ use crate::config::Config;
 use crate::docker::{DockerClient, DockerEnv, JoinToken, NODE_LABEL_POOL};
 use crate::kube::mover::MoveMode;
 use crate::kube::{Cluster, KubeCluster, is_ready};
+use crate::plan::cluster::ClusterModel;
+use crate::plan::model::{ClusterFacts, Node as ModelNode};
 use crate::plan::reconcile::{Repair, WorkerContainer, WorkerNode};
+use crate::plan::snapshot::Snapshot;
 use crate::run::docker_side::DockerActuator;
 use crate::run::error::RunError;
 use crate::run::report::Report;
@@ -36,6 +39,9 @@ pub struct Executor {
     up: Box<dyn Actuator>,
     down: ScaleDown,
     pool: String,
+    /// A new worker as the config describes it (labels, taints), for the DaemonSets'
+    /// overhead when no Ready worker of the pool is there to copy.
+    config_template: ModelNode,
 }
 
 impl Executor {
@@ -71,6 +77,7 @@ impl Executor {
             up,
             down,
             pool: cfg.docker.pool.clone(),
+            config_template: crate::plan::cluster::template(cfg, &Snapshot::default()),
         })
     }
 
@@ -85,6 +92,24 @@ impl Executor {
             log::warn!("could not delete the node-password secret of {name}: {e}");
         }
         Ok(())
+    }
+
+    /// The constraints the API adds to the run's model. A failure to list them does not
+    /// fail the run: the decision then places by resources only (and says so), and
+    /// scale-down still lists each candidate's pods itself.
+    fn facts(&self, nodes: &[k8s_openapi::api::core::v1::Node]) -> Option<ClusterFacts> {
+        match crate::kube::facts::cluster_facts(
+            self.cluster.as_ref(),
+            nodes,
+            &self.pool,
+            &self.config_template,
+        ) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                log::warn!("cluster model without the API's constraints: {e}");
+                None
+            }
+        }
     }
 
     fn remove_container(&self, name: &str) -> Result<(), ActionFailure> {
@@ -115,10 +140,12 @@ impl Actuator for Executor {
                 created: c.created,
             })
             .collect();
-        let nodes = self
+        let all = self
             .cluster
             .nodes()
-            .map_err(|e| fail(format!("list Nodes: {e}")))?
+            .map_err(|e| fail(format!("list Nodes: {e}")))?;
+        let facts = self.facts(&all);
+        let nodes = all
             .into_iter()
             .filter(|n| {
                 n.metadata
@@ -140,8 +167,12 @@ impl Actuator for Executor {
         Ok(Some(Observed {
             containers,
             nodes,
-            facts: None,
+            facts,
         }))
+    }
+
+    fn use_model(&mut self, model: Rc<ClusterModel>) {
+        self.down.use_model(model);
     }
 
     fn repair(&mut self, repair: &Repair) -> Result<(), ActionFailure> {

@@ -1,17 +1,23 @@
 //! Scale-down and `drain NODE` on Kubernetes: check candidates against the API as
-//! cluster-autoscaler does, drain the first removable one, delete its Node and k3s
-//! node-password secret, then have the container side remove its container and volume.
-//! The container side (Docker) comes in through `WorkerContainers`.
+//! cluster-autoscaler does (kubectl's drain rules, then system pods, volumes pinned to the
+//! node, and whether every pod fits on the other nodes of the run's cluster model), drain
+//! the first removable one, delete its Node and k3s node-password secret, then have the
+//! container side remove its container and volume. The container side (Docker) comes in
+//! through `WorkerContainers`.
 
 use crate::config::Config;
-use crate::kube::drain::{self, Budgets, PodPlan};
+use crate::kube::drain::{self, Blocker, Budgets, PodBlocker, PodPlan};
+use crate::kube::facts::Volumes;
 use crate::kube::mover::{DrainOptions, MoveMode, Recheck, drain_node};
-use crate::kube::{Cluster, KubeCluster, KubeError, node_password_secret};
+use crate::kube::{Cluster, KubeCluster, KubeError, is_ready, node_password_secret};
+use crate::plan::cluster::ClusterModel;
+use crate::plan::placement::fit_elsewhere;
 use crate::run::report::{Report, Unremovable};
 use crate::run::{ActionFailure, Actuator, Removal};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 use std::fmt::{self, Write};
+use std::rc::Rc;
 
 pub type ContainerError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -70,15 +76,28 @@ impl From<KubeError> for ScaleDownError {
 /// The verdict on one candidate.
 #[derive(Debug)]
 pub enum Verdict {
-    Removable(PodPlan),
+    /// It may go with these pods; `ready` false: its Node is not Ready.
+    Removable {
+        plan: PodPlan,
+        ready: bool,
+    },
     Unremovable(String),
+}
+
+/// The worker chosen for removal.
+#[derive(Debug)]
+pub struct Chosen {
+    pub worker: String,
+    pub plan: PodPlan,
+    /// Its Node is Ready; when not, its pods are evicted but not waited for.
+    pub ready: bool,
 }
 
 /// The outcome of checking the candidates: the worker to remove with its pods, and the
 /// candidates passed over (with why).
 #[derive(Debug)]
 pub struct Choice {
-    pub chosen: Option<(String, PodPlan)>,
+    pub chosen: Option<Chosen>,
     pub passed: Vec<Unremovable>,
 }
 
@@ -87,6 +106,10 @@ pub struct Choice {
 /// 5,000 nodes and 150,000 pods.
 pub fn blocking(pods: &[Pod], budgets: Option<&Budgets>) -> Option<String> {
     let found = drain::pod_blockers(pods, budgets);
+    join_blockers(&found)
+}
+
+fn join_blockers(found: &[PodBlocker]) -> Option<String> {
     if found.is_empty() {
         return None;
     }
@@ -104,6 +127,11 @@ pub struct ScaleDown {
     containers: Box<dyn WorkerContainers>,
     permanent: Vec<String>,
     drain: DrainOptions,
+    /// `kubernetes.skip_nodes_with_system_pods`.
+    skip_system_pods: bool,
+    /// The run's cluster model (`use_model`): the candidate's pods must fit elsewhere in
+    /// it. None: no fit check (`drain NODE`, or a caller without a model).
+    model: Option<Rc<ClusterModel>>,
 }
 
 impl ScaleDown {
@@ -118,7 +146,14 @@ impl ScaleDown {
             containers,
             permanent: cfg.kubernetes.permanent_nodes.clone(),
             drain: DrainOptions::from_config(&cfg.drain, mode),
+            skip_system_pods: cfg.kubernetes.skip_nodes_with_system_pods,
+            model: None,
         }
+    }
+
+    /// Hands over the run's cluster model for the fit check (`Actuator::use_model`).
+    pub fn use_model(&mut self, model: Rc<ClusterModel>) {
+        self.model = Some(model);
     }
 
     /// On the cluster the config points at (scale-down always evicts).
@@ -141,9 +176,13 @@ impl ScaleDown {
         let mut pdbs = None;
         for c in candidates {
             match self.check(c, &mut pdbs)? {
-                Verdict::Removable(plan) => {
+                Verdict::Removable { plan, ready } => {
                     return Ok(Choice {
-                        chosen: Some((c.clone(), plan)),
+                        chosen: Some(Chosen {
+                            worker: c.clone(),
+                            plan,
+                            ready,
+                        }),
                         passed,
                     });
                 }
@@ -162,8 +201,11 @@ impl ScaleDown {
         })
     }
 
-    /// Checks one candidate: its Node, whether k3s-scale manages it, then its pods.
-    /// `pdbs` is listed on first need and reused for the next candidates.
+    /// Checks one candidate: its Node, whether k3s-scale manages it, then its pods: the
+    /// drain's blockers (as `drain NODE`), then scale-down's own (system pods, volumes
+    /// pinned to the node), then whether every pod that would be evicted fits on the other
+    /// nodes of the model. `pdbs` is listed on first need and reused for the next
+    /// candidates.
     pub fn check(
         &self,
         worker: &str,
@@ -191,10 +233,73 @@ impl ScaleDown {
         if pdbs.is_none() && pods.iter().any(|p| drain::skip_reason(p).is_none()) {
             *pdbs = Some(Budgets::new(self.cluster.disruption_budgets()?));
         }
-        Ok(match blocking(&pods, pdbs.as_ref()) {
-            None => Verdict::Removable(drain::into_plan(pods)),
-            Some(why) => Verdict::Unremovable(why),
+        let mut found = drain::pod_blockers(&pods, pdbs.as_ref());
+        found.extend(self.scale_down_blockers(&pods, pdbs.as_ref()));
+        if let Some(why) = join_blockers(&found) {
+            return Ok(Verdict::Unremovable(why));
+        }
+        if let Some(why) = self.fits_nowhere(worker, &pods) {
+            return Ok(Verdict::Unremovable(why));
+        }
+        Ok(Verdict::Removable {
+            plan: drain::into_plan(pods),
+            ready: is_ready(&node),
         })
+    }
+
+    /// What keeps a worker that `drain NODE` would still drain: a kube-system pod without a
+    /// budget (when `kubernetes.skip_nodes_with_system_pods`), and a claim on a volume
+    /// pinned to the node or that could not be looked up (the worker's volume holds
+    /// local-path data: removing it destroys the data). Only pods a drain would move and
+    /// that are not leaving anyway.
+    fn scale_down_blockers(&self, pods: &[Pod], budgets: Option<&Budgets>) -> Vec<PodBlocker> {
+        let mut volumes = Volumes::new(self.cluster.as_ref());
+        let mut found = Vec::new();
+        let moving = pods
+            .iter()
+            .filter(|p| drain::skip_reason(p).is_none() && p.metadata.deletion_timestamp.is_none());
+        let empty = Budgets::default();
+        for p in moving {
+            let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+            let system = if self.skip_system_pods {
+                drain::system_pod_blocker(p, budgets.unwrap_or(&empty))
+            } else {
+                None
+            };
+            let blocker: Option<Blocker> =
+                system.or_else(|| drain::volume_blocker(p, |claim| volumes.terms(ns, claim)));
+            if let Some(blocker) = blocker {
+                found.push(PodBlocker {
+                    pod: drain::pod_key(p),
+                    blocker,
+                });
+            }
+        }
+        found
+    }
+
+    /// With the run's model: the first pod that would be evicted and fits on no other
+    /// Ready, schedulable node once this one is gone (cluster-autoscaler's
+    /// simulator/cluster.go), as a reason. Requests from the pods' specs, the other nodes'
+    /// room from the model (kube-state-metrics), their labels and taints from the API.
+    fn fits_nowhere(&self, worker: &str, pods: &[Pod]) -> Option<String> {
+        let model = self.model.as_ref()?;
+        let moving: Vec<crate::plan::model::Pod> = pods
+            .iter()
+            .filter(|p| drain::skip_reason(p).is_none() && p.metadata.deletion_timestamp.is_none())
+            // The volumes were checked above: none is pinned to a node.
+            .map(|p| crate::kube::model::pod(p, |_, _| Ok(None)))
+            .collect();
+        let refs: Vec<&crate::plan::model::Pod> = moving.iter().collect();
+        // A candidate the model does not know still has its pods checked against the rest.
+        let index = model.index_of(worker).unwrap_or(usize::MAX);
+        let (pod, requests, misfit) = fit_elsewhere(&refs, &model.nodes, index).err()?;
+        let cpu = format!("{:.2}", requests.cpu);
+        let cpu = cpu.trim_end_matches('0').trim_end_matches('.');
+        Some(format!(
+            "pod {pod} ({cpu} CPU, {}) fits no other node: {misfit}",
+            crate::plan::model::bytes(requests.memory)
+        ))
     }
 
     /// After a drain: delete the Node, its node-password secret, then the container and
@@ -363,9 +468,25 @@ impl ScaleDown {
             message: format!("scale-down: {e}"),
         })?;
         report.unremovable.extend(passed);
-        let Some((worker, plan)) = chosen else {
+        let Some(Chosen {
+            worker,
+            plan,
+            ready,
+        }) = chosen
+        else {
             return Ok(Removal::default());
         };
+        let mut drain = self.drain.clone();
+        if !ready {
+            // A dead kubelet cannot finish its pods: they stay Terminating until the Node
+            // is gone, so waiting for them would only run into the drain deadline.
+            drain.wait_gone = false;
+            let would = if dry_run { "would be" } else { "are" };
+            report.notes.push(format!(
+                "{worker} is not Ready: its pods {would} evicted and its Node deleted without \
+                 waiting for them to terminate (its kubelet cannot finish them)"
+            ));
+        }
         if dry_run {
             return Ok(Removal {
                 removed: Some(worker),
@@ -373,7 +494,7 @@ impl ScaleDown {
             });
         }
         log::info!("removing {worker}: draining {} pod(s)", plan.to_move.len());
-        let drained = match drain_node(self.cluster.as_ref(), &worker, &self.drain, Recheck::Pods) {
+        let drained = match drain_node(self.cluster.as_ref(), &worker, &drain, Recheck::Pods) {
             Ok(d) => d,
             Err(f) => {
                 report.evicted = f.moved.clone();
@@ -406,6 +527,10 @@ pub struct WithScaleDown<U> {
 impl<U: Actuator> Actuator for WithScaleDown<U> {
     fn start_workers(&mut self, names: &[String]) -> Result<(), ActionFailure> {
         self.up.start_workers(names)
+    }
+
+    fn use_model(&mut self, model: Rc<ClusterModel>) {
+        self.down.use_model(model);
     }
 
     fn remove_worker(

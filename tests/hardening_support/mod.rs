@@ -187,11 +187,27 @@ pub fn pending_cluster() -> Cluster {
         .requests(0.5, 64.0 * 1024.0 * 1024.0)
 }
 
-/// An idle cluster: the server (with CoreDNS, so pod series exist as in any k3s cluster)
-/// and Ready worker `worker` with no pods (0 % requested).
+/// The stand-in with the k3s server's Node the clusters above name ("server", control
+/// plane, schedulable): the cluster model places a removed worker's pods on the nodes the
+/// API lists and kube-state-metrics sizes.
+fn with_server(api: ApiServer) -> ApiServer {
+    api.add_node(
+        node("server")
+            .control_plane()
+            .allocatable(2000, 4 << 30)
+            .build(),
+    );
+    api
+}
+
+/// An idle cluster: the server (with CoreDNS, so pod series exist as in any k3s cluster;
+/// its allocatable, as kube-state-metrics exports every node's: the pods of a worker being
+/// removed have somewhere to go in the cluster model) and Ready worker `worker` with no
+/// pods (0 % requested).
 pub fn idle_cluster(worker: &str) -> Cluster {
     Cluster::new()
         .control_plane("server")
+        .alloc(2.0, 4.0 * 1024.0 * 1024.0 * 1024.0)
         .worker(worker)
         .alloc(1.0, 1024.0 * 1024.0 * 1024.0)
         .pod("coredns")
@@ -265,16 +281,17 @@ impl Rig {
         std::fs::create_dir_all(&dir).unwrap();
         Rig {
             pool,
-            api: ApiServer::start(),
+            api: with_server(ApiServer::start()),
             token,
             dir,
             dirs: 0,
         }
     }
 
-    /// Replaces the Kubernetes stand-in with an empty one (no Nodes, pods or faults).
+    /// Replaces the Kubernetes stand-in with a fresh one (the server's Node only, no
+    /// pods or faults).
     pub fn new_cluster(&mut self) {
-        self.api = ApiServer::start();
+        self.api = with_server(ApiServer::start());
     }
 
     /// Worker `n` of this pool.

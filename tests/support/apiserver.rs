@@ -26,6 +26,13 @@
 //!   Ready and not terminating; expected = the matching pods when the PDB was added (the
 //!   controller's scale: evicted pods are not replaced unless marked `respawn`);
 //! - secrets: get, delete;
+//! - for the cluster model (issue 13): pod list field selectors as the apiserver serves
+//!   them (`field_matches`), PersistentVolumeClaims (namespaced get and list),
+//!   PersistentVolumes and StorageClasses (get and list), DaemonSets (list, all namespaces
+//!   or one); objects are stored and served as given (node labels and taints, pod
+//!   nodeSelector, tolerations, affinity, hostPorts, volumes, a PV's nodeAffinity). No
+//!   controller runs: a DaemonSet makes no pods, a claim is never bound by a provisioner;
+//!   the test sets the claim's volumeName and phase as the PV controller would;
 //! - fault injection per request (method + path substring): added latency, an error
 //!   status for the next N calls, a dropped connection (request read, socket closed, no
 //!   answer) for the next N calls;
@@ -148,6 +155,7 @@ struct SimPdb {
 
 #[derive(Default)]
 struct World {
+    storage: Issue13Objects,
     nodes: BTreeMap<String, Node>,
     pods: BTreeMap<(String, String), SimPod>,
     pdbs: BTreeMap<(String, String), SimPdb>,
@@ -926,6 +934,9 @@ impl World {
         self.reap(now);
         let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
         let m = req.method.as_str();
+        if let Some(answer) = self.storage.handle(&segs, m, self.rv) {
+            return answer;
+        }
         match segs.as_slice() {
             ["api", "v1", "nodes"] => match m {
                 "GET" => self.list_nodes(req),
@@ -1037,49 +1048,16 @@ impl World {
     }
 
     fn list_pods(&self, ns: Option<&str>, req: &Request) -> (u16, Value) {
-        let mut field_terms = Vec::new();
-        if let Some(fs) = req.query.get("fieldSelector") {
-            for term in fs.split(',').filter(|t| !t.is_empty()) {
-                let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) else {
-                    return (
-                        400,
-                        status_body(
-                            400,
-                            "BadRequest",
-                            &format!("invalid field selector {term:?}"),
-                            None,
-                        ),
-                    );
-                };
-                if !matches!(k, "spec.nodeName" | "metadata.name" | "metadata.namespace") {
-                    return (
-                        400,
-                        status_body(
-                            400,
-                            "BadRequest",
-                            &format!("field label not supported: {k}"),
-                            None,
-                        ),
-                    );
-                }
-                field_terms.push((k.to_string(), v.to_string()));
-            }
-        }
+        let field_terms = match pod_field_selector(req.query.get("fieldSelector")) {
+            Ok(t) => t,
+            Err(answer) => return answer,
+        };
         let empty = BTreeMap::new();
         let items = self
             .pods
             .iter()
             .filter(|((pns, _), _)| ns.is_none_or(|n| n == pns))
-            .filter(|(_, p)| {
-                field_terms.iter().all(|(k, v)| {
-                    let have = match k.as_str() {
-                        "spec.nodeName" => p.pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-                        "metadata.name" => p.pod.metadata.name.clone(),
-                        _ => p.pod.metadata.namespace.clone(),
-                    };
-                    have.as_deref().unwrap_or("") == v
-                })
-            })
+            .filter(|(_, p)| field_matches(&field_terms, &p.pod))
             .filter(|(_, p)| {
                 req.query.get("labelSelector").is_none_or(|q| {
                     label_query_matches(q, p.pod.metadata.labels.as_ref().unwrap_or(&empty))
@@ -1331,4 +1309,216 @@ fn delete_options(req: &Request) -> Result<DeleteOptions, (u16, Value)> {
         opts.grace_period_seconds = g.parse().ok();
     }
     Ok(opts)
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 13: what the cluster model lists (kept apart from the rest to merge easily).
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+
+/// Claims, volumes, classes and DaemonSets, served as stored.
+#[derive(Default)]
+struct Issue13Objects {
+    claims: BTreeMap<(String, String), PersistentVolumeClaim>,
+    volumes: BTreeMap<String, PersistentVolume>,
+    classes: BTreeMap<String, StorageClass>,
+    daemon_sets: BTreeMap<(String, String), DaemonSet>,
+}
+
+impl Issue13Objects {
+    /// Answers the requests for these kinds; None for any other path.
+    fn handle(&self, segs: &[&str], method: &str, rv: u64) -> Option<(u16, Value)> {
+        if method != "GET" {
+            let ours = matches!(
+                segs,
+                ["api", "v1", "namespaces", _, "persistentvolumeclaims", ..]
+                    | ["api", "v1", "persistentvolumes", ..]
+                    | ["apis", "storage.k8s.io", "v1", "storageclasses", ..]
+                    | ["apis", "apps", "v1", "daemonsets"]
+                    | ["apis", "apps", "v1", "namespaces", _, "daemonsets", ..]
+            );
+            return ours.then(|| not_allowed(method));
+        }
+        Some(match segs {
+            ["api", "v1", "namespaces", ns, "persistentvolumeclaims"] => {
+                let items = self
+                    .claims
+                    .iter()
+                    .filter(|((cns, _), _)| cns == ns)
+                    .map(|(_, c)| to_json(c))
+                    .collect();
+                list("PersistentVolumeClaimList", "v1", rv, items)
+            }
+            [
+                "api",
+                "v1",
+                "namespaces",
+                ns,
+                "persistentvolumeclaims",
+                name,
+            ] => match self.claims.get(&(ns.to_string(), name.to_string())) {
+                Some(c) => (200, to_json(c)),
+                None => not_found("persistentvolumeclaims", name),
+            },
+            ["api", "v1", "persistentvolumes"] => list(
+                "PersistentVolumeList",
+                "v1",
+                rv,
+                self.volumes.values().map(to_json).collect(),
+            ),
+            ["api", "v1", "persistentvolumes", name] => match self.volumes.get(*name) {
+                Some(v) => (200, to_json(v)),
+                None => not_found("persistentvolumes", name),
+            },
+            ["apis", "storage.k8s.io", "v1", "storageclasses"] => list(
+                "StorageClassList",
+                "storage.k8s.io/v1",
+                rv,
+                self.classes.values().map(to_json).collect(),
+            ),
+            ["apis", "storage.k8s.io", "v1", "storageclasses", name] => {
+                match self.classes.get(*name) {
+                    Some(c) => (200, to_json(c)),
+                    None => not_found("storageclasses.storage.k8s.io", name),
+                }
+            }
+            ["apis", "apps", "v1", "daemonsets"] => list(
+                "DaemonSetList",
+                "apps/v1",
+                rv,
+                self.daemon_sets.values().map(to_json).collect(),
+            ),
+            ["apis", "apps", "v1", "namespaces", ns, "daemonsets"] => {
+                let items = self
+                    .daemon_sets
+                    .iter()
+                    .filter(|((dns, _), _)| dns == ns)
+                    .map(|(_, d)| to_json(d))
+                    .collect();
+                list("DaemonSetList", "apps/v1", rv, items)
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl ApiServer {
+    pub fn add_claim(&self, mut c: PersistentVolumeClaim) {
+        let mut w = self.world();
+        if c.metadata.namespace.is_none() {
+            c.metadata.namespace = Some("default".into());
+        }
+        w.stamp(&mut c.metadata);
+        let key = (
+            c.metadata.namespace.clone().unwrap(),
+            c.metadata.name.clone().unwrap(),
+        );
+        w.storage.claims.insert(key, c);
+    }
+
+    pub fn add_volume(&self, mut v: PersistentVolume) {
+        let mut w = self.world();
+        w.stamp(&mut v.metadata);
+        let name = v.metadata.name.clone().unwrap();
+        w.storage.volumes.insert(name, v);
+    }
+
+    pub fn add_storage_class(&self, mut c: StorageClass) {
+        let mut w = self.world();
+        w.stamp(&mut c.metadata);
+        let name = c.metadata.name.clone().unwrap();
+        w.storage.classes.insert(name, c);
+    }
+
+    pub fn add_daemon_set(&self, mut d: DaemonSet) {
+        let mut w = self.world();
+        if d.metadata.namespace.is_none() {
+            d.metadata.namespace = Some("default".into());
+        }
+        w.stamp(&mut d.metadata);
+        let key = (
+            d.metadata.namespace.clone().unwrap(),
+            d.metadata.name.clone().unwrap(),
+        );
+        w.storage.daemon_sets.insert(key, d);
+    }
+}
+
+/// A pod's selectable fields, as kubernetes/kubernetes pkg/registry/core/pod/strategy.go
+/// `PodToSelectableFields` (with `AddObjectMetaFieldsSet`) lists them. An unset field is
+/// the empty string, so `spec.nodeName=` selects the pods no node is bound to.
+fn pod_field(pod: &Pod, key: &str) -> Option<String> {
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let s = |v: Option<&String>| v.cloned().unwrap_or_default();
+    Some(match key {
+        "metadata.name" => s(pod.metadata.name.as_ref()),
+        "metadata.namespace" => s(pod.metadata.namespace.as_ref()),
+        "spec.nodeName" => s(spec.and_then(|x| x.node_name.as_ref())),
+        "spec.restartPolicy" => s(spec.and_then(|x| x.restart_policy.as_ref())),
+        "spec.schedulerName" => s(spec.and_then(|x| x.scheduler_name.as_ref())),
+        "spec.serviceAccountName" => s(spec.and_then(|x| x.service_account_name.as_ref())),
+        "spec.hostNetwork" => spec
+            .and_then(|x| x.host_network)
+            .unwrap_or(false)
+            .to_string(),
+        "status.phase" => s(status.and_then(|x| x.phase.as_ref())),
+        "status.podIP" => s(status.and_then(|x| x.pod_ip.as_ref())),
+        "status.nominatedNodeName" => s(status.and_then(|x| x.nominated_node_name.as_ref())),
+        _ => return None,
+    })
+}
+
+/// One `fieldSelector` term: key, wanted value, and whether it must equal (`=`, `==`)
+/// or differ (`!=`), as k8s.io/apimachinery pkg/fields/selector.go parses them.
+type FieldTerm = (String, String, bool);
+
+/// Parses a pod list's `fieldSelector`; a field the pod strategy does not list is refused
+/// with 400 "field label not supported", as the apiserver does.
+fn pod_field_selector(q: Option<&String>) -> Result<Vec<FieldTerm>, (u16, Value)> {
+    let mut terms = Vec::new();
+    for term in q.into_iter().flat_map(|q| q.split(',')) {
+        if term.is_empty() {
+            continue;
+        }
+        let parsed = if let Some((k, v)) = term.split_once("!=") {
+            Some((k, v, false))
+        } else {
+            term.split_once("==")
+                .or_else(|| term.split_once('='))
+                .map(|(k, v)| (k, v, true))
+        };
+        let Some((k, v, eq)) = parsed else {
+            return Err((
+                400,
+                status_body(
+                    400,
+                    "BadRequest",
+                    &format!("invalid field selector {term:?}"),
+                    None,
+                ),
+            ));
+        };
+        if pod_field(&Pod::default(), k).is_none() {
+            return Err((
+                400,
+                status_body(
+                    400,
+                    "BadRequest",
+                    &format!("field label not supported: {k}"),
+                    None,
+                ),
+            ));
+        }
+        terms.push((k.to_string(), v.to_string(), eq));
+    }
+    Ok(terms)
+}
+
+fn field_matches(terms: &[FieldTerm], pod: &Pod) -> bool {
+    terms
+        .iter()
+        .all(|(k, v, eq)| (pod_field(pod, k).as_deref() == Some(v.as_str())) == *eq)
 }

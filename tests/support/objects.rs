@@ -139,6 +139,116 @@ impl PodBuilder {
     }
 }
 
+/// What the cluster model reads from a pod (issue 13).
+impl PodBuilder {
+    /// Mounts the PersistentVolumeClaim `claim` as volume `volume`.
+    pub fn claim(self, volume: &str, claim: &str) -> Self {
+        self.volume(json!({"name": volume, "persistentVolumeClaim": {"claimName": claim}}))
+    }
+    pub fn node_selector(mut self, k: &str, v: &str) -> Self {
+        self.0["spec"]["nodeSelector"][k] = json!(v);
+        self
+    }
+    /// Tolerates `key` (any value) with `effect` ("" for every effect).
+    pub fn tolerate(mut self, key: &str, effect: &str) -> Self {
+        let mut t = json!({"key": key, "operator": "Exists"});
+        if !effect.is_empty() {
+            t["effect"] = json!(effect);
+        }
+        let spec = self.0["spec"].as_object_mut().unwrap();
+        let list = spec.entry("tolerations").or_insert(json!([]));
+        list.as_array_mut().unwrap().push(t);
+        self
+    }
+    /// Binds `port` on its node (TCP).
+    pub fn host_port(mut self, port: i32) -> Self {
+        self.0["spec"]["containers"][0]["ports"] =
+            json!([{"containerPort": port, "hostPort": port}]);
+        self
+    }
+    /// Required node affinity: label `key` In `values`.
+    pub fn node_affinity(mut self, key: &str, values: &[&str]) -> Self {
+        self.0["spec"]["affinity"]["nodeAffinity"] = json!({
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": key, "operator": "In", "values": values}]}]}});
+        self
+    }
+    /// Required anti-affinity per node to pods labelled `k=v` (its own namespace).
+    pub fn anti_affinity(mut self, k: &str, v: &str) -> Self {
+        self.0["spec"]["affinity"]["podAntiAffinity"] = json!({
+            "requiredDuringSchedulingIgnoredDuringExecution": [{
+                "topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": {k: v}}}]});
+        self
+    }
+}
+
+/// A PersistentVolumeClaim `name` in `ns`, bound to the volume `pv` (as the PV controller
+/// leaves it); `pv` "" for a claim not bound yet, of StorageClass `local-path`.
+pub fn claim(ns: &str, name: &str, pv: &str) -> k8s_openapi::api::core::v1::PersistentVolumeClaim {
+    let mut c = json!({
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-path",
+                 "resources": {"requests": {"storage": "1Gi"}}},
+        "status": {"phase": "Pending"},
+    });
+    if !pv.is_empty() {
+        c["spec"]["volumeName"] = json!(pv);
+        c["status"]["phase"] = json!("Bound");
+    }
+    serde_json::from_value(c).expect("a valid claim")
+}
+
+/// A PersistentVolume as k3s's local-path provisioner makes it: a hostPath under
+/// /var/lib/rancher/k3s/storage, pinned to `node` by node affinity (`node` "": a network
+/// volume without affinity).
+pub fn local_volume(name: &str, node: &str) -> k8s_openapi::api::core::v1::PersistentVolume {
+    let mut v = json!({
+        "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": "rancher.io/local-path"}},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "local-path",
+                 "hostPath": {"path": format!("/var/lib/rancher/k3s/storage/{name}"), "type": "DirectoryOrCreate"}},
+        "status": {"phase": "Bound"},
+    });
+    if !node.is_empty() {
+        v["spec"]["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}});
+    }
+    serde_json::from_value(v).expect("a valid volume")
+}
+
+/// k3s's default StorageClass: local-path, WaitForFirstConsumer.
+pub fn local_path_class() -> k8s_openapi::api::storage::v1::StorageClass {
+    serde_json::from_value(json!({
+        "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "rancher.io/local-path",
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    }))
+    .expect("a valid class")
+}
+
+/// A DaemonSet in kube-system whose pods request `cpu_millis` and `memory`; `tolerate_all`
+/// as k3s's svclb and most CNI DaemonSets do.
+pub fn daemon_set(
+    name: &str,
+    cpu_millis: u32,
+    memory: u64,
+    tolerate_all: bool,
+) -> k8s_openapi::api::apps::v1::DaemonSet {
+    let mut spec = json!({"containers": [{"name": "main", "image": "busybox",
+        "resources": {"requests": {"cpu": format!("{cpu_millis}m"), "memory": memory.to_string()}}}]});
+    if tolerate_all {
+        spec["tolerations"] = json!([{"operator": "Exists"}]);
+    }
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "kube-system"},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": spec}},
+    }))
+    .expect("a valid DaemonSet")
+}
+
 pub struct NodeBuilder(Value);
 
 /// A Ready worker node.
@@ -166,6 +276,20 @@ impl NodeBuilder {
     }
     pub fn cordoned(mut self) -> Self {
         self.0["spec"]["unschedulable"] = json!(true);
+        self
+    }
+    /// A taint, as `kubectl taint` or the kubelet's `--register-with-taints` sets it.
+    pub fn taint(mut self, key: &str, value: &str, effect: &str) -> Self {
+        let spec = self.0["spec"].as_object_mut().unwrap();
+        let list = spec.entry("taints").or_insert(json!([]));
+        list.as_array_mut()
+            .unwrap()
+            .push(json!({"key": key, "value": value, "effect": effect}));
+        self
+    }
+    /// Not Ready: the kubelet stopped posting status.
+    pub fn not_ready(mut self) -> Self {
+        self.0["status"]["conditions"] = json!([{"type": "Ready", "status": "Unknown"}]);
         self
     }
     /// Allocatable (and capacity) as the kubelet reports it: CPU in millicores, bytes.

@@ -5,6 +5,8 @@
 //! this test's containers and volumes by label, also after a panic), and a temp dir with
 //! the config, join token and state. `check` asserts what every run must be checked
 //! against: exit code, JSON output, Docker containers and volumes, Nodes.
+//! Each suite uses part of it, so unused items are expected here.
+#![allow(dead_code)]
 
 use crate::docker_support::{DockerProxy, Pool, Recorded, daemon_socket, test_image, write_file};
 use crate::kubelet::{Kubelet, NodeSize};
@@ -45,6 +47,8 @@ pub struct Knobs {
     pub failure_backoff: &'static str,
     pub provision_timeout: &'static str,
     pub drain_timeout: &'static str,
+    /// `kubernetes.skip_nodes_with_system_pods`.
+    pub skip_nodes_with_system_pods: bool,
 }
 
 impl Default for Knobs {
@@ -60,6 +64,7 @@ impl Default for Knobs {
             failure_backoff: "2s",
             provision_timeout: "30s",
             drain_timeout: "2s",
+            skip_nodes_with_system_pods: true,
         }
     }
 }
@@ -234,6 +239,7 @@ docker:
 kubernetes:
   kubeconfig: {kubeconfig}
   timeout: 5s
+  skip_nodes_with_system_pods: {system_pods}
 drain:
   timeout: {drain}
   max_grace_period: 10s
@@ -257,7 +263,14 @@ state:
             memory = WORKER_MEMORY,
             kubeconfig = self.api.kubeconfig().display(),
             drain = k.drain_timeout,
+            system_pods = k.skip_nodes_with_system_pods,
         )
+    }
+
+    /// Changes knobs between runs: the config file is written again.
+    pub fn reconfigure(&mut self, change: impl FnOnce(&mut Knobs)) {
+        change(&mut self.knobs);
+        write_file(&self.config, &self.config_yaml(test_image()), 0o600);
     }
 
     pub fn worker(&self, n: u64) -> String {
