@@ -1233,3 +1233,82 @@ fn reaction_time_from_pending_pods_to_a_started_worker() {
         ms(own[own.len() / 2])
     );
 }
+
+/// Issue 13's flap, run after run: two idle workers, one of them labelled `disk=ssd` by an
+/// admin and running the only pod that selects it. The cluster-wide rule drained the least
+/// utilised (newest) worker, the pod went Pending, the next run added a worker that could
+/// not run it either, and so on. Now that worker is kept (its pod fits no other node) and
+/// the other one goes; over 30 runs no scale-up ever follows a scale-down.
+#[test]
+fn a_worker_whose_pod_fits_nowhere_else_is_kept_and_nothing_flaps_over_30_runs() {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 1,
+        max_nodes: 4,
+        scale_up_cooldown: "0s",
+        scale_down_cooldown: "0s",
+        unneeded_time: "0s",
+        delay_after_scale_up: "0s",
+        ..Knobs::default()
+    });
+    let r = s.run(&["up", "--count", "2", "--output", "json"]);
+    assert_eq!(r.run.code, 10, "{}", r.run.stdout);
+    join(&s, &[1, 2]);
+    let (w1, w2) = (s.worker(1), s.worker(2));
+    let mut labelled = s.api.node(&w2).expect("joined");
+    labelled
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("disk".into(), "ssd".into());
+    s.api.add_node(labelled);
+    s.api.add_pod(
+        pod("db-0")
+            .on(&w2)
+            .node_selector("disk", "ssd")
+            .requests(100, 64 * MIB)
+            .build(),
+    );
+    s.api
+        .add_pod(pod("app-0").on(&w1).requests(100, 64 * MIB).build());
+
+    let mut actions = Vec::new();
+    for run in 0..30 {
+        let r = s.evaluate(&[]);
+        let action = r.json["action"].as_str().unwrap_or("?").to_string();
+        if action == "scale_down" && r.run.code == 11 {
+            assert_eq!(
+                r.strings("removed"),
+                [w1.clone()],
+                "run {run}: {}",
+                r.run.stdout
+            );
+        }
+        if !r.strings("unremovable").is_empty() {
+            let kept = r.json["unremovable"].to_string();
+            assert!(
+                kept.contains(&w2) && kept.contains("fits no other node"),
+                "{kept}"
+            );
+        }
+        actions.push((r.run.code, action));
+    }
+    let codes: Vec<i32> = actions.iter().map(|(c, _)| *c).collect();
+    let first_down = codes.iter().position(|c| *c == 11);
+    assert!(
+        first_down.is_some(),
+        "the idle worker without constraints goes: {codes:?}"
+    );
+    assert!(
+        !codes[first_down.unwrap()..].contains(&10),
+        "a scale-up followed a scale-down: {codes:?}"
+    );
+    assert_eq!(codes.iter().filter(|c| **c == 11).count(), 1, "{codes:?}");
+    assert!(
+        s.api.node(&w2).is_some(),
+        "the worker with the ssd pod stays"
+    );
+    assert!(
+        s.api.pod("default", "db-0").is_some(),
+        "its pod was never evicted"
+    );
+}
