@@ -1278,7 +1278,7 @@ fn a_worker_whose_pod_fits_nowhere_else_is_kept_and_nothing_flaps_over_30_runs()
         if action == "scale_down" && r.run.code == 11 {
             assert_eq!(
                 r.strings("removed"),
-                [w1.clone()],
+                std::slice::from_ref(&w1),
                 "run {run}: {}",
                 r.run.stdout
             );
