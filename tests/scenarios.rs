@@ -1261,19 +1261,28 @@ fn a_worker_whose_pod_fits_nowhere_else_is_kept_and_nothing_flaps_over_30_runs()
         .get_or_insert_with(Default::default)
         .insert("disk".into(), "ssd".into());
     s.api.add_node(labelled);
-    s.api.add_pod(
+    s.api.add_pod_exiting_after(
         pod("db-0")
             .on(&w2)
             .node_selector("disk", "ssd")
             .requests(100, 64 * MIB)
             .build(),
+        POD_EXIT,
     );
-    s.api
-        .add_pod(pod("app-0").on(&w1).requests(100, 64 * MIB).build());
+    s.api.add_pod_exiting_after(
+        pod("app-0").on(&w1).requests(100, 64 * MIB).build(),
+        POD_EXIT,
+    );
 
     let mut actions = Vec::new();
     for run in 0..30 {
         let r = s.evaluate(&[]);
+        assert!(
+            [0, 11].contains(&r.run.code),
+            "run {run}: {}\n{}",
+            r.run.stdout,
+            r.run.stderr
+        );
         let action = r.json["action"].as_str().unwrap_or("?").to_string();
         if action == "scale_down" && r.run.code == 11 {
             assert_eq!(
