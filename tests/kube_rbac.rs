@@ -4,19 +4,19 @@
 //! (apiserver/pkg/endpoints/request/requestinfo.go: GET on a collection is `list`, on an
 //! object `get`; POST `create`, PATCH `patch`, DELETE `delete`; `/api` is the core group,
 //! `/apis/<group>/<version>` a named one; a path past the object name is a subresource).
-//! Every call goes through `kube::Cluster` (src/kube.rs) and the pod mover
-//! (src/drain_run.rs), so exercising each method of it, both ways of moving pods, a
+//! Every call goes through `kube::Cluster` (src/kube/mod.rs, src/kube/client.rs) and the
+//! pod mover (src/kube/mover.rs), so exercising each method of it, both ways of moving pods, a
 //! scale-down and the Event writer covers them. The stand-in does not enforce RBAC: this
 //! compares the recorded calls with the manifest.
 
 mod support;
 
-use k3s_scale::drain_run::{DrainOptions, MoveMode, Recheck, drain_node};
-use k3s_scale::events::{About, Notice};
+use k3s_scale::kube::events::{self, About, Notice};
+use k3s_scale::kube::mover::{DrainOptions, MoveMode, Recheck, drain_node};
 use k3s_scale::kube::{Cluster, KubeCluster};
-use k3s_scale::report::Report;
-use k3s_scale::scale_down::ScaleDown;
-use k3s_scale::time::Timestamp;
+use k3s_scale::run::report::Report;
+use k3s_scale::run::scale_down::ScaleDown;
+use k3s_scale::state::time::Timestamp;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -154,14 +154,11 @@ fn exercise_everything(server: &ApiServer) {
     let mut posted = Vec::new();
     let t0 = Timestamp::now();
     assert_eq!(
-        k3s_scale::events::write(&cluster, std::slice::from_ref(&notice), &mut posted, t0),
+        events::write(&cluster, std::slice::from_ref(&notice), &mut posted, t0),
         1
     );
-    let later = t0.plus(k3s_scale::events::RATE_WINDOW + Duration::from_secs(1));
-    assert_eq!(
-        k3s_scale::events::write(&cluster, &[notice], &mut posted, later),
-        1
-    );
+    let later = t0.plus(events::RATE_WINDOW + Duration::from_secs(1));
+    assert_eq!(events::write(&cluster, &[notice], &mut posted, later), 1);
     assert_eq!(server.count("PATCH", "/events/"), 1);
 }
 
