@@ -1,9 +1,10 @@
 //! Kubernetes, one of the outside systems: the small `Cluster` interface that scale-down,
 //! `drain NODE` and reconcile need, its error kind, and what lives beside it: the client on
-//! kube-rs (`client`), the mover that evicts and waits (`mover`), and the pure rules a drain
-//! and a scale-down check follow (`drain`, `budgets`), and the API's objects turned into
-//! the cluster model (`model`, pure; `facts`, the listing). May use `config`, `state`
-//! (time), `plan` (the model's types) and nothing above.
+//! kube-rs (`client`), the mover that evicts and waits (`mover`), the pure rules a drain
+//! and a scale-down check follow (`drain`, `budgets`), the API's objects turned into the
+//! cluster model (`model`, pure; `facts`, the listing), and the Event writer (`events`).
+//! May use `config`, `state` (time, the Events memo), `plan` (the model's types) and
+//! nothing above.
 
 pub mod budgets;
 pub mod client;
