@@ -91,7 +91,7 @@ impl Kubelet {
                     match listed {
                         Ok(containers) => {
                             c.last_error = None;
-                            register_new(&mut c, &containers, &api, &size);
+                            register_new(&mut c, &containers, &api, &size, &socket);
                         }
                         Err(e) => c.last_error = Some(e),
                     }
@@ -196,7 +196,13 @@ struct Running {
     labels: BTreeMap<String, String>,
 }
 
-fn register_new(c: &mut Control, containers: &[Running], api: &ApiServer, size: &NodeSize) {
+fn register_new(
+    c: &mut Control,
+    containers: &[Running],
+    api: &ApiServer,
+    size: &NodeSize,
+    socket: &Path,
+) {
     let now = Instant::now();
     for r in containers {
         c.seen
@@ -214,7 +220,15 @@ fn register_new(c: &mut Control, containers: &[Running], api: &ApiServer, size: 
         .map(|(id, (name, _, _))| (name.clone(), running.contains(id.as_str())))
         .collect();
     for (name, up) in registered {
-        if up && !c.no_rejoin && api.node(&name).is_none() {
+        // The listing may be a few ms old: a container stopped since (its agent dead)
+        // registers nothing, so it is looked at again first.
+        let running_now = || {
+            containers.iter().find(|r| r.name == name).is_some_and(|r| {
+                docker_get(socket, &format!("/containers/{}/json", r.id))
+                    .is_ok_and(|v| v["State"]["Running"] == true)
+            })
+        };
+        if up && !c.no_rejoin && api.node(&name).is_none() && running_now() {
             // The agent runs on and its Node is gone: it registers again (module doc).
             let labels = containers
                 .iter()
