@@ -1,5 +1,5 @@
 //! Crashes: `evaluate` killed with SIGKILL (kill -9) at random moments of four phases,
-//! 50 kills each, 200 in all: during the Prometheus query (a proxy that answers late),
+//! 50 kills each, 200 in all (and 12 more between the steps of a removal, below): during the Prometheus query (a proxy that answers late),
 //! during the Docker creates (a Docker socket proxy that passes the volume create, the
 //! container create and the start on late), during the drain (the stand-in answers
 //! evictions late), and around the state write (random delays, a 2 MB state). After every
@@ -48,8 +48,9 @@ struct Tally {
 impl Tally {
     fn print(&self, phase: &str, started: Instant) {
         println!(
-            "crash [{phase}]: {KILLS} kills; landed {:?}; ended before the kill {}; state absent {}; \
+            "crash [{phase}]: {} kills; landed {:?}; ended before the kill {}; state absent {}; \
              temp files left {}; next run exit codes {:?}; its repairs {:?}; state loaded and pool consistent after every kill; {:.1} s",
+            self.landed.values().sum::<usize>(),
             self.landed,
             self.ended_first,
             self.state_absent,
@@ -325,6 +326,150 @@ fn killed_during_the_drain() {
     }
     tally.print("drain", started);
     println!("crash [drain]: pods evicted in all {evicted}, deleted 0");
+}
+
+/// How many kills per removal step.
+const STEP_KILLS: usize = 4;
+
+/// A removal killed between its steps (stop the container, delete the Node, remove
+/// container and volume): each step's request is held (Docker's stop or remove never
+/// forwarded; the Node DELETE dropped unanswered) and the run is killed while it waits, so
+/// the steps before it are done and the ones after are not. The next run leaves nothing of
+/// the worker: it finishes the removal or reconcile repairs what is left (a stopped
+/// container and, once the node lifecycle controller has marked it NotReady, its Node).
+#[test]
+fn killed_between_the_removal_steps() {
+    let started = Instant::now();
+    let mut rig = Rig::new();
+    let worker = rig.worker(1);
+    let mut prom = LiveProm::start(idle_cluster(&worker));
+    let faults = DockerFaults::start(&rig.pool.dir.join("faults.sock"));
+    let cfg = rig.config(&Knobs {
+        prom_url: prom.url(),
+        docker_host: Some(faults.host()),
+        ..Knobs::default()
+    });
+    let mut tally = Tally::default();
+    for step in ["container stop", "Node delete", "container remove"] {
+        for i in 1..=STEP_KILLS {
+            prom.keep_fresh();
+            rig.clear_docker();
+            rig.api.clear_faults();
+            rig.run_worker_container(1);
+            rig.add_worker_node(&worker);
+            rig.write_state(&State {
+                low_since: Some(Timestamp::from_millis(
+                    Timestamp::now().as_millis() - 3_600_000,
+                )),
+                next_worker_index: 2,
+                ..State::fresh()
+            });
+            faults.clear_log();
+            let node_deletes = rig.api.count("DELETE", &format!("/nodes/{worker}"));
+            match step {
+                "container stop" => faults.set_rules(vec![DockerRule {
+                    method: "POST",
+                    path: "/stop",
+                    fault: DockerFault::Hang,
+                }]),
+                "Node delete" => {
+                    faults.set_rules(Vec::new());
+                    rig.api.fault(Fault::drop_connection(
+                        "DELETE",
+                        &format!("/nodes/{worker}"),
+                    ));
+                }
+                _ => faults.set_rules(vec![DockerRule {
+                    method: "DELETE",
+                    path: "/containers/",
+                    fault: DockerFault::Hang,
+                }]),
+            }
+            let mut child = ChildGuard::new(spawn(&cfg, &["evaluate"]));
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let reached = match step {
+                    "container stop" => faults.requests().iter().any(|s| s.line.contains("/stop")),
+                    "Node delete" => {
+                        rig.api.count("DELETE", &format!("/nodes/{worker}")) > node_deletes
+                    }
+                    _ => faults
+                        .requests()
+                        .iter()
+                        .any(|s| s.line.starts_with("DELETE /") && s.line.contains("/containers/")),
+                };
+                if reached {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{step} {i}: the run never got there"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let status = child.kill9();
+            assert!(
+                status.code().is_none(),
+                "{step} {i}: killed while it waited"
+            );
+            *tally
+                .landed
+                .entry(format!("during the {step}"))
+                .or_default() += 1;
+            faults.set_rules(Vec::new());
+            rig.api.clear_faults();
+            assert!(
+                faults.wait_settled(WAIT),
+                "{step} {i}: the daemon never answered"
+            );
+            // What the kill left, as the next run (30 s later) finds it.
+            let node = rig.api.node(&worker);
+            match step {
+                "container stop" => {
+                    assert!(node.is_some(), "{step} {i}: Node kept");
+                    assert_eq!(rig.api.is_cordoned(&worker), Some(true));
+                }
+                "Node delete" => {
+                    // The agent stopped: the node lifecycle controller marks its Node
+                    // NotReady (after 40 s; here at once).
+                    let mut n = node.expect("the dropped delete did nothing");
+                    for c in n
+                        .status
+                        .as_mut()
+                        .and_then(|s| s.conditions.as_mut())
+                        .into_iter()
+                        .flatten()
+                        .filter(|c| c.type_ == "Ready")
+                    {
+                        c.status = "Unknown".into();
+                    }
+                    rig.api.add_node(n);
+                }
+                _ => assert!(
+                    node.is_none(),
+                    "{step} {i}: the Node went before the remove"
+                ),
+            }
+            if step != "container stop" {
+                assert!(
+                    rig.containers().contains(&worker),
+                    "{step} {i}: container left"
+                );
+            }
+            check_after_kill(&rig, &cfg, &mut tally, &format!("{step} {i}"));
+            assert!(
+                !rig.containers().contains(&worker),
+                "{step} {i}: container gone: {:?}",
+                rig.containers()
+            );
+            assert!(
+                !rig.volumes().contains(&format!("{worker}-data")),
+                "{step} {i}: volume gone"
+            );
+            assert!(rig.api.node(&worker).is_none(), "{step} {i}: Node gone");
+        }
+    }
+    tally.print("removal steps", started);
 }
 
 #[test]

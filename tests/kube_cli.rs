@@ -172,3 +172,125 @@ fn drain_of_a_missing_node_or_a_bad_name_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("not a valid Kubernetes node name"));
 }
+
+fn run_with_drain(server: &ApiServer, drain: &str, args: &[&str]) -> Output {
+    let cfg = server.dir().join("config.yaml");
+    std::fs::write(&cfg, support::config_yaml(server, drain, "")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_k3s-scale"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("the binary runs")
+}
+
+/// A 30 s deadline: the cases below must end well before it.
+const LONG_DRAIN: &str =
+    "  timeout: 30s\n  max_grace_period: 10s\n  eviction_retry_interval: 200ms\n  concurrency: 4\n";
+
+// Relies on: eviction.go's Status for a pod two PDBs select (HTTP 500, no reason).
+#[test]
+fn drain_of_a_pod_two_budgets_select_fails_at_once_names_it_and_uncordons() {
+    let server = ApiServer::start();
+    server.add_node(node("other").build());
+    server.add_pod(pod("web").on("other").label("app", "web").build());
+    server.add_pdb(pdb("a").selecting("app", "web").max_unavailable(1).build());
+    server.add_pdb(
+        pdb("b")
+            .expression("app", "In", &["web"])
+            .max_unavailable(1)
+            .build(),
+    );
+    let started = std::time::Instant::now();
+    let out = run_with_drain(&server, LONG_DRAIN, &["drain", "other", "--output", "json"]);
+    let took = started.elapsed();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{stdout}{stderr}");
+    assert!(
+        took < Duration::from_secs(5),
+        "failed fast: {took:?} (deadline 30 s)"
+    );
+    let rep: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let not_moved = rep["not_moved"].to_string();
+    assert!(
+        not_moved.contains("default/web")
+            && not_moved.contains("more than one PodDisruptionBudget"),
+        "{rep}"
+    );
+    assert_eq!(rep["node_left"], "uncordoned");
+    assert_eq!(server.is_cordoned("other"), Some(false));
+    assert_eq!(server.count("POST", "/eviction"), 1, "not retried");
+    assert!(server.pod("default", "web").is_some());
+}
+
+// Relies on: an injected 429 on the first eviction, then eviction.go's 409 for a UID
+// precondition that no longer matches (the pod was replaced by a same-name pod).
+#[test]
+fn drain_counts_a_pod_replaced_by_a_same_name_pod_as_moved() {
+    let server = std::sync::Arc::new(ApiServer::start());
+    server.add_node(node("other").build());
+    server.add_pod(
+        pod("db-0")
+            .on("other")
+            .owned_by("StatefulSet", "db")
+            .build(),
+    );
+    server.fault(Fault::status("POST", "/pods/db-0/eviction", 429).times(1));
+    let s2 = server.clone();
+    let replacer = std::thread::spawn(move || {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while s2.count("POST", "/pods/db-0/eviction") == 0 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The StatefulSet controller replaced it (here: on another node) before the retry.
+        s2.remove_pod("default", "db-0");
+        s2.add_pod(pod("db-0").on("w2").owned_by("StatefulSet", "db").build());
+    });
+    let out = run_with_drain(&server, LONG_DRAIN, &["drain", "other", "--output", "json"]);
+    replacer.join().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let rep: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(rep["evicted"], serde_json::json!(["default/db-0"]), "{rep}");
+    let evictions: Vec<u16> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/eviction"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        evictions,
+        [429, 409],
+        "one retry, refused by the UID precondition"
+    );
+    let replacement = server
+        .pod("default", "db-0")
+        .expect("the replacement is spared");
+    assert!(replacement.metadata.deletion_timestamp.is_none());
+    assert!(server.deletions().is_empty(), "nothing deleted");
+}
+
+// Relies on: NamespaceLifecycle's 403 NamespaceTerminating; the namespace controller's
+// pod deletes.
+#[test]
+fn drain_waits_for_a_pod_whose_namespace_is_terminating() {
+    let server = ApiServer::start();
+    server.add_node(node("other").build());
+    server.add_pod_exiting_after(
+        pod("job-x").ns("gone").on("other").grace(30).build(),
+        Duration::from_millis(800),
+    );
+    server.terminate_namespace("gone");
+    let out = run_with_drain(&server, LONG_DRAIN, &["drain", "other", "--output", "json"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let rep: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(rep["evicted"], serde_json::json!(["gone/job-x"]), "{rep}");
+    assert!(server.pod("gone", "job-x").is_none());
+    assert_eq!(
+        server.count("POST", "/eviction"),
+        1,
+        "a 403 NamespaceTerminating is not retried: the pod is waited for"
+    );
+}

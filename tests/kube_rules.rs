@@ -238,8 +238,9 @@ fn budget_rules() {
             budget("default/all"),
         ),
         (
-            "the blocking one of two is named",
-            web,
+            "two budgets select it: the Eviction API refuses it whatever they allow \
+             (eviction.go), both named",
+            web.clone(),
             vec![
                 pdb("ok").selecting("app", "web").allowing(2).build(),
                 pdb("zero")
@@ -247,7 +248,20 @@ fn budget_rules() {
                     .allowing(0)
                     .build(),
             ],
-            budget("default/zero"),
+            Some(Blocker::SeveralBudgets {
+                pdbs: "default/ok, default/zero".into(),
+            }),
+        ),
+        (
+            "two budgets that both allow disruptions still block",
+            web,
+            vec![
+                pdb("a").selecting("app", "web").allowing(2).build(),
+                pdb("b").selecting("app", "web").allowing(5).build(),
+            ],
+            Some(Blocker::SeveralBudgets {
+                pdbs: "default/a, default/b".into(),
+            }),
         ),
     ];
     for (what, p, pdbs, want) in cases {

@@ -60,8 +60,8 @@ fn worker_with_pods(server: &ApiServer, name: &str) {
     );
 }
 
-// Relies on: eviction 201, pods disappearing after their shutdown time, node delete,
-// secret delete, the request log.
+// Relies on: eviction 201, pods disappearing after their shutdown time, node delete (and
+// k3s's secret delete with it), the request log.
 #[test]
 fn happy_path_removes_the_worker() {
     let server = ApiServer::start();
@@ -81,7 +81,12 @@ fn happy_path_removes_the_worker() {
     assert!(server.node("w1").is_none(), "Node deleted");
     assert!(
         !server.secret_exists("kube-system", "w1.node-password.k3s"),
-        "secret deleted"
+        "k3s deleted the secret with the Node"
+    );
+    assert_eq!(
+        server.count("DELETE", "/secrets/"),
+        0,
+        "k3s-scale leaves the secret to k3s"
     );
     assert_eq!(
         containers.removed(),
@@ -308,7 +313,7 @@ fn dry_run_reports_and_changes_nothing() {
 
 // Relies on: node delete answering with an injected 500.
 #[test]
-fn node_delete_failure_uncordons_and_keeps_the_container() {
+fn node_delete_failure_after_the_stop_leaves_the_stopped_worker_for_the_next_run() {
     let server = ApiServer::start();
     worker_with_pods(&server, "w1");
     server.fault(Fault::status("DELETE", "/api/v1/nodes/w1", 500));
@@ -325,27 +330,63 @@ fn node_delete_failure_uncordons_and_keeps_the_container() {
         "{}",
         err.message
     );
+    assert!(
+        err.message.contains("the next run removes both"),
+        "{}",
+        err.message
+    );
     assert_eq!(err.done.len(), 2, "the evicted pods are reported");
     assert!(server.node("w1").is_some());
-    assert_eq!(server.is_cordoned("w1"), Some(false));
-    assert!(containers.exists("w1"));
-    assert!(server.secret_exists("kube-system", "w1.node-password.k3s"));
+    // Stopped, not removed: the next run's reconcile removes a stopped container and its
+    // NotReady Node (reconcile.rs, DeadContainer).
+    assert!(containers.exists("w1") && containers.is_stopped("w1"));
+    assert!(containers.removed().is_empty());
 }
 
-// Relies on: secret delete 404 for a missing secret.
+// Relies on: cordon/uncordon patches, node delete, the request log's times.
 #[test]
-fn a_missing_node_password_secret_is_fine() {
+fn removal_stops_the_container_before_deleting_the_node_and_removes_it_after() {
     let server = ApiServer::start();
-    server.add_node(node("w1").build());
+    worker_with_pods(&server, "w1");
     let containers = FakeContainers::with(&["w1"]);
     let mut sd = scale_down(&server, &containers);
-    let removal = sd
+    sd.remove_worker(&["w1".to_string()], false, &mut Report::new(false))
+        .expect("removed");
+    let ops = containers.ops();
+    let names: Vec<&str> = ops.iter().map(|(_, o)| o.as_str()).collect();
+    assert_eq!(names, ["stop w1", "remove w1"]);
+    let delete = server
+        .requests()
+        .into_iter()
+        .find(|l| l.method == "DELETE" && l.path == "/api/v1/nodes/w1")
+        .expect("the Node was deleted");
+    assert!(ops[0].0 <= delete.started, "stopped before the Node delete");
+    assert!(delete.finished <= ops[1].0, "removed after the Node delete");
+    // k3s removes the password secret with the Node; k3s-scale sends no secret call.
+    assert!(!server.secret_exists("kube-system", "w1.node-password.k3s"));
+    assert_eq!(server.count("DELETE", "/secrets/"), 0);
+}
+
+// Relies on: cordon/uncordon patches.
+#[test]
+fn a_container_that_cannot_be_stopped_keeps_everything_and_uncordons() {
+    let server = ApiServer::start();
+    worker_with_pods(&server, "w1");
+    let containers = FakeContainers::with(&["w1"]);
+    containers.fail_stop();
+    let mut sd = scale_down(&server, &containers);
+    let err = sd
         .remove_worker(&["w1".to_string()], false, &mut Report::new(false))
-        .expect("removed although there was no secret");
-    assert_eq!(removal.removed.as_deref(), Some("w1"));
-    assert!(removal.evicted.is_empty());
-    assert_eq!(containers.removed(), vec!["w1"]);
-    assert_eq!(server.count("DELETE", "/secrets/w1.node-password.k3s"), 1);
+        .expect_err("fails");
+    assert!(
+        err.message.contains("could not be stopped"),
+        "{}",
+        err.message
+    );
+    assert!(server.node("w1").is_some());
+    assert_eq!(server.is_cordoned("w1"), Some(false));
+    assert!(containers.exists("w1") && !containers.is_stopped("w1"));
+    assert_eq!(server.count("DELETE", "/api/v1/nodes/"), 0);
 }
 
 #[test]
@@ -377,7 +418,7 @@ fn container_side_errors_fail_safe() {
         .expect_err("fails");
     assert!(
         err.message
-            .contains("Node w1 deleted, but its container could not be removed"),
+            .contains("Node w1 deleted, but its stopped container could not be removed"),
         "{}",
         err.message
     );
@@ -470,4 +511,44 @@ fn evaluate_scales_down_through_the_stand_in() {
     assert_eq!(state.totals.workers_removed, 1);
     assert_eq!(state.totals.evicted_pods, 2);
     assert!(state.last_scale_down.is_some());
+}
+
+// Relies on: PDB list. A pod two PDBs select can never be evicted (eviction.go refuses
+// it whatever they allow): its node is passed over before any cordon, the next one goes.
+#[test]
+fn a_candidate_with_a_pod_two_budgets_select_is_unremovable_before_any_cordon() {
+    let server = ApiServer::start();
+    worker_with_pods(&server, "w1");
+    server.add_node(node("w2").build());
+    server.add_pod(pod("db").on("w2").label("app", "db").build());
+    server.add_pdb(
+        pdb("db-a")
+            .selecting("app", "db")
+            .max_unavailable(1)
+            .build(),
+    );
+    server.add_pdb(
+        pdb("db-b")
+            .expression("app", "Exists", &[])
+            .max_unavailable(5)
+            .build(),
+    );
+    let containers = FakeContainers::with(&["w1", "w2"]);
+    let mut sd = scale_down(&server, &containers);
+    let mut report = Report::new(false);
+    let removal = sd
+        .remove_worker(&["w2".to_string(), "w1".to_string()], false, &mut report)
+        .expect("w1 goes instead");
+    assert_eq!(removal.removed.as_deref(), Some("w1"));
+    assert_eq!(report.unremovable.len(), 1);
+    assert_eq!(report.unremovable[0].node, "w2");
+    assert!(
+        report.unremovable[0]
+            .reason
+            .contains("more than one PodDisruptionBudget (default/db-a, default/db-b)"),
+        "{}",
+        report.unremovable[0].reason
+    );
+    assert_eq!(server.count("PATCH", "/nodes/w2"), 0, "w2 never cordoned");
+    assert_eq!(server.count("POST", "/pods/db/eviction"), 0);
 }

@@ -208,9 +208,13 @@ fn evictions_follow_the_budget() {
             .min_available_pct("10%")
             .build(),
     );
+    // eviction.go's Status, answered as HTTP 500 by the create handler's finisher, with
+    // no reason.
     let (code, v) = evict(&s, "default", "c", None);
     assert_eq!(code, 500);
-    is_status(&v, 500, "InternalError");
+    assert_eq!(v["status"], "Failure", "{v}");
+    assert_eq!(v["code"], 500, "{v}");
+    assert!(v.get("reason").is_none(), "{v}");
     assert!(
         v["message"]
             .as_str()
@@ -343,4 +347,178 @@ fn secrets_and_nodes_delete_with_a_success_status() {
     );
     assert_eq!(del("/api/v1/nodes/w1").0, 200);
     assert_eq!(get(&s, "/api/v1/nodes/w1").0, 404);
+}
+
+// k3s's server deletes a Node's password secret with it (pkg/node/controller.go).
+#[test]
+fn a_node_delete_takes_its_k3s_password_secret_with_it() {
+    let s = ApiServer::start();
+    s.add_node(node("w1").build());
+    s.add_secret("kube-system", "w1.node-password.k3s");
+    s.add_secret("kube-system", "w2.node-password.k3s");
+    let (code, _) = answer(
+        agent()
+            .delete(format!("{}/api/v1/nodes/w1", s.url()))
+            .call(),
+    );
+    assert_eq!(code, 200);
+    assert!(!s.secret_exists("kube-system", "w1.node-password.k3s"));
+    assert!(s.secret_exists("kube-system", "w2.node-password.k3s"));
+}
+
+// eviction.go: the UID precondition fails with NewConflict on "Pod" and its own words;
+// a plain DELETE keeps the store's "Precondition failed".
+#[test]
+fn an_eviction_with_a_stale_uid_is_a_409_in_eviction_gos_words() {
+    let s = ApiServer::start();
+    s.add_pod(pod("a").on("w1").build());
+    let uid = s.pod("default", "a").unwrap().metadata.uid.unwrap();
+    let body = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": "a", "namespace": "default"},
+        "deleteOptions": {"preconditions": {"uid": "old-uid"}}});
+    let (code, v) = post(&s, "/api/v1/namespaces/default/pods/a/eviction", body);
+    assert_eq!(code, 409);
+    is_status(&v, 409, "Conflict");
+    assert_eq!(
+        v["message"],
+        format!(
+            "Operation cannot be fulfilled on Pod \"a\": the UID in the precondition (old-uid) \
+             does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+        )
+    );
+    assert_eq!(v["details"]["kind"], "Pod");
+    assert!(s.pod("default", "a").is_some(), "not deleted");
+}
+
+// NamespaceLifecycle admission: creates in a terminating namespace are 403 with the cause;
+// the namespace controller deletes its pods.
+#[test]
+fn a_terminating_namespace_refuses_evictions_and_events_and_its_pods_go() {
+    let s = ApiServer::start();
+    s.add_pod_exiting_after(
+        pod("a").ns("gone").on("w1").build(),
+        Duration::from_millis(300),
+    );
+    s.terminate_namespace("gone");
+    let p = s.pod("gone", "a").expect("terminating, not gone yet");
+    assert!(p.metadata.deletion_timestamp.is_some());
+    let (code, v) = evict(&s, "gone", "a", None);
+    assert_eq!(code, 403);
+    is_status(&v, 403, "Forbidden");
+    assert_eq!(
+        v["message"],
+        "pods \"a\" is forbidden: unable to create new content in namespace gone because it is being terminated"
+    );
+    assert_eq!(v["details"]["causes"][0]["reason"], "NamespaceTerminating");
+    assert_eq!(v["details"]["causes"][0]["field"], "metadata.namespace");
+    let ev = json!({"metadata": {"name": "a.1"}, "involvedObject": {"name": "a"}, "reason": "X"});
+    assert_eq!(post(&s, "/api/v1/namespaces/gone/events", ev).0, 403);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(s.pod("gone", "a").is_none(), "gone with its process");
+}
+
+// eviction.go: an unready pod under AlwaysAllow goes whatever the budget; under
+// IfHealthyBudget only while currentHealthy >= desiredHealthy > 0.
+#[test]
+fn unready_pods_follow_the_unhealthy_pod_eviction_policy() {
+    let s = ApiServer::start();
+    // Two pods, one Ready, one not; the budget wants both: nothing allowed.
+    s.add_pod(pod("r1").on("w1").label("app", "x").build());
+    s.add_pod(pod("u1").on("w1").label("app", "x").unready().build());
+    s.add_pdb(pdb("x").selecting("app", "x").min_available(2).build());
+    assert_eq!(
+        s.pdb_status("default", "x").unwrap().disruptions_allowed,
+        Some(0)
+    );
+    // IfHealthyBudget: healthy 1 < desired 2: the unready pod is refused too.
+    assert_eq!(evict(&s, "default", "u1", None).0, 429);
+
+    // AlwaysAllow: it goes, and the budget is not spent on it.
+    s.add_pod(pod("r2").on("w1").label("app", "y").build());
+    s.add_pod(pod("u2").on("w1").label("app", "y").unready().build());
+    s.add_pdb(
+        pdb("y")
+            .selecting("app", "y")
+            .min_available(2)
+            .unhealthy_policy("AlwaysAllow")
+            .build(),
+    );
+    assert_eq!(evict(&s, "default", "u2", Some(0)).0, 201);
+    assert_eq!(
+        evict(&s, "default", "r2", None).0,
+        429,
+        "the Ready one is guarded"
+    );
+
+    // desiredHealthy 0 (maxUnavailable equal to the pods): an unready pod takes the
+    // budget path, not the "application healthy" shortcut; the budget allows it here.
+    s.add_pod(pod("u3").on("w1").label("app", "z").unready().build());
+    s.add_pdb(pdb("z").selecting("app", "z").max_unavailable(1).build());
+    let st = s.pdb_status("default", "z").unwrap();
+    assert_eq!((st.current_healthy, st.desired_healthy), (Some(0), Some(0)));
+    assert_eq!(st.disruptions_allowed, Some(0), "healthy 0 - desired 0");
+    assert_eq!(
+        evict(&s, "default", "u3", None).0,
+        429,
+        "desiredHealthy > 0 is required for the shortcut"
+    );
+}
+
+// eviction.go checkAndDecrement: a PDB whose status has not seen its generation is 429.
+#[test]
+fn a_stale_budget_status_is_a_429_still_being_processed() {
+    let s = ApiServer::start();
+    s.add_pod(pod("a").on("w1").label("app", "a").build());
+    s.add_pod(pod("b").on("w1").label("app", "a").build());
+    s.add_pdb(pdb("p").selecting("app", "a").min_available(1).build());
+    s.make_pdb_stale("default", "p");
+    let (code, v) = evict(&s, "default", "a", None);
+    assert_eq!(code, 429);
+    is_status(&v, 429, "TooManyRequests");
+    assert_eq!(
+        v["details"]["causes"][0]["message"],
+        "The disruption budget p is still being processed by the server."
+    );
+    s.observe_pdb("default", "p");
+    assert_eq!(evict(&s, "default", "a", Some(0)).0, 201);
+}
+
+// core/v1 events: create (409 for a taken name), patch, get.
+#[test]
+fn events_are_created_and_patched() {
+    let s = ApiServer::start();
+    let ev = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "p.1", "namespace": "default"},
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+        "reason": "TriggeredScaleUp", "message": "m1", "count": 1});
+    assert_eq!(
+        post(&s, "/api/v1/namespaces/default/events", ev.clone()).0,
+        201
+    );
+    let (code, v) = post(&s, "/api/v1/namespaces/default/events", ev);
+    assert_eq!(code, 409);
+    is_status(&v, 409, "AlreadyExists");
+    let (code, v) = answer(
+        agent()
+            .patch(format!("{}/api/v1/namespaces/default/events/p.1", s.url()))
+            .header("Content-Type", "application/strategic-merge-patch+json")
+            .send(json!({"count": 2, "message": "m2"}).to_string()),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        (v["count"].clone(), v["message"].clone()),
+        (json!(2), json!("m2"))
+    );
+    assert_eq!(v["reason"], "TriggeredScaleUp");
+    assert_eq!(s.events().len(), 1);
+    assert_eq!(
+        answer(
+            agent()
+                .patch(format!("{}/api/v1/namespaces/default/events/nope", s.url()))
+                .header("Content-Type", "application/strategic-merge-patch+json")
+                .send("{}".to_string()),
+        )
+        .0,
+        404
+    );
 }

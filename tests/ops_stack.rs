@@ -383,12 +383,55 @@ fn check_stack(c: &Value, bind: &str, grafana_port: &str) {
         cfg.state.lock_path.parent().unwrap().to_str().unwrap(),
         state_dir
     );
+    // k3s-scale reaches the API as its ServiceAccount (deploy/rbac.yaml, applied by k3s
+    // from its manifests folder): its kubeconfig comes from a volume that only it and the
+    // service writing it mount; the admin kubeconfig folder is not mounted in k3s-scale.
     let src_kc = env(ks, "K3S_SCALE_KUBECONFIG_SOURCE").unwrap();
-    assert_eq!(
-        mount_holding(ks, &src_kc).unwrap().0,
-        host_path("kubeconfig")
+    let (kc_vol, kc_dir) = mount_holding(ks, &src_kc).unwrap();
+    assert!(
+        c["volumes"].get(&kc_vol).is_some(),
+        "{kc_vol} is a named volume"
     );
-    assert!(src_kc.ends_with(&kubeconfig_name));
+    assert!(
+        volumes(ks)
+            .iter()
+            .all(|(src, _, _)| *src != host_path("kubeconfig")),
+        "no admin kubeconfig in k3s-scale"
+    );
+    let maker = &svcs["k3s-scale-kubeconfig"];
+    let (maker_src, maker_dir) = mount_holding(maker, "/out/k3s-scale.yaml").unwrap();
+    assert_eq!(maker_src, kc_vol);
+    assert_eq!(
+        Path::new(&src_kc).strip_prefix(&kc_dir).unwrap(),
+        Path::new("/out/k3s-scale.yaml")
+            .strip_prefix(&maker_dir)
+            .unwrap()
+    );
+    assert_eq!(
+        mounted_at(maker, "/make-kubeconfig"),
+        Some(host_path("k3s-scale/make-kubeconfig"))
+    );
+    assert_eq!(mounted_at(maker, "/admin"), Some(host_path("kubeconfig")));
+    assert!(
+        read_repo("compose/k3s-scale/make-kubeconfig")
+            .contains(&format!("admin=/admin/{kubeconfig_name}")),
+        "the script reads the kubeconfig k3s writes"
+    );
+    assert_eq!(
+        mounted_at(
+            server,
+            "/var/lib/rancher/k3s/server/manifests/k3s-scale-rbac.yaml"
+        ),
+        Some(
+            repo()
+                .join("deploy/rbac.yaml")
+                .canonicalize()
+                .unwrap()
+                .display()
+                .to_string()
+        ),
+        "k3s applies the RBAC manifest"
+    );
     let kc = cfg.kubernetes.kubeconfig.clone().unwrap();
     let tmpfs: Vec<String> = ks["tmpfs"].as_array().unwrap().iter().map(s).collect();
     assert!(

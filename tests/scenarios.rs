@@ -16,6 +16,7 @@ mod scenario;
 mod support;
 
 use scenario::{Expect, Knobs, Scenario, Step};
+use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
 use support::apiserver::Fault;
@@ -210,6 +211,22 @@ fn burst_scales_up_by_the_computed_count_then_idle_workers_go_one_per_run_down_t
     assert_eq!(st.next_worker_index, 5);
     assert_eq!((st.totals.scale_ups, st.totals.workers_added), (2, 4));
     assert_eq!(st.low_since, None, "pending pods end the idle time");
+    // Each pending pod tells why it will run soon (kubectl describe pod), as
+    // cluster-autoscaler's TriggeredScaleUp.
+    let started = s.workers(&[2, 3, 4]).join(", ");
+    let triggered = events_with(&s, "TriggeredScaleUp");
+    assert_eq!(pods_named(&triggered), burst_pods(5), "{triggered:?}");
+    for e in &triggered {
+        assert_eq!(e["type"], "Normal");
+        assert_eq!(e["count"], 1);
+        assert_eq!(e["source"]["component"], "k3s-scale");
+        assert_eq!(e["involvedObject"]["kind"], "Pod");
+        assert!(e["involvedObject"]["uid"].is_string(), "{e}");
+        assert_eq!(
+            e["message"],
+            format!("pod triggered scale-up: k3s-scale started 3 worker(s): {started}")
+        );
+    }
 
     // Next run, the pods still pending and the workers booting: cooldown, no action.
     let r = s.evaluate(&[]);
@@ -228,6 +245,9 @@ fn burst_scales_up_by_the_computed_count_then_idle_workers_go_one_per_run_down_t
     // the cooldown has nothing to hold).
     assert!(r.blocked_by("still provisioning"), "{}", r.run.stdout);
     assert_eq!(s.state().provisioning.len(), 3);
+    // Waiting for workers started for them is not "didn't trigger scale-up" (nor does
+    // cluster-autoscaler say so while its scale-up is in progress).
+    assert!(events_with(&s, "NotTriggerScaleUp").is_empty());
 
     // The nodes join and the scheduler places the pods on them: 3.1 of 4 CPUs with the
     // load of worker 1, no action.
@@ -288,6 +308,9 @@ fn burst_scales_up_by_the_computed_count_then_idle_workers_go_one_per_run_down_t
     // time is over, each next one after the scale-down cooldown; never below min_nodes.
     let mut left = vec![1, 2, 3, 4];
     let low_since = st.low_since;
+    // The kubelet stand-in watches again (every worker has joined): a Node deleted while
+    // its container still ran would be registered again, as a k3s agent does.
+    s.kubelet.resume();
     s.wait_past(st.low_since, s.knobs.unneeded_time);
     s.wait_past(st.last_scale_up, s.knobs.delay_after_scale_up);
     for gone in [4, 3, 2] {
@@ -321,6 +344,28 @@ fn burst_scales_up_by_the_computed_count_then_idle_workers_go_one_per_run_down_t
                 &format!("{}.node-password.k3s", s.worker(gone))
             ),
             "the node-password secret goes with the Node"
+        );
+        // The removal order held: the kubelet stand-in re-registers a deleted Node while
+        // its container runs, and none came back.
+        assert!(
+            s.kubelet.rejoined().is_empty(),
+            "{:?}",
+            s.kubelet.rejoined()
+        );
+        let down: Vec<Value> = events_with(&s, "ScaleDown")
+            .into_iter()
+            .filter(|e| e["involvedObject"]["name"] == s.worker(gone))
+            .collect();
+        assert_eq!(down.len(), 1, "{down:?}");
+        assert_eq!(down[0]["involvedObject"]["kind"], "Node");
+        assert_eq!(down[0]["metadata"]["namespace"], "default");
+        assert!(
+            down[0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("node removed by k3s-scale"),
+            "{}",
+            down[0]
         );
         st = s.state();
         let removed = 4 - left.len() as u64;
@@ -856,15 +901,134 @@ fn a_container_removed_and_one_stopped_by_hand_are_repaired_by_the_next_run() {
     assert!(r.strings("repairs").is_empty(), "{}", r.run.stdout);
 }
 
-/// A worker whose Node is deleted by hand keeps running: its kubelet does not register
-/// again (kubernetes#71398), so it is neither capacity nor ever Ready. It is removed
-/// (container and volume) once its container is older than the provision timeout, as
-/// cluster-autoscaler removes unregistered nodes after max-node-provision-time.
+/// The Events the stand-in holds with this reason.
+fn events_with(s: &Scenario, reason: &str) -> Vec<Value> {
+    s.api
+        .events()
+        .into_iter()
+        .filter(|e| e["reason"] == reason)
+        .collect()
+}
+
+fn pods_named(events: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["involvedObject"]["namespace"].as_str().unwrap_or(""),
+                e["involvedObject"]["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn burst_pods(n: usize) -> Vec<String> {
+    let mut v: Vec<String> = (0..n).map(|i| format!("default/burst-{i}")).collect();
+    v.sort();
+    v
+}
+
+/// Events are best effort: an apiserver that refuses them (here 500, then 403 as without
+/// the RBAC rule) changes nothing in what the run does or how it exits.
+#[test]
+fn a_run_that_cannot_write_events_still_succeeds() {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 0,
+        max_nodes: 3,
+        scale_up_cooldown: "1s",
+        ..Knobs::default()
+    });
+    burst(&s, "burst", 2);
+    s.api.fault(Fault::status("POST", "/events", 500));
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[1],
+            removed: &[],
+            containers: &[1],
+            nodes: &[],
+        },
+    );
+    assert!(s.api.count("POST", "/events") >= 1, "it tried");
+    assert!(s.api.events().is_empty());
+    assert!(
+        r.run
+            .stderr
+            .contains("could not write Event TriggeredScaleUp"),
+        "{}",
+        r.run.stderr
+    );
+    assert!(s.state().posted.is_empty(), "nothing recorded as written");
+    s.api.clear_faults();
+    s.api.fault(Fault::status("GET", "/api/v1/pods", 403));
+    s.wait_past(s.state().last_scale_up, "2s");
+    let r = s.evaluate(&[]);
+    assert_eq!(r.run.code, 0, "{}\n{}", r.run.stdout, r.run.stderr);
+    assert!(s.api.events().is_empty());
+}
+
+/// Pending pods held back by max_nodes are told why (NotTriggerScaleUp, as
+/// cluster-autoscaler), once per pod within 5 minutes: the next run only counts it.
+#[test]
+fn pods_held_back_by_max_nodes_are_told_why_once_per_five_minutes() {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 0,
+        max_nodes: 1,
+        ..Knobs::default()
+    });
+    burst(&s, "burst", 4);
+    let r = s.evaluate(&[]);
+    assert_eq!(r.run.code, 10, "{}", r.run.stdout);
+    let r = s.evaluate(&[]);
+    assert_eq!(r.run.code, 0, "{}", r.run.stdout);
+    assert!(r.blocked_by("at max_nodes 1"), "{}", r.run.stdout);
+    let held = events_with(&s, "NotTriggerScaleUp");
+    assert!(!held.is_empty(), "{}", r.run.stdout);
+    for e in &held {
+        let m = e["message"].as_str().unwrap();
+        assert!(
+            m.starts_with("pod didn't trigger scale-up: ") && m.contains("at max_nodes 1"),
+            "{m}"
+        );
+        assert_eq!(e["count"], 1);
+    }
+    let event_writes =
+        |s: &Scenario| s.api.count("POST", "/events") + s.api.count("PATCH", "/events/");
+    let before = event_writes(&s);
+    let r = s.evaluate(&[]);
+    assert_eq!(r.run.code, 0, "{}", r.run.stdout);
+    assert_eq!(
+        event_writes(&s),
+        before,
+        "no Event written again within 5 min"
+    );
+    let counted: Vec<u32> = s
+        .state()
+        .posted
+        .iter()
+        .filter(|p| p.key.ends_with("/NotTriggerScaleUp"))
+        .map(|p| p.count)
+        .collect();
+    assert_eq!(counted, vec![2; held.len()], "each occurrence counted");
+}
+
+/// A Node deleted by hand while its k3s agent runs comes back: the agent registers it
+/// again (k3s-io/k3s#5404), and nothing needs repair. Where the agent does not (a plain
+/// kubelet, kubernetes#71398, simulated with `no_rejoin`), the worker is neither capacity
+/// nor ever Ready; it is removed (container and volume) once its container is older than
+/// the provision timeout, as cluster-autoscaler removes unregistered nodes after
+/// max-node-provision-time.
 #[test]
 fn a_node_deleted_by_hand_is_repaired_after_the_provision_timeout() {
     let mut s = Scenario::new(Knobs {
         min_nodes: 2,
-        provision_timeout: "4s",
+        provision_timeout: "10s",
         ..Knobs::default()
     });
     let r = s.evaluate(&[]);
@@ -893,6 +1057,21 @@ fn a_node_deleted_by_hand_is_repaired_after_the_provision_timeout() {
         },
     );
     let w2 = s.worker(2);
+    // A k3s agent registers its deleted Node again.
+    assert!(s.api.remove_node(&w2));
+    s.kubelet_catch_up();
+    assert_eq!(
+        s.node_ready(2),
+        Some(true),
+        "the k3s agent registered again"
+    );
+    assert_eq!(s.kubelet.rejoined(), vec![w2.clone()]);
+    let r = s.evaluate(&[]);
+    assert_eq!(r.run.code, 0, "{}", r.run.stdout);
+    assert!(r.strings("repairs").is_empty(), "{}", r.run.stdout);
+
+    // A kubelet that does not.
+    s.kubelet.no_rejoin();
     assert!(s.api.remove_node(&w2));
     s.kubelet_catch_up();
     assert_eq!(s.node_ready(2), None, "the kubelet does not register again");
@@ -1076,10 +1255,12 @@ fn dry_run_through_the_whole_sequence_changes_nothing_in_docker_kubernetes_or_th
         assert!(s.api.deletions().is_empty(), "no pod evicted");
     };
 
-    // A burst: it would start 3 (named as they would be), starts none.
+    // A burst: it would start 3 (named as they would be), starts none (and writes no
+    // Event about it).
     burst(&s, "burst", 5);
     s.wait_past(st.last_scale_up, s.knobs.scale_up_cooldown);
     let r = s.evaluate(&["--dry-run"]);
+    assert!(s.api.events().is_empty(), "{:?}", s.api.events());
     s.check(
         &r,
         &Expect {

@@ -129,7 +129,7 @@ pub enum Command {
     ///
     /// Cordons the node and evicts its pods through the Eviction API (PodDisruptionBudgets
     /// honoured, blocked evictions retried until drain.timeout). A k3s-scale worker is then
-    /// removed: Node, node-password secret, container and volume. Any other node (and a
+    /// removed: container stopped, Node deleted, container and volume removed. Any other node (and a
     /// worker with --keep-cordoned) is left cordoned and nothing is deleted. If the drain
     /// fails the node is uncordoned. Exit 11 removed, 0 drained, 5 failed or refused,
     /// 2 no such node.

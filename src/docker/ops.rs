@@ -317,10 +317,12 @@ impl DockerClient {
         left
     }
 
-    /// Stops a worker (its processes get `docker.stop_timeout` to exit), then removes its
-    /// container and its volume. Missing pieces are fine: the result says what was there.
-    pub fn remove_worker(&self, name: &str) -> Result<Removed, DockerError> {
-        let mut removed = Removed::default();
+    /// Stops a worker's container: its processes get `docker.stop_timeout` to exit. A
+    /// stopped container stays stopped under the restart policy unless-stopped (Docker
+    /// records the stop as manual), so its k3s agent cannot come back and register its
+    /// Node again. False when there was no container; an already stopped one is fine.
+    pub fn stop_worker(&self, name: &str) -> Result<bool, DockerError> {
+        let mut found = false;
         for c in self.list_containers_of(Some(name))? {
             let grace = self.stop_timeout;
             let limit = self.timeout + grace;
@@ -334,10 +336,20 @@ impl DockerClient {
                 limit,
                 api.stop_container(&c.id, Some(opts)),
             ) {
-                Ok(()) => {}
+                Ok(()) => found = true,
                 Err(e) if status(&e) == Some(404) => continue,
                 Err(e) => return Err(e),
             }
+        }
+        Ok(found)
+    }
+
+    /// Stops a worker (`stop_worker`), then removes its container and its volume. Missing
+    /// pieces are fine: the result says what was there.
+    pub fn remove_worker(&self, name: &str) -> Result<Removed, DockerError> {
+        let mut removed = Removed::default();
+        self.stop_worker(name)?;
+        for c in self.list_containers_of(Some(name))? {
             // force: a container restarting right now cannot be removed otherwise.
             self.remove_container(&c.id, true)?;
             removed.container = true;

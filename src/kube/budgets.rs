@@ -1,7 +1,7 @@
 //! PodDisruptionBudgets indexed for checking many pods against them: what scale-down
 //! uses to judge every pod of every candidate node (the rules themselves are in drain.rs).
 
-use crate::kube::drain::{Blocker, budget_named, exhausted, selector_matches};
+use crate::kube::drain::{Blocker, budget_named, exhausted, selector_matches, several_budgets};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use std::collections::{BTreeMap, HashMap};
@@ -116,26 +116,30 @@ impl Budgets {
             .collect()
     }
 
-    /// `budget_blocker` over the indexed budgets: the first budget in list order that
-    /// selects the pod and allows no disruption now. Without allocating: it runs for
-    /// every pod of every candidate.
+    /// `budget_blocker` over the indexed budgets: several budgets selecting the pod, else
+    /// the first budget in list order that selects it and allows no disruption now.
+    /// Without allocating unless the pod is blocked: it runs for every pod of every
+    /// candidate. Every budget that could select the pod has its selector tried (the
+    /// eviction subresource refuses a pod that two budgets select, whatever they allow);
+    /// the index keeps those few.
     pub fn blocker(&self, pod: &Pod) -> Option<Blocker> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let nb = self.by_namespace.get(ns)?;
         let empty = BTreeMap::new();
         let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-        let mut first: Option<usize> = None;
+        let mut matched = 0usize;
+        let mut first_exhausted: Option<usize> = None;
         let mut consider = |i: usize| {
-            if !self.exhausted[i] || first.is_some_and(|f| f < i) {
-                return;
-            }
             let b = &self.pdbs[i];
             if b.spec
                 .as_ref()
                 .and_then(|s| s.selector.as_ref())
                 .is_some_and(|sel| selector_matches(sel, labels))
             {
-                first = Some(i);
+                matched += 1;
+                if self.exhausted[i] && first_exhausted.is_none_or(|f| i < f) {
+                    first_exhausted = Some(i);
+                }
             }
         };
         for &i in &nb.others {
@@ -150,6 +154,9 @@ impl Budgets {
                 }
             }
         }
-        first.map(|i| budget_named(&self.pdbs[i]))
+        if matched > 1 {
+            return Some(several_budgets(&self.matching(pod)));
+        }
+        first_exhausted.map(|i| budget_named(&self.pdbs[i]))
     }
 }

@@ -3,15 +3,12 @@
 //! loops (and the drain's deadline) are ours.
 
 use super::mover::{self, MoveOptions, PodMove};
-use super::{
-    Cluster, KubeError, NODE_PASSWORD_NAMESPACE, TRANSIENT_ATTEMPTS, TRANSIENT_RETRY_DELAY,
-    node_password_secret, timed,
-};
+use super::{Cluster, KubeError, TRANSIENT_ATTEMPTS, TRANSIENT_RETRY_DELAY, timed};
 use crate::config;
-use ::kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use ::kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use std::future::Future;
@@ -99,6 +96,14 @@ impl KubeCluster {
 }
 
 impl KubeCluster {
+    /// One call under the timeout, not retried (best-effort writes).
+    fn call_once<T, Fut>(&self, what: &str, fut: Fut) -> Result<T, KubeError>
+    where
+        Fut: Future<Output = Result<T, ::kube::Error>>,
+    {
+        self.rt.block_on(timed(what, self.timeout, fut))
+    }
+
     fn patch_node(
         &self,
         what: &str,
@@ -185,19 +190,31 @@ impl Cluster for KubeCluster {
         }))
     }
 
-    fn delete_node_password(&self, node: &str) -> Result<bool, KubeError> {
-        let secret = node_password_secret(node);
-        gone_ok(self.call(
-            &format!("delete secret {NODE_PASSWORD_NAMESPACE}/{secret}"),
-            |c| {
-                let secret = secret.clone();
-                async move {
-                    Api::<Secret>::namespaced(c, NODE_PASSWORD_NAMESPACE)
-                        .delete(&secret, &DeleteParams::default())
-                        .await
-                }
-            },
-        ))
+    fn create_event(&self, namespace: &str, event: &serde_json::Value) -> Result<(), KubeError> {
+        let ev: Event = serde_json::from_value(event.clone()).map_err(|e| KubeError::Decode {
+            call: "create event".into(),
+            message: e.to_string(),
+        })?;
+        let api = Api::<Event>::namespaced(self.client.clone(), namespace);
+        self.call_once(
+            &format!("create event in {namespace}"),
+            api.create(&PostParams::default(), &ev),
+        )
+        .map(|_| ())
+    }
+
+    fn patch_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<(), KubeError> {
+        let api = Api::<Event>::namespaced(self.client.clone(), namespace);
+        self.call_once(
+            &format!("patch event {namespace}/{name}"),
+            api.patch(name, &PatchParams::default(), &Patch::Strategic(patch)),
+        )
+        .map(|_| ())
     }
 
     fn pending_pods(&self) -> Result<Vec<Pod>, KubeError> {

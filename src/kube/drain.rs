@@ -146,6 +146,9 @@ pub enum Blocker {
     PinnedVolume { claim: String },
     /// Scale-down only: a claim whose volume could not be looked up; it may be local.
     UnknownVolume { claim: String, why: String },
+    /// More than one PodDisruptionBudget selects it: the eviction subresource refuses such
+    /// a pod outright (pkg/registry/core/pod/storage/eviction.go), whatever the budgets allow.
+    SeveralBudgets { pdbs: String },
 }
 
 impl fmt::Display for Blocker {
@@ -172,6 +175,10 @@ impl fmt::Display for Blocker {
                 f,
                 "has claim {claim} whose volume could not be looked up ({why}); kept, as it may \
                  be local"
+            ),
+            Blocker::SeveralBudgets { pdbs } => write!(
+                f,
+                "is selected by more than one PodDisruptionBudget ({pdbs}), which the Eviction API refuses"
             ),
         }
     }
@@ -238,15 +245,22 @@ pub fn matching_budgets<'a>(
 /// Per pod, as cluster-autoscaler's check: a budget that allows one disruption passes
 /// even if the node holds two of its pods; the drain then waits on it until its deadline.
 pub fn budget_blocker(pod: &Pod, pdbs: &[PodDisruptionBudget]) -> Option<Blocker> {
-    first_exhausted(matching_budgets(pod, pdbs))
-}
-
-/// The first of these budgets that allows no disruption now, as a blocker.
-fn first_exhausted(matching: Vec<&PodDisruptionBudget>) -> Option<Blocker> {
+    let matching = matching_budgets(pod, pdbs);
+    if matching.len() > 1 {
+        return Some(several_budgets(&matching));
+    }
     matching
         .into_iter()
         .find(|b| exhausted(b))
         .map(budget_named)
+}
+
+/// The blocker of a pod that several budgets select, naming them in list order.
+pub(crate) fn several_budgets(matching: &[&PodDisruptionBudget]) -> Blocker {
+    let names: Vec<String> = matching.iter().map(|b| budget_key(b)).collect();
+    Blocker::SeveralBudgets {
+        pdbs: names.join(", "),
+    }
 }
 
 /// Allows fewer than one disruption now (an unknown status allows none).
@@ -259,13 +273,15 @@ pub(crate) fn exhausted(b: &PodDisruptionBudget) -> bool {
 }
 
 pub(crate) fn budget_named(b: &PodDisruptionBudget) -> Blocker {
-    Blocker::Budget {
-        pdb: format!(
-            "{}/{}",
-            b.metadata.namespace.as_deref().unwrap_or("default"),
-            b.metadata.name.as_deref().unwrap_or("")
-        ),
-    }
+    Blocker::Budget { pdb: budget_key(b) }
+}
+
+fn budget_key(b: &PodDisruptionBudget) -> String {
+    format!(
+        "{}/{}",
+        b.metadata.namespace.as_deref().unwrap_or("default"),
+        b.metadata.name.as_deref().unwrap_or("")
+    )
 }
 
 /// Every blocker among the pods a drain would move; empty when the node may go. A pod

@@ -1,13 +1,15 @@
 //! Kubernetes, one of the outside systems: the small `Cluster` interface that scale-down,
 //! `drain NODE` and reconcile need, its error kind, and what lives beside it: the client on
-//! kube-rs (`client`), the mover that evicts and waits (`mover`), and the pure rules a drain
-//! and a scale-down check follow (`drain`, `budgets`), and the API's objects turned into
-//! the cluster model (`model`, pure; `facts`, the listing). May use `config`, `state`
-//! (time), `plan` (the model's types) and nothing above.
+//! kube-rs (`client`), the mover that evicts and waits (`mover`), the pure rules a drain
+//! and a scale-down check follow (`drain`, `budgets`), the API's objects turned into the
+//! cluster model (`model`, pure; `facts`, the listing), and the Event writer (`events`).
+//! May use `config`, `state` (time, the Events memo), `plan` (the model's types) and
+//! nothing above.
 
 pub mod budgets;
 pub mod client;
 pub mod drain;
+pub mod events;
 pub mod facts;
 pub mod model;
 pub mod mover;
@@ -22,9 +24,6 @@ use mover::{MoveOptions, PodMove};
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
-
-/// Where k3s keeps the password a node name registered with.
-pub const NODE_PASSWORD_NAMESPACE: &str = "kube-system";
 
 /// A call that failed on a transient error (5xx, 429, timeout, dropped connection) is
 /// tried this many times in all. Short on purpose: a one-shot run must end, and the next
@@ -44,6 +43,9 @@ pub enum KubeError {
         code: u16,
         reason: String,
         message: String,
+        /// The machine-readable `reason` of each of the Status's causes (`DisruptionBudget`,
+        /// `NamespaceTerminating`, ...): what tells one 429 or 403 from another.
+        causes: Vec<String>,
     },
     /// No answer within `kubernetes.timeout` (or the drain's remaining time).
     Timeout { call: String, after: Duration },
@@ -65,6 +67,11 @@ impl KubeError {
         self.code() == Some(404)
     }
 
+    /// Whether the Status names this cause (apimachinery's `errors.HasStatusCause`).
+    pub fn has_cause(&self, cause: &str) -> bool {
+        matches!(self, KubeError::Api { causes, .. } if causes.iter().any(|c| c == cause))
+    }
+
     /// Worth trying again: the server was busy, failing or unreachable, not refusing.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -78,6 +85,7 @@ impl KubeError {
         match e {
             ::kube::Error::Api(s) => {
                 let mut message = s.message.clone();
+                let mut causes = Vec::new();
                 // The PDB's own words ("needs 2 healthy pods and has 2 currently") are in the
                 // causes; they say more than the generic message.
                 if let Some(d) = &s.details {
@@ -85,6 +93,7 @@ impl KubeError {
                         if !c.message.is_empty() {
                             message.push_str(&format!(" ({})", c.message));
                         }
+                        causes.push(c.reason.clone());
                     }
                 }
                 KubeError::Api {
@@ -92,6 +101,7 @@ impl KubeError {
                     code: s.code,
                     reason: s.reason.clone(),
                     message,
+                    causes,
                 }
             }
             ::kube::Error::SerdeError(e) => KubeError::Decode {
@@ -104,6 +114,47 @@ impl KubeError {
             },
         }
     }
+}
+
+/// A 2xx answer whose body is a `Status` with `status: Failure`, as an error carrying the
+/// body's code, reason and message. kube-apiserver itself never writes one (its create
+/// handler turns a Failure Status returned by a REST storage into an error answer with the
+/// Status's code: apiserver/pkg/endpoints/handlers/finisher/finisher.go, `result.Return`),
+/// and current client-go reads any 2xx as success (rest/request.go, transformResponse); a
+/// proxy or an aggregated API server might still send one, and the body says plainly that
+/// the call failed.
+pub fn failure_in_body(call: &str, body: &serde_json::Value) -> Option<KubeError> {
+    if body.get("kind")?.as_str()? != "Status" || body.get("status")?.as_str()? != "Failure" {
+        return None;
+    }
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let causes = body
+        .pointer("/details/causes")
+        .and_then(|c| c.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("reason").and_then(|r| r.as_str()).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(KubeError::Api {
+        call: call.to_string(),
+        // A Failure without a code is an internal error, as apimachinery's ErrorToAPIStatus.
+        code: body
+            .get("code")
+            .and_then(|c| c.as_u64())
+            .and_then(|c| u16::try_from(c).ok())
+            .filter(|c| *c != 0)
+            .unwrap_or(500),
+        reason: text("reason"),
+        message: text("message"),
+        causes,
+    })
 }
 
 /// An error and its sources on one line: hyper's top-level message alone ("client error")
@@ -131,6 +182,7 @@ impl fmt::Display for KubeError {
                 code,
                 reason,
                 message,
+                ..
             } => write!(f, "Kubernetes {call}: {code} {reason}: {message}"),
             KubeError::Timeout { call, after } => write!(
                 f,
@@ -166,10 +218,15 @@ pub trait Cluster {
     /// Moves the pods off their node (evicts or deletes them, then waits until each is
     /// gone), several at once, until `how.deadline`. One result per pod, in order.
     fn move_pods(&self, pods: &[Pod], how: &MoveOptions) -> Vec<PodMove>;
-    /// Deletes the Node; false when it was already gone.
+    /// Deletes the Node; false when it was already gone. k3s deletes the Node's
+    /// `kube-system/<node>.node-password.k3s` secret itself when the Node goes, on every
+    /// k3s that keeps node passwords in secrets: the node controller's OnRemove handler
+    /// (k3s-io/k3s pkg/node/controller.go, removeNodePassword, v1.20 to v1.32), later an
+    /// owner reference from the secret to its Node that the garbage collector follows
+    /// (pkg/nodepassword/controller.go, onChangeNode; its sync also deletes secrets left
+    /// without a Node after 10 min). So k3s-scale does not delete it, and needs no RBAC
+    /// rule on secrets.
     fn delete_node(&self, name: &str) -> Result<bool, KubeError>;
-    /// Deletes k3s's `<node>.node-password.k3s` secret; false when there was none.
-    fn delete_node_password(&self, node: &str) -> Result<bool, KubeError>;
     /// The pods no node is bound to yet (`spec.nodeName=,status.phase=Pending`): what the
     /// scheduler has not placed. Never every pod of the cluster.
     fn pending_pods(&self) -> Result<Vec<Pod>, KubeError>;
@@ -185,6 +242,15 @@ pub trait Cluster {
     fn volume(&self, name: &str) -> Result<Option<PersistentVolume>, KubeError>;
     /// One StorageClass, or None (for a claim not bound yet: does it wait for its pod?).
     fn storage_class(&self, name: &str) -> Result<Option<StorageClass>, KubeError>;
+    /// Creates a core/v1 Event in `namespace` (one attempt: Events are best effort).
+    fn create_event(&self, namespace: &str, event: &serde_json::Value) -> Result<(), KubeError>;
+    /// Strategic-merge-patches an Event (one attempt).
+    fn patch_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<(), KubeError>;
 }
 
 /// A shared cluster client is a cluster client (scale-down and reconcile share one).
@@ -213,8 +279,16 @@ impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
     fn delete_node(&self, name: &str) -> Result<bool, KubeError> {
         (**self).delete_node(name)
     }
-    fn delete_node_password(&self, node: &str) -> Result<bool, KubeError> {
-        (**self).delete_node_password(node)
+    fn create_event(&self, namespace: &str, event: &serde_json::Value) -> Result<(), KubeError> {
+        (**self).create_event(namespace, event)
+    }
+    fn patch_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<(), KubeError> {
+        (**self).patch_event(namespace, name, patch)
     }
     fn pending_pods(&self) -> Result<Vec<Pod>, KubeError> {
         (**self).pending_pods()
@@ -243,11 +317,6 @@ pub fn is_ready(node: &Node) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// The name of k3s's node-password secret for a node.
-pub fn node_password_secret(node: &str) -> String {
-    format!("{node}.node-password.k3s")
 }
 
 /// Runs one API call under `limit`, classifying its failure.

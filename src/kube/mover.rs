@@ -4,7 +4,7 @@
 
 use crate::config;
 use crate::kube::drain::{self, PodBlocker, Skip, pod_key};
-use crate::kube::{Cluster, KubeError, timed};
+use crate::kube::{Cluster, KubeError, failure_in_body, timed};
 use ::kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::Eviction;
@@ -20,8 +20,15 @@ use tokio::task::JoinSet;
 pub const GONE_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What the apiserver says when a pod is covered by several PDBs: a misconfiguration that
-/// no retry fixes (HTTP 500 from the eviction subresource).
+/// no retry fixes. kubernetes pkg/registry/core/pod/storage/eviction.go returns a Status
+/// {Failure, code 500, "This pod has more than one PodDisruptionBudget, which the eviction
+/// subresource does not support."} and the create handler's finisher
+/// (apiserver/pkg/endpoints/handlers/finisher/finisher.go) answers it as HTTP 500.
 const MULTIPLE_PDBS: &str = "more than one PodDisruptionBudget";
+
+/// The Status cause of a create refused in a namespace being deleted (the NamespaceLifecycle
+/// admission plugin, apiserver/pkg/admission/plugin/namespace/lifecycle/admission.go; 403).
+pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
 
 /// How pods leave: the Eviction API (honours PDBs), or a plain delete with the pod's grace
 /// period (`--disable-eviction`, like kubectl's; PDBs are not consulted).
@@ -326,8 +333,17 @@ struct Mover {
 /// What one eviction (or delete) request came to.
 enum Answer {
     Accepted,
-    /// 404, or the UID precondition failed: the pod by that name is not ours any more.
+    /// 404: the pod is gone.
     AlreadyGone,
+    /// 409: the UID precondition failed (a replacement took the name: eviction.go's "the
+    /// UID in the precondition (...) does not match the UID in record (...)", or the
+    /// store's "Precondition failed") or a write raced. Look at the pod again: gone or
+    /// replaced is done, the same pod is tried again.
+    LookAgain(String),
+    /// 403 NamespaceTerminating: no eviction can succeed in a namespace being deleted, and
+    /// the namespace controller deletes its pods; wait for the pod to go, as kubectl drain
+    /// does (pkg/drain/drain.go, evictPods).
+    NamespaceTerminating(String),
     Retry(String),
     Fatal(String),
 }
@@ -369,8 +385,15 @@ impl Mover {
                 };
                 let limit = self.call_timeout.min(left);
                 let res = match self.how.mode {
+                    // A 2xx whose body is a Failure Status is a refusal, not an eviction
+                    // (`kube::failure_in_body`): it becomes the error it describes.
                     MoveMode::Evict => {
-                        timed(&what, limit, evict(&api, &name, &ns, uid.clone(), grace)).await
+                        timed(&what, limit, evict(&api, &name, &ns, uid.clone(), grace))
+                            .await
+                            .and_then(|v| match failure_in_body(&what, &v) {
+                                Some(e) => Err(e),
+                                None => Ok(v),
+                            })
                     }
                     MoveMode::Delete => {
                         timed(&what, limit, delete(&api, &name, uid.clone(), grace)).await
@@ -389,6 +412,21 @@ impl Mover {
                     break;
                 }
                 Answer::AlreadyGone => return Fate::Gone,
+                Answer::LookAgain(why) => match self.look_again(&api, &name, &uid).await {
+                    Some(true) => {
+                        log::info!("{key} is gone or was replaced by a new pod ({why})");
+                        return Fate::Gone;
+                    }
+                    Some(false) | None => {
+                        log::debug!("{what}: {why}; the pod is still there, retrying");
+                        last = Some(why);
+                        self.pause(self.how.retry_interval).await;
+                    }
+                },
+                Answer::NamespaceTerminating(why) => {
+                    log::info!("{what}: {why}; waiting for the namespace's deletion to take it");
+                    break;
+                }
                 Answer::Retry(why) => {
                     log::debug!("{what}: {why}; retrying");
                     last = Some(why);
@@ -440,6 +478,21 @@ impl Mover {
         }
     }
 
+    /// After a 409: Some(true) when the pod by that name is gone or is a new pod (another
+    /// UID), Some(false) when it is the same pod, None when the GET failed.
+    async fn look_again(&self, api: &Api<Pod>, name: &str, uid: &Option<String>) -> Option<bool> {
+        let left = self.time_left()?;
+        let _permit = tokio::time::timeout(left, self.permits.acquire())
+            .await
+            .ok()?;
+        let limit = self.call_timeout.min(self.time_left()?);
+        match timed(&format!("get pod {name}"), limit, api.get_opt(name)).await {
+            Ok(None) => Some(true),
+            Ok(Some(p)) => Some(p.metadata.uid != *uid),
+            Err(_) => None,
+        }
+    }
+
     fn stopped(&self) -> Option<String> {
         self.stop.borrow().clone()
     }
@@ -477,10 +530,10 @@ fn classify(res: Result<serde_json::Value, KubeError>, mode: MoveMode) -> Answer
     };
     match &e {
         KubeError::Api { code: 404, .. } => Answer::AlreadyGone,
-        // The UID precondition failed: the name now belongs to a replacement pod.
-        KubeError::Api {
-            code: 409, message, ..
-        } if message.contains("Precondition failed") => Answer::AlreadyGone,
+        KubeError::Api { code: 409, .. } => Answer::LookAgain(e.to_string()),
+        KubeError::Api { code: 403, .. } if e.has_cause(NAMESPACE_TERMINATING) => {
+            Answer::NamespaceTerminating(e.to_string())
+        }
         KubeError::Api {
             code: 429, message, ..
         } if mode == MoveMode::Evict => Answer::Retry(format!(
@@ -492,16 +545,17 @@ fn classify(res: Result<serde_json::Value, KubeError>, mode: MoveMode) -> Answer
             Answer::Fatal(format!("eviction impossible (500): {message}"))
         }
         _ if e.is_transient() => Answer::Retry(e.to_string()),
-        // 409 for other reasons is a write race: try again.
-        KubeError::Api { code: 409, .. } => Answer::Retry(e.to_string()),
         _ => Answer::Fatal(e.to_string()),
     }
 }
 
 /// POST .../pods/NAME/eviction with the capped grace period and the pod's UID as a
-/// precondition. (kube's `Api::evict` sends its delete options as `delete_options`, a
-/// field the apiserver does not know, so the grace cap would be lost; this sends
-/// `deleteOptions` as kubectl does.)
+/// precondition. The body's shape is kubectl's (`deleteOptions`; kube's `Api::evict` sends
+/// `delete_options`, a field the apiserver does not know, so the grace cap would be lost).
+/// The UID precondition is ours, not kubectl's: current kubectl sends none
+/// (pkg/drain/drain.go, makeDeleteOptions), so its eviction may hit a same-name
+/// replacement pod; with the precondition the apiserver refuses that with a 409 and the
+/// replacement is spared.
 async fn evict(
     api: &Api<Pod>,
     name: &str,
@@ -544,4 +598,123 @@ async fn delete(
         ..DeleteParams::default()
     };
     api.delete(name, &dp).await.map(|_| serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, message: &str, causes: &[&str]) -> Result<serde_json::Value, KubeError> {
+        Err(KubeError::Api {
+            call: "evict pod default/p".into(),
+            code,
+            reason: String::new(),
+            message: message.into(),
+            causes: causes.iter().map(|c| c.to_string()).collect(),
+        })
+    }
+
+    /// Each answer of the eviction subresource (eviction.go, the NamespaceLifecycle
+    /// admission plugin, the finisher) and what the mover makes of it.
+    #[test]
+    fn eviction_answers_table() {
+        let several = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.";
+        let uid = "Operation cannot be fulfilled on Pod \"p\": the UID in the precondition (a) does not match the UID in record (b). The object might have been deleted and then recreated";
+        let cases: Vec<(&str, Result<serde_json::Value, KubeError>, MoveMode, &str)> = vec![
+            (
+                "201",
+                Ok(serde_json::json!({})),
+                MoveMode::Evict,
+                "accepted",
+            ),
+            (
+                "404",
+                api(404, "pods \"p\" not found", &[]),
+                MoveMode::Evict,
+                "gone",
+            ),
+            (
+                "409 replaced",
+                api(409, uid, &[]),
+                MoveMode::Evict,
+                "look again",
+            ),
+            (
+                "409 store precondition",
+                api(409, "Precondition failed: UID in precondition: a", &[]),
+                MoveMode::Delete,
+                "look again",
+            ),
+            (
+                "403 terminating namespace",
+                api(403, "forbidden", &[NAMESPACE_TERMINATING]),
+                MoveMode::Evict,
+                "namespace terminating",
+            ),
+            (
+                "403 otherwise (RBAC)",
+                api(403, "forbidden", &[]),
+                MoveMode::Evict,
+                "fatal",
+            ),
+            (
+                "429 budget",
+                api(429, "Cannot evict pod", &["DisruptionBudget"]),
+                MoveMode::Evict,
+                "retry",
+            ),
+            (
+                "500 several budgets",
+                api(500, several, &[]),
+                MoveMode::Evict,
+                "fatal",
+            ),
+            (
+                "500 otherwise",
+                api(500, "etcd", &[]),
+                MoveMode::Evict,
+                "retry",
+            ),
+            ("400", api(400, "bad", &[]), MoveMode::Evict, "fatal"),
+        ];
+        for (what, res, mode, want) in cases {
+            let got = match classify(res, mode) {
+                Answer::Accepted => "accepted",
+                Answer::AlreadyGone => "gone",
+                Answer::LookAgain(_) => "look again",
+                Answer::NamespaceTerminating(_) => "namespace terminating",
+                Answer::Retry(_) => "retry",
+                Answer::Fatal(_) => "fatal",
+            };
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    /// A 2xx with a Failure Status in its body is the error it describes.
+    #[test]
+    fn a_failure_status_in_a_2xx_body_is_an_error() {
+        let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "code": 500, "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."});
+        let e = failure_in_body("evict pod default/p", &body).expect("an error");
+        assert_eq!(e.code(), Some(500));
+        assert!(matches!(
+            classify(Err(e), MoveMode::Evict),
+            Answer::Fatal(_)
+        ));
+        // No code: an internal error.
+        let e = failure_in_body(
+            "x",
+            &serde_json::json!({"kind": "Status", "status": "Failure", "details": {"causes": [{"reason": "NamespaceTerminating"}]}}),
+        )
+        .unwrap();
+        assert_eq!(e.code(), Some(500));
+        assert!(e.has_cause(NAMESPACE_TERMINATING));
+        for ok in [
+            serde_json::json!({"kind": "Status", "status": "Success", "code": 201}),
+            serde_json::json!({"kind": "Pod", "status": {"phase": "Failure"}}),
+            serde_json::json!(null),
+        ] {
+            assert!(failure_in_body("x", &ok).is_none(), "{ok}");
+        }
+    }
 }

@@ -65,8 +65,8 @@ pub enum Repair {
         since: Timestamp,
         node_registered: bool,
     },
-    /// The Node of a managed worker whose container is gone: delete it and its
-    /// node-password secret.
+    /// The Node of a managed worker whose container is gone: delete it (k3s deletes its
+    /// node-password secret) and remove the worker's volume.
     OrphanNode { name: String },
     /// A container that exited or died and is not restarting: remove it, and its Node.
     DeadContainer {
@@ -249,7 +249,15 @@ pub fn plan_repairs(
                     name: n.name.clone(),
                 });
             }
-        } else if n.drain_left && !handled.contains(n.name.as_str()) {
+        } else if n.drain_left
+            && !handled.contains(n.name.as_str())
+            // A stopped container behind a drained Node is a removal killed after the
+            // stop: the worker is going (a dead container, once its Node is NotReady),
+            // and an uncordon would invite pods onto a node whose kubelet is gone.
+            && !by_name
+                .get(n.name.as_str())
+                .is_some_and(|c| matches!(c.state, ContainerState::Exited | ContainerState::Dead))
+        {
             repairs.push(Repair::UnfinishedDrain {
                 name: n.name.clone(),
             });
@@ -436,6 +444,42 @@ mod tests {
                 vec![],
                 vec![Repair::UnfinishedDrain {
                     name: "w-10".into(),
+                }],
+            ),
+            (
+                "removal killed after its container stopped, Node still Ready: left alone, \
+                 not uncordoned",
+                vec![c("w-11", Exited, 5000)],
+                vec![WorkerNode {
+                    drain_left: true,
+                    ..n("w-11", true)
+                }],
+                vec![],
+                vec![],
+            ),
+            (
+                "removal killed after its container stopped, Node NotReady: both removed",
+                vec![c("w-12", Exited, 5000)],
+                vec![WorkerNode {
+                    drain_left: true,
+                    ..n("w-12", false)
+                }],
+                vec![],
+                vec![Repair::DeadContainer {
+                    name: "w-12".into(),
+                    state: Exited,
+                    node_registered: true,
+                }],
+            ),
+            (
+                "removal killed after the Node delete: stopped container removed",
+                vec![c("w-13", Exited, 5000)],
+                vec![],
+                vec![],
+                vec![Repair::DeadContainer {
+                    name: "w-13".into(),
+                    state: Exited,
+                    node_registered: false,
                 }],
             ),
             (

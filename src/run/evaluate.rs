@@ -3,6 +3,7 @@
 //! them and the real clients are tested against the real services.
 
 use super::{Actuator, ActuatorCell, Context, Observed, Outcome};
+use crate::kube::events::{About, Notice};
 use crate::plan::cluster::ClusterModel;
 use crate::plan::decide::{Action, decide_with};
 use crate::plan::names;
@@ -16,6 +17,94 @@ use crate::state::{
     Provisioning, State, record_failed_scale_down, record_failed_scale_up, record_scale_up,
 };
 use std::rc::Rc;
+
+/// The Events a run's outcome calls for, as cluster-autoscaler writes them: on the pods a
+/// scale-up started workers for, that it did (TriggeredScaleUp); on each pod no worker can
+/// help, why (NotTriggerScaleUp); on the other unschedulable pods, when their rule fired
+/// but something held the scale-up back, what (NotTriggerScaleUp); on the node removed,
+/// that it was (ScaleDown), or on the one whose removal failed, why (ScaleDownFailed, a
+/// Warning). Only from what the run knows: the plan and the report of what was done.
+pub fn notices(
+    plan: &crate::plan::decide::Plan,
+    report: &Report,
+    failure: Option<&str>,
+) -> Vec<Notice> {
+    let mut out = Vec::new();
+    let scaled_up = plan.action == Action::ScaleUp && !report.started.is_empty();
+    if scaled_up && !plan.memory.scale_up_for.is_empty() {
+        out.push(Notice {
+            about: About::Pods(plan.memory.scale_up_for.clone()),
+            reason: "TriggeredScaleUp",
+            message: format!(
+                "pod triggered scale-up: k3s-scale started {} worker(s): {}",
+                report.started.len(),
+                report.started.join(", ")
+            ),
+            warning: false,
+        });
+    }
+    // `pod ns/name: why`, as the pending rule words it.
+    let mut unhelpable = Vec::new();
+    for u in &plan.unhelpable {
+        let Some((key, why)) = u.strip_prefix("pod ").and_then(|r| r.split_once(": ")) else {
+            continue;
+        };
+        unhelpable.push(key.to_string());
+        out.push(Notice {
+            about: About::Pods(vec![key.to_string()]),
+            reason: "NotTriggerScaleUp",
+            message: format!("pod didn't trigger scale-up: {why}"),
+            warning: false,
+        });
+    }
+    // The pending-pods rule's reason: "N pending pod(s) need M new worker(s) ..." with the
+    // cluster model, "pending_pods N >= T" without it (plan/rules/scale_up.rs).
+    let pending_fired = plan
+        .reasons
+        .iter()
+        .any(|r| r.starts_with("pending_pods") || r.contains(" pending pod(s) need "));
+    if !scaled_up && pending_fired && !plan.blocked_by.is_empty() {
+        out.push(Notice {
+            about: About::PendingPods { except: unhelpable },
+            reason: "NotTriggerScaleUp",
+            message: format!(
+                "pod didn't trigger scale-up: {}",
+                plan.blocked_by.join("; ")
+            ),
+            warning: false,
+        });
+    }
+    if plan.action == Action::ScaleDown {
+        if let Some(node) = report.removed.first() {
+            out.push(Notice {
+                about: About::Node(node.clone()),
+                reason: "ScaleDown",
+                message: format!(
+                    "node removed by k3s-scale ({}): drained ({} pod(s) evicted), container \
+                     stopped, Node deleted, container and volume removed",
+                    plan.reasons.join("; "),
+                    report.evicted.len()
+                ),
+                warning: false,
+            });
+        } else if let Some(why) = failure {
+            // The candidate that was being removed: the first not passed over.
+            let tried = plan
+                .candidates
+                .iter()
+                .find(|c| !report.unremovable.iter().any(|u| u.node == **c));
+            if let Some(node) = tried {
+                out.push(Notice {
+                    about: About::Node(node.clone()),
+                    reason: "ScaleDownFailed",
+                    message: format!("failed to remove the node: {why}"),
+                    warning: true,
+                });
+            }
+        }
+    }
+    out
+}
 
 pub fn evaluate(
     ctx: &Context,
@@ -157,6 +246,14 @@ fn run(
         state.count_error(e.kind());
     }
     if !ctx.dry_run {
+        let failure = result.as_ref().err().map(|e| e.to_string());
+        let notes = notices(&plan, report, failure.as_deref());
+        // Only where the run already has its clients: Events never connect on their own.
+        if !notes.is_empty()
+            && let Some(actuator) = cell.made()
+        {
+            actuator.write_events(&notes, &mut state.posted, now);
+        }
         state.save(&ctx.state_path)?;
     }
     result

@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerEnv, JoinToken, NODE_LABEL_POOL};
+use crate::kube::events::Notice;
 use crate::kube::mover::MoveMode;
 use crate::kube::{Cluster, KubeCluster, is_ready};
 use crate::plan::cluster::ClusterModel;
@@ -15,6 +16,8 @@ use crate::run::error::RunError;
 use crate::run::report::Report;
 use crate::run::scale_down::{ContainerError, ScaleDown, WorkerContainers};
 use crate::run::{ActionFailure, Actuator, Observed, PlanOnly, Removal};
+use crate::state::PostedEvent;
+use crate::state::time::Timestamp;
 use std::rc::Rc;
 
 /// The container side of scale-down, on Docker.
@@ -23,6 +26,11 @@ pub struct DockerContainers(pub Rc<DockerClient>);
 impl WorkerContainers for DockerContainers {
     fn is_managed(&self, worker: &str) -> Result<bool, ContainerError> {
         Ok(self.0.list_workers()?.iter().any(|c| c.name == worker))
+    }
+
+    fn stop(&mut self, worker: &str) -> Result<(), ContainerError> {
+        self.0.stop_worker(worker)?;
+        Ok(())
     }
 
     fn remove(&mut self, worker: &str) -> Result<(), ContainerError> {
@@ -86,11 +94,9 @@ impl Executor {
             done: Vec::new(),
             message: format!("delete Node {name}: {e}"),
         };
+        // k3s deletes the Node's `<name>.node-password.k3s` secret itself when the Node
+        // goes (see `kube::Cluster::delete_node`).
         self.cluster.delete_node(name).map_err(fail)?;
-        if let Err(e) = self.cluster.delete_node_password(name) {
-            // Names are never reused, so a leftover password secret is harmless.
-            log::warn!("could not delete the node-password secret of {name}: {e}");
-        }
         Ok(())
     }
 
@@ -226,5 +232,10 @@ impl Actuator for Executor {
         report: &mut Report,
     ) -> Result<Removal, ActionFailure> {
         self.down.remove_worker(candidates, dry_run, report)
+    }
+
+    fn write_events(&mut self, notices: &[Notice], posted: &mut Vec<PostedEvent>, now: Timestamp) {
+        let n = crate::kube::events::write(self.cluster.as_ref(), notices, posted, now);
+        log::info!("wrote {n} Kubernetes Event(s)");
     }
 }

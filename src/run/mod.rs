@@ -14,10 +14,12 @@ pub mod scale_down;
 pub mod up;
 
 use crate::config::Config;
+use crate::kube::events::Notice;
 use crate::plan::cluster::ClusterModel;
 use crate::plan::decide::Action;
 use crate::plan::model::ClusterFacts;
 use crate::plan::reconcile::{Repair, WorkerContainer, WorkerNode};
+use crate::state::PostedEvent;
 use crate::state::time::Timestamp;
 use error::RunError;
 use report::Report;
@@ -49,6 +51,11 @@ pub struct ActuatorCell<'f> {
 impl<'f> ActuatorCell<'f> {
     pub fn new(make: &'f mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>) -> Self {
         ActuatorCell { make, made: None }
+    }
+
+    /// The actuator if it was made already.
+    pub fn made(&mut self) -> Option<&mut (dyn Actuator + 'static)> {
+        self.made.as_deref_mut()
     }
 
     pub fn get(&mut self) -> Result<&mut dyn Actuator, RunError> {
@@ -102,6 +109,15 @@ pub trait Actuator {
         dry_run: bool,
         report: &mut Report,
     ) -> Result<Removal, ActionFailure>;
+    /// Writes Kubernetes Events for these notices, best effort (never called in dry-run),
+    /// updating the rate-limit memo. Where there is no Kubernetes client, nothing.
+    fn write_events(
+        &mut self,
+        _notices: &[Notice],
+        _posted: &mut Vec<PostedEvent>,
+        _now: Timestamp,
+    ) {
+    }
 }
 
 pub struct Context<'a> {

@@ -1,15 +1,15 @@
 //! Scale-down and `drain NODE` on Kubernetes: check candidates against the API as
 //! cluster-autoscaler does (kubectl's drain rules, then system pods, volumes pinned to the
 //! node, and whether every pod fits on the other nodes of the run's cluster model), drain
-//! the first removable one, delete its Node and k3s node-password secret, then have the
-//! container side remove its container and volume. The container side (Docker) comes in
-//! through `WorkerContainers`.
+//! the first removable one, then remove it in the safe order: stop its container, delete
+//! its Node, remove container and volume. The container side (Docker) comes in through
+//! `WorkerContainers`.
 
 use crate::config::Config;
 use crate::kube::drain::{self, Blocker, Budgets, PodBlocker, PodPlan};
 use crate::kube::facts::Volumes;
 use crate::kube::mover::{DrainOptions, MoveMode, Recheck, drain_node};
-use crate::kube::{Cluster, KubeCluster, KubeError, is_ready, node_password_secret};
+use crate::kube::{Cluster, KubeCluster, KubeError, is_ready};
 use crate::plan::cluster::ClusterModel;
 use crate::plan::placement::fit_elsewhere;
 use crate::run::report::{Report, Unremovable};
@@ -27,8 +27,11 @@ pub type ContainerError = Box<dyn std::error::Error + Send + Sync>;
 pub trait WorkerContainers {
     /// Whether a k3s-scale container of this pool backs the node of this name.
     fn is_managed(&self, worker: &str) -> Result<bool, ContainerError>;
-    /// Stops the worker's container (within `docker.stop_timeout`) and removes it and its
-    /// volume `<worker>-data`. Already gone is success.
+    /// Stops the worker's container (within `docker.stop_timeout`); it stays stopped.
+    /// Already stopped or gone is success.
+    fn stop(&mut self, worker: &str) -> Result<(), ContainerError>;
+    /// Stops the worker's container and removes it and its volume `<worker>-data`.
+    /// Already gone is success.
     fn remove(&mut self, worker: &str) -> Result<(), ContainerError>;
 }
 
@@ -38,6 +41,9 @@ pub struct NoContainers;
 
 impl WorkerContainers for NoContainers {
     fn is_managed(&self, _worker: &str) -> Result<bool, ContainerError> {
+        Err("no Docker client in this build".into())
+    }
+    fn stop(&mut self, _worker: &str) -> Result<(), ContainerError> {
         Err("no Docker client in this build".into())
     }
     fn remove(&mut self, _worker: &str) -> Result<(), ContainerError> {
@@ -302,31 +308,35 @@ impl ScaleDown {
         ))
     }
 
-    /// After a drain: delete the Node, its node-password secret, then the container and
-    /// volume. Before the Node is gone a failure uncordons it again.
+    /// After a drain, in the order that keeps the worker from coming back: stop its
+    /// container (a k3s agent whose Node is deleted while it runs registers it again:
+    /// k3s-io/k3s#5404, #945), delete its Node, then remove container and volume. A
+    /// failure before the container stops uncordons the node and keeps everything; after
+    /// it, the stopped container (and its NotReady Node, if still there) is what the next
+    /// run's reconcile removes (a dead container, see reconcile.rs).
     fn remove_drained(&mut self, worker: &str) -> Result<(), String> {
-        if let Err(e) = self.cluster.delete_node(worker) {
+        if let Err(e) = self.containers.stop(worker) {
             let left = match self.cluster.set_unschedulable(worker, false) {
                 Ok(()) => "uncordoned".to_string(),
                 Err(u) => format!("LEFT CORDONED (uncordon failed: {u})"),
             };
             return Err(format!(
-                "{worker} was drained but deleting its Node failed ({e}); node {left}, container kept"
+                "{worker} was drained but its container could not be stopped ({e}); node {left}, \
+                 Node and container kept"
+            ));
+        }
+        log::info!("stopped the container of {worker}");
+        if let Err(e) = self.cluster.delete_node(worker) {
+            return Err(format!(
+                "{worker} was drained and its container stopped, but deleting its Node failed \
+                 ({e}); the next run removes both (a stopped container is repaired)"
             ));
         }
         log::info!("deleted Node {worker}");
-        match self.cluster.delete_node_password(worker) {
-            Ok(_) => {}
-            // Names are never reused, so a leftover secret blocks nothing; say so and go on.
-            Err(e) => log::warn!(
-                "Node {worker} deleted, but not its secret kube-system/{}: {e}",
-                node_password_secret(worker)
-            ),
-        }
         self.containers.remove(worker).map_err(|e| {
             format!(
-                "Node {worker} deleted, but its container could not be removed ({e}); \
-                 remove the container {worker} and volume {worker}-data by hand"
+                "Node {worker} deleted, but its stopped container could not be removed ({e}); \
+                 the next run removes container {worker} and volume {worker}-data"
             )
         })?;
         log::info!("removed container and volume of {worker}");
@@ -647,7 +657,7 @@ impl DrainReport {
             ),
             (Some(e), _, _) => format!("error: {e}\n"),
             (None, true, None) => format!(
-                "would drain {n} ({} pod(s)), then remove it: Node, node-password secret, container and volume\n",
+                "would drain {n} ({} pod(s)), then remove it: stop its container, delete its Node, remove container and volume\n",
                 self.evicted.len()
             ),
             (None, true, Some(why)) => format!(
@@ -655,7 +665,7 @@ impl DrainReport {
                 self.evicted.len()
             ),
             (None, false, None) => format!(
-                "drained {n} ({} pod(s) evicted) and removed it: Node, node-password secret, container and volume deleted\n",
+                "drained {n} ({} pod(s) evicted) and removed it: container stopped, Node deleted, container and volume removed\n",
                 self.evicted.len()
             ),
             (None, false, Some(why)) => format!(

@@ -121,6 +121,26 @@ pub struct State {
     pub totals: Totals,
     #[serde(default)]
     pub events: VecDeque<Event>,
+    /// Kubernetes Events written lately, for their rate limit and count
+    /// (`events::next_step`); entries older than the apiserver's event TTL are dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub posted: Vec<PostedEvent>,
+}
+
+/// A Kubernetes Event k3s-scale wrote: which object and reason it is about, the Event's
+/// name, how often the thing happened and when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostedEvent {
+    /// `namespace/kind/name/uid/reason` of the object the Event is about.
+    pub key: String,
+    pub namespace: String,
+    pub name: String,
+    /// Times it happened (the Event's `count`), counting runs within the rate limit.
+    pub count: u32,
+    /// When the Event was created, and when it was last written.
+    pub first: Timestamp,
+    pub written: Timestamp,
 }
 
 fn first_index() -> u64 {

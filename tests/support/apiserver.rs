@@ -6,7 +6,10 @@
 //!
 //! - nodes: list, get, patch (merge and strategic-merge patch, applied as a JSON merge
 //!   patch: enough for spec.unschedulable), delete (immediate, like a Node without
-//!   finalizers; its pods stay until the caller removes them, as pod GC would later);
+//!   finalizers; its pods stay until the caller removes them, as pod GC would later). As
+//!   k3s's server does, a Node's delete also deletes its `kube-system/<node>.node-password.k3s`
+//!   secret (k3s-io/k3s pkg/node/controller.go onRemove -> nodepassword.Delete; newer k3s:
+//!   pkg/nodepassword/controller.go, an owner reference the garbage collector follows);
 //! - pods: list (all namespaces or one; fieldSelector spec.nodeName / metadata.name;
 //!   equality labelSelector), get, delete with a grace period (body DeleteOptions or the
 //!   gracePeriodSeconds query; UID preconditions -> 409). A deleted pod gets its
@@ -16,11 +19,28 @@
 //!   a pod marked `respawn` comes back at once under the same name with a new UID (a
 //!   StatefulSet's replacement);
 //! - the eviction subresource (POST .../pods/NAME/eviction, policy/v1 body with
-//!   `deleteOptions`): 404 for a missing pod; terminating, finished and pending pods are
-//!   deleted without a budget check; more than one matching PDB -> 500; a PDB that allows
-//!   no disruption -> 429 TooManyRequests with a DisruptionBudget cause; else the pod is
-//!   deleted as above and 201 returned. Unhealthy pods may go while the budget is met
-//!   (IfHealthyBudget);
+//!   `deleteOptions`), after kubernetes pkg/registry/core/pod/storage/eviction.go: 404 for
+//!   a missing pod; terminating, finished and pending pods are deleted without a budget
+//!   check (canIgnorePDB); more than one matching PDB -> the Status {Failure, 500, "This pod
+//!   has more than one PodDisruptionBudget, ..."} that eviction.go returns as a result,
+//!   answered as HTTP 500 because the create handler's finisher turns a Failure Status
+//!   into an error (apiserver/pkg/endpoints/handlers/finisher/finisher.go, result.Return;
+//!   no `reason`); an unready pod goes without touching the budget when the PDB's
+//!   `unhealthyPodEvictionPolicy` is AlwaysAllow, or (IfHealthyBudget, the default) when
+//!   currentHealthy >= desiredHealthy and desiredHealthy > 0; a PDB whose status has not
+//!   observed its generation -> 429 "still being processed"; a PDB that allows no
+//!   disruption -> 429 TooManyRequests with a DisruptionBudget cause; else the pod is
+//!   deleted as above (a UID precondition that no longer matches -> 409 with eviction.go's
+//!   "the UID in the precondition (...) does not match the UID in record (...)") and 201
+//!   returned;
+//! - namespaces being deleted (`terminate_namespace`): every create in them (evictions,
+//!   events) -> 403 Forbidden with cause NamespaceTerminating, as the NamespaceLifecycle
+//!   admission plugin answers (apiserver/pkg/admission/plugin/namespace/lifecycle/
+//!   admission.go); their pods are deleted with their grace period, as the namespace
+//!   controller does;
+//! - core/v1 events: create (409 AlreadyExists for a taken name), patch (strategic merge
+//!   applied as a JSON merge patch: count, lastTimestamp, message, as client-go's
+//!   recorder sends them), get, list;
 //! - PodDisruptionBudgets (list, get): minAvailable / maxUnavailable (int or percent) over
 //!   a label selector; status recomputed on every read: healthy = matching pods that are
 //!   Ready and not terminating; expected = the matching pods when the PDB was added (the
@@ -39,8 +59,10 @@
 //! - a request log (method, path, query, status) and a log of deletions with the grace
 //!   period used, for assertions.
 //!
-//! Not simulated: watches, resourceVersion conflicts on writes, authentication and RBAC,
-//! admission, JSON patch and server-side apply (415), the disruption controller's delay.
+//! Not simulated: watches, resourceVersion conflicts on writes, authentication and RBAC
+//! (the request log is what tests/kube_rbac.rs compares with the ClusterRole), admission
+//! other than NamespaceLifecycle, JSON patch and server-side apply (415), the disruption
+//! controller's delay, event TTL.
 
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use k8s_openapi::api::policy::v1::{Eviction, PodDisruptionBudget, PodDisruptionBudgetStatus};
@@ -151,6 +173,8 @@ struct SimPod {
 struct SimPdb {
     pdb: PodDisruptionBudget,
     expected: i32,
+    /// The generation the disruption controller last saw (status.observedGeneration).
+    observed: Option<i64>,
 }
 
 #[derive(Default)]
@@ -160,6 +184,9 @@ struct World {
     pods: BTreeMap<(String, String), SimPod>,
     pdbs: BTreeMap<(String, String), SimPdb>,
     secrets: BTreeMap<(String, String), Secret>,
+    events: BTreeMap<(String, String), Value>,
+    /// Namespaces being deleted: creates in them are refused.
+    terminating: std::collections::BTreeSet<String>,
     faults: Vec<Fault>,
     log: Vec<Logged>,
     deletions: Vec<Deletion>,
@@ -304,7 +331,14 @@ impl ApiServer {
             .matching(&ns, pdb.spec.as_ref().and_then(|s| s.selector.as_ref()))
             .len() as i32;
         let key = (ns, pdb.metadata.name.clone().unwrap());
-        w.pdbs.insert(key, SimPdb { pdb, expected });
+        w.pdbs.insert(
+            key,
+            SimPdb {
+                pdb,
+                expected,
+                observed: Some(1),
+            },
+        );
     }
 
     pub fn add_secret(&self, ns: &str, name: &str) {
@@ -314,6 +348,50 @@ impl ApiServer {
         s.metadata.namespace = Some(ns.into());
         w.stamp(&mut s.metadata);
         w.secrets.insert((ns.into(), name.into()), s);
+    }
+
+    /// Deletes a namespace: from now on every create in it is refused (403
+    /// NamespaceTerminating) and its pods are deleted with their own grace period, as the
+    /// namespace controller does (they go when their process exits).
+    pub fn terminate_namespace(&self, ns: &str) {
+        let mut w = self.world();
+        w.terminating.insert(ns.to_string());
+        let names: Vec<String> = w
+            .pods
+            .keys()
+            .filter(|(pns, _)| pns == ns)
+            .map(|(_, n)| n.clone())
+            .collect();
+        let now = Instant::now();
+        for n in names {
+            w.delete_pod(ns, &n, &DeleteOptions::default(), "namespace", now);
+        }
+    }
+
+    /// The PDB's spec changed and the disruption controller has not caught up: its
+    /// generation moves past the status's observedGeneration until `observe_pdb`.
+    pub fn make_pdb_stale(&self, ns: &str, name: &str) {
+        let mut w = self.world();
+        let p = w
+            .pdbs
+            .get_mut(&(ns.into(), name.into()))
+            .expect("no such PDB");
+        p.pdb.metadata.generation = Some(p.pdb.metadata.generation.unwrap_or(1) + 1);
+    }
+
+    /// The disruption controller catches up with the PDB's generation.
+    pub fn observe_pdb(&self, ns: &str, name: &str) {
+        let mut w = self.world();
+        let p = w
+            .pdbs
+            .get_mut(&(ns.into(), name.into()))
+            .expect("no such PDB");
+        p.observed = p.pdb.metadata.generation;
+    }
+
+    /// Every Event, as stored (JSON).
+    pub fn events(&self) -> Vec<Value> {
+        self.world().events.values().cloned().collect()
     }
 
     pub fn fault(&self, f: Fault) {
@@ -919,7 +997,7 @@ impl World {
             desired_healthy: Some(desired),
             expected_pods: Some(p.expected),
             disruptions_allowed: Some((healthy - desired).max(0)),
-            observed_generation: p.pdb.metadata.generation,
+            observed_generation: p.observed,
             ..Default::default()
         }
     }
@@ -949,7 +1027,13 @@ impl World {
                 },
                 "PATCH" => self.patch_node(name, req),
                 "DELETE" => match self.nodes.remove(*name) {
-                    Some(n) => success("nodes", name, n.metadata.uid.as_deref()),
+                    Some(n) => {
+                        // k3s's server deletes the node's password secret with it (see
+                        // the module doc).
+                        self.secrets
+                            .remove(&("kube-system".into(), format!("{name}.node-password.k3s")));
+                        success("nodes", name, n.metadata.uid.as_deref())
+                    }
                     None => not_found("nodes", name),
                 },
                 _ => not_allowed(m),
@@ -1006,6 +1090,27 @@ impl World {
                 Some(p) => (200, self.pdb_json(p)),
                 None => not_found("poddisruptionbudgets.policy", name),
             },
+            ["api", "v1", "namespaces", ns, "events"] => match m {
+                "POST" => self.create_event(ns, req),
+                "GET" => {
+                    let items = self
+                        .events
+                        .iter()
+                        .filter(|((ens, _), _)| ens == ns)
+                        .map(|(_, e)| e.clone())
+                        .collect();
+                    list("EventList", "v1", self.rv, items)
+                }
+                _ => not_allowed(m),
+            },
+            ["api", "v1", "namespaces", ns, "events", name] => match m {
+                "GET" => match self.events.get(&(ns.to_string(), name.to_string())) {
+                    Some(e) => (200, e.clone()),
+                    None => not_found("events", name),
+                },
+                "PATCH" => self.patch_event(ns, name, req),
+                _ => not_allowed(m),
+            },
             ["api", "v1", "namespaces", ns, "secrets", name] => {
                 let key = (ns.to_string(), name.to_string());
                 match m {
@@ -1030,6 +1135,88 @@ impl World {
                 ),
             ),
         }
+    }
+
+    /// A create in a namespace being deleted, as the NamespaceLifecycle admission plugin
+    /// refuses it: 403 with a NamespaceTerminating cause (admission.NewForbidden names the
+    /// resource and object).
+    fn refuse_in_terminating(&self, ns: &str, resource: &str, name: &str) -> Option<(u16, Value)> {
+        if !self.terminating.contains(ns) {
+            return None;
+        }
+        Some((
+            403,
+            status_body(
+                403,
+                "Forbidden",
+                &format!(
+                    "{resource} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+                ),
+                Some(json!({"name": name, "kind": resource, "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {ns} is being terminated"),
+                    "field": "metadata.namespace",
+                }]})),
+            ),
+        ))
+    }
+
+    fn create_event(&mut self, ns: &str, req: &Request) -> (u16, Value) {
+        let Ok(mut ev) = serde_json::from_slice::<Value>(&req.body) else {
+            return (
+                400,
+                status_body(400, "BadRequest", "the event is not JSON", None),
+            );
+        };
+        let name = ev["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if let Some(refused) = self.refuse_in_terminating(ns, "events", &name) {
+            return refused;
+        }
+        if name.is_empty() || ev["involvedObject"]["name"].as_str().is_none() {
+            return (
+                422,
+                status_body(
+                    422,
+                    "Invalid",
+                    "Event is invalid: metadata.name and involvedObject are required",
+                    None,
+                ),
+            );
+        }
+        let key = (ns.to_string(), name.clone());
+        if self.events.contains_key(&key) {
+            return (
+                409,
+                status_body(
+                    409,
+                    "AlreadyExists",
+                    &format!("events \"{name}\" already exists"),
+                    Some(json!({"name": name, "kind": "events"})),
+                ),
+            );
+        }
+        let rv = self.bump();
+        ev["metadata"]["namespace"] = json!(ns);
+        ev["metadata"]["resourceVersion"] = json!(rv);
+        ev["metadata"]["uid"] = json!(format!("ev-{rv}"));
+        self.events.insert(key, ev.clone());
+        (201, ev)
+    }
+
+    fn patch_event(&mut self, ns: &str, name: &str, req: &Request) -> (u16, Value) {
+        let Ok(patch) = serde_json::from_slice::<Value>(&req.body) else {
+            return (
+                400,
+                status_body(400, "BadRequest", "the patch is not JSON", None),
+            );
+        };
+        let rv = self.bump();
+        let Some(ev) = self.events.get_mut(&(ns.to_string(), name.to_string())) else {
+            return not_found("events", name);
+        };
+        merge_patch(ev, &patch);
+        ev["metadata"]["resourceVersion"] = json!(rv);
+        (200, ev.clone())
     }
 
     fn list_nodes(&self, req: &Request) -> (u16, Value) {
@@ -1133,15 +1320,32 @@ impl World {
             && Some(want) != sp.pod.metadata.uid.as_ref()
         {
             let have = sp.pod.metadata.uid.clone().unwrap_or_default();
+            let (message, kind) = if via == "eviction" {
+                // eviction.go addConditionAndDeletePod: errors.NewConflict on Resource
+                // "Pod" before the DisruptionTarget condition is added.
+                (
+                    format!(
+                        "Operation cannot be fulfilled on Pod \"{name}\": the UID in the precondition ({want}) does not match the UID in record ({have}). The object might have been deleted and then recreated"
+                    ),
+                    "Pod",
+                )
+            } else {
+                // The generic store's precondition check (apiserver storage
+                // Preconditions.Check), as a conflict on pods.
+                (
+                    format!(
+                        "Operation cannot be fulfilled on pods \"{name}\": Precondition failed: UID in precondition: {want}, UID in object meta: {have}"
+                    ),
+                    "pods",
+                )
+            };
             return (
                 409,
                 status_body(
                     409,
                     "Conflict",
-                    &format!(
-                        "Operation cannot be fulfilled on pods \"{name}\": Precondition failed: UID in precondition: {want}, UID in object meta: {have}"
-                    ),
-                    Some(json!({"name": name, "kind": "pods"})),
+                    &message,
+                    Some(json!({"name": name, "kind": kind})),
                 ),
             );
         }
@@ -1207,6 +1411,9 @@ impl World {
                 ),
             );
         }
+        if let Some(refused) = self.refuse_in_terminating(ns, "pods", name) {
+            return refused;
+        }
         let opts = ev.delete_options.unwrap_or_default();
         let key = (ns.to_string(), name.to_string());
         let Some(sp) = self.pods.get(&key) else {
@@ -1232,14 +1439,18 @@ impl World {
                 .map(|(_, p)| p)
                 .collect();
             if matching.len() > 1 {
+                // eviction.go returns this Status as its result; finisher.go turns a
+                // Failure Status into an error, written with its code and no reason.
                 return (
                     500,
-                    status_body(
-                        500,
-                        "InternalError",
-                        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
-                        None,
-                    ),
+                    json!({
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Failure",
+                        "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                        "code": 500,
+                    }),
                 );
             }
             if let Some(p) = matching.first() {
@@ -1247,10 +1458,36 @@ impl World {
                 let allowed = st.disruptions_allowed.unwrap_or(0);
                 let healthy = st.current_healthy.unwrap_or(0);
                 let desired = st.desired_healthy.unwrap_or(0);
-                // IfHealthyBudget: an unready pod may go while the budget is met.
-                let unready_ok = !is_ready(&pod) && healthy >= desired;
+                let pdb = p.pdb.metadata.name.clone().unwrap_or_default();
+                // eviction.go: an unready pod does not count as healthy; it goes without
+                // spending the budget under AlwaysAllow, or under IfHealthyBudget (the
+                // default) while the application is not disrupted and the budget asks
+                // for some healthy pods.
+                let always = p
+                    .pdb
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.unhealthy_pod_eviction_policy.as_deref())
+                    == Some("AlwaysAllow");
+                let unready_ok = !is_ready(&pod) && (always || (healthy >= desired && desired > 0));
+                // checkAndDecrement: a status that has not caught up with the spec is
+                // not trusted.
+                let stale = p.observed < p.pdb.metadata.generation;
+                if !unready_ok && stale {
+                    return (
+                        429,
+                        status_body(
+                            429,
+                            "TooManyRequests",
+                            "Cannot evict pod as it would violate the pod's disruption budget.",
+                            Some(json!({"retryAfterSeconds": 10, "causes": [{
+                                "reason": "DisruptionBudget",
+                                "message": format!("The disruption budget {pdb} is still being processed by the server."),
+                            }]})),
+                        ),
+                    );
+                }
                 if allowed < 1 && !unready_ok {
-                    let pdb = p.pdb.metadata.name.clone().unwrap_or_default();
                     return (
                         429,
                         status_body(

@@ -6,8 +6,12 @@
 //! worker's container stops running, its Node's Ready condition turns Unknown, as the node
 //! lifecycle controller does once the kubelet stops posting status (after 40 s in a real
 //! cluster; at once here). It can hold back (pause: it does nothing), join late (delay) or
-//! never join (per worker). It removes nothing by itself: like a real kubelet it registers
-//! once per container and does not re-register a Node deleted by hand (kubernetes#71398).
+//! never join (per worker). It removes nothing by itself. A Node deleted while its
+//! container runs is registered again (with its password secret) on the next poll, as a
+//! k3s agent does: "nodes will automatically join the cluster on startup - the first time,
+//! or after being deleted; stop the service before deleting the node" (k3s maintainers,
+//! k3s-io/k3s#5404; a deleted NotReady node came back within ~30 s in #945). A plain
+//! kubelet does not re-register (kubernetes#71398); `no_rejoin` simulates that.
 
 #![allow(dead_code)]
 
@@ -48,6 +52,10 @@ struct Control {
     lost: BTreeSet<String>,
     /// Nodes registered, in order.
     joined: Vec<String>,
+    /// A plain kubelet: a deleted Node is not registered again.
+    no_rejoin: bool,
+    /// Nodes registered again after they were deleted while their container ran.
+    rejoined: Vec<String>,
     /// Completed polls (for `settle`).
     polls: u64,
     last_error: Option<String>,
@@ -83,7 +91,7 @@ impl Kubelet {
                     match listed {
                         Ok(containers) => {
                             c.last_error = None;
-                            register_new(&mut c, &containers, &api, &size);
+                            register_new(&mut c, &containers, &api, &size, &socket);
                         }
                         Err(e) => c.last_error = Some(e),
                     }
@@ -120,6 +128,17 @@ impl Kubelet {
     /// This worker never joins (a k3s agent that cannot reach the server).
     pub fn never(&self, name: &str) {
         self.control().never.insert(name.to_string());
+    }
+
+    /// Behave like a plain kubelet (kubernetes#71398): a Node deleted while its container
+    /// runs stays deleted.
+    pub fn no_rejoin(&self) {
+        self.control().no_rejoin = true;
+    }
+
+    /// Nodes registered again after a delete while their container ran, in order.
+    pub fn rejoined(&self) -> Vec<String> {
+        self.control().rejoined.clone()
     }
 
     /// Nodes registered so far, in order.
@@ -177,7 +196,13 @@ struct Running {
     labels: BTreeMap<String, String>,
 }
 
-fn register_new(c: &mut Control, containers: &[Running], api: &ApiServer, size: &NodeSize) {
+fn register_new(
+    c: &mut Control,
+    containers: &[Running],
+    api: &ApiServer,
+    size: &NodeSize,
+    socket: &Path,
+) {
     let now = Instant::now();
     for r in containers {
         c.seen
@@ -195,6 +220,27 @@ fn register_new(c: &mut Control, containers: &[Running], api: &ApiServer, size: 
         .map(|(id, (name, _, _))| (name.clone(), running.contains(id.as_str())))
         .collect();
     for (name, up) in registered {
+        // The listing may be a few ms old: a container stopped since (its agent dead)
+        // registers nothing, so it is looked at again first.
+        let running_now = || {
+            containers.iter().find(|r| r.name == name).is_some_and(|r| {
+                docker_get(socket, &format!("/containers/{}/json", r.id))
+                    .is_ok_and(|v| v["State"]["Running"] == true)
+            })
+        };
+        if up && !c.no_rejoin && api.node(&name).is_none() && running_now() {
+            // The agent runs on and its Node is gone: it registers again (module doc).
+            let labels = containers
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| r.labels.clone())
+                .unwrap_or_default();
+            api.add_node(node(&name, &labels, size));
+            api.add_secret("kube-system", &format!("{name}.node-password.k3s"));
+            c.lost.remove(&name);
+            c.rejoined.push(name.clone());
+            continue;
+        }
         let status = if up { "True" } else { "Unknown" };
         let changed = if up {
             c.lost.remove(&name)

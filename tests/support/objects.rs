@@ -346,6 +346,11 @@ impl PdbBuilder {
         self.0["spec"]["maxUnavailable"] = json!(n);
         self
     }
+    /// `spec.unhealthyPodEvictionPolicy`: IfHealthyBudget (the default) or AlwaysAllow.
+    pub fn unhealthy_policy(mut self, policy: &str) -> Self {
+        self.0["spec"]["unhealthyPodEvictionPolicy"] = json!(policy);
+        self
+    }
     /// The status a disruption controller would have written.
     pub fn allowing(mut self, n: i32) -> Self {
         self.0["status"] = json!({"disruptionsAllowed": n, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0});
