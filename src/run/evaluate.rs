@@ -8,13 +8,15 @@ use crate::plan::cluster::ClusterModel;
 use crate::plan::decide::{Action, decide_with};
 use crate::plan::names;
 use crate::plan::reconcile::{self, Repair};
+use crate::plan::snapshot::Snapshot;
 use crate::run::error::RunError;
 use crate::run::report::Report;
 use crate::signals::MetricsSource;
 use crate::state::lock::RunLock;
 use crate::state::time::Timestamp;
 use crate::state::{
-    Provisioning, State, record_failed_scale_down, record_failed_scale_up, record_scale_up,
+    Provisioning, State, StateError, record_failed_scale_down, record_failed_scale_up,
+    record_scale_up,
 };
 use std::rc::Rc;
 
@@ -165,19 +167,46 @@ fn run(
             return Err(e);
         }
     };
+    let observed = observed.unwrap_or_else(|| observe(&mut cell));
+    let mut save = |s: &State| {
+        if ctx.dry_run {
+            Ok(())
+        } else {
+            s.save(&ctx.state_path)
+        }
+    };
+    decide_and_act(
+        ctx, &mut state, snap, observed, &mut cell, report, &mut save,
+    )
+    .map(|_| ())
+}
+
+/// Saves the state where a run must have it on disk (a no-op in dry-run and in `simulate`).
+pub type Save<'a> = dyn FnMut(&State) -> Result<(), StateError> + 'a;
+
+/// The part of a run after the lock, the state and the snapshot: reconcile's repairs from
+/// what the actuator listed (`observed`), the decision on the cluster model, the state's
+/// transitions (joined workers leave provisioning, the plan's per-worker and per-pod
+/// memory, idle timer), the action through the actuator and its records (scale-up with the
+/// pods it is for, scale-down, cooldown and back-off). `evaluate` and `simulate` both run
+/// this one function; they differ only in the actuator, the snapshot and `save`.
+/// Returns the plan as decided (before a failed repair held a scale-down).
+pub fn decide_and_act(
+    ctx: &Context,
+    state: &mut State,
+    snap: Snapshot,
+    observed: Result<Option<Observed>, RunError>,
+    cell: &mut ActuatorCell,
+    report: &mut Report,
+    save: &mut Save,
+) -> Result<crate::plan::decide::Plan, RunError> {
+    let cfg = ctx.config;
+    let now = ctx.now;
     let mut snap = snap;
     let mut repairs = Vec::new();
     let mut reconcile_note = None;
-    let observed = observed.unwrap_or_else(|| observe(&mut cell));
     let mut repair_failed = None;
-    match reconcile_run(
-        ctx,
-        &mut state,
-        &mut snap,
-        &mut cell,
-        observed,
-        &mut repairs,
-    ) {
+    match reconcile_run(ctx, state, &mut snap, cell, observed, &mut repairs) {
         Ok(failed) => repair_failed = failed,
         Err(e) if ctx.dry_run => {
             // A dry run still decides: say that drift was not looked at.
@@ -187,13 +216,14 @@ fn run(
             state.totals.runs += 1;
             state.count_error(e.kind());
             state.record(now, "error", e.to_string());
-            state.save(&ctx.state_path)?;
+            save(state)?;
             report.repairs = repairs;
             return Err(e);
         }
     }
     let model = Rc::new(ClusterModel::build(&snap, cfg));
-    let mut plan = decide_with(&snap, &model, &state, cfg, now);
+    let mut plan = decide_with(&snap, &model, state, cfg, now);
+    let decided = plan.clone();
     if let Some(m) = &repair_failed
         && plan.action == Action::ScaleDown
     {
@@ -210,7 +240,7 @@ fn run(
         report.blocked_by.push(note);
     }
     state.low_since = plan.low_since;
-    remember(&mut state, &plan);
+    remember(state, &plan);
     state
         .provisioning
         .retain(|p| !plan.joined.contains(&p.name));
@@ -221,7 +251,7 @@ fn run(
 
     let result = match plan.action {
         Action::None => Ok(()),
-        Action::ScaleUp => scale_up(ctx, &mut state, plan.count, &mut cell, report).map(|()| {
+        Action::ScaleUp => scale_up_with(ctx, state, plan.count, cell, report, save).map(|()| {
             // The pods these workers are for: still pending once they joined, they are
             // backed off rather than scaled for again.
             if !report.started.is_empty() {
@@ -234,7 +264,7 @@ fn run(
             if let Ok(a) = cell.get() {
                 a.use_model(Rc::clone(&model));
             }
-            scale_down(ctx, &mut state, &plan.candidates, &mut cell, report)
+            scale_down(ctx, state, &plan.candidates, cell, report)
         }
     };
     // A failed repair fails the run (exit 5) even when the scale-up went through.
@@ -254,9 +284,9 @@ fn run(
         {
             actuator.write_events(&notes, &mut state.posted, now);
         }
-        state.save(&ctx.state_path)?;
     }
-    result
+    save(state)?;
+    result.map(|()| decided)
 }
 
 /// Starts `count` workers (in dry-run, only names them) and records the result in the
@@ -267,6 +297,20 @@ pub(crate) fn scale_up(
     count: u32,
     cell: &mut ActuatorCell,
     report: &mut Report,
+) -> Result<(), RunError> {
+    scale_up_with(ctx, state, count, cell, report, &mut |s| {
+        s.save(&ctx.state_path)
+    })
+}
+
+/// `scale_up` with the write-ahead save handed in (`simulate` writes no file).
+fn scale_up_with(
+    ctx: &Context,
+    state: &mut State,
+    count: u32,
+    cell: &mut ActuatorCell,
+    report: &mut Report,
+    save: &mut Save,
 ) -> Result<(), RunError> {
     let prefix = &ctx.config.docker.name_prefix;
     if ctx.dry_run {
@@ -304,7 +348,7 @@ pub(crate) fn scale_up(
             started_at: now,
         });
     }
-    if let Err(e) = state.save(&ctx.state_path) {
+    if let Err(e) = save(state) {
         state.provisioning.retain(|p| !names.contains(&p.name));
         return Err(RunError::State(e));
     }
