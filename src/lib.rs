@@ -2,7 +2,7 @@
 //! integration tests and benchmarks exercise the same code. One folder per layer; a layer
 //! imports only from the layers below it (docs/architecture.md):
 //!
-//! `cli` > `run` > {`signals`, `kube`, `docker`} > `plan` > `state` > `config`
+//! `cli` > `sim` > `run` > {`signals`, `kube`, `docker`} > `plan` > `state` > `config`
 
 pub mod cli;
 pub mod config;
@@ -11,4 +11,5 @@ pub mod kube;
 pub mod plan;
 pub mod run;
 pub mod signals;
+pub mod sim;
 pub mod state;

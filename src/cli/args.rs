@@ -103,6 +103,36 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// What would this config do? Replay a workload on a simulated cluster
+    ///
+    /// Runs the same code `evaluate` runs (decision, cluster model, state transitions,
+    /// cooldowns, idle timers, provisioning and joins) with a virtual clock stepping by the
+    /// scenario's interval. Workers join after `join_time`, pods are placed by the
+    /// planner's placement code, evicted pods go back to pending. No Docker, Kubernetes or
+    /// state file is touched; Prometheus only with --from-prometheus (read-only). Without
+    /// SCENARIO and without a config file, the built-in day runs on the default config.
+    /// Exit 0, or 2 for a bad scenario or config, 4 when --from-prometheus cannot read.
+    Simulate {
+        /// Scenario file (YAML, see docs/simulate.md); default: the built-in day
+        #[arg(value_name = "SCENARIO")]
+        scenario: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        /// Also draw the simulation into this SVG file
+        #[arg(long, value_name = "FILE.svg")]
+        chart: Option<PathBuf>,
+        /// Rebuild the workload from kube-state-metrics history at prometheus.url
+        #[arg(long, conflicts_with = "scenario")]
+        from_prometheus: bool,
+        /// How far back --from-prometheus reads (e.g. 24h, 90m)
+        #[arg(long, value_name = "DURATION", default_value = "24h",
+              value_parser = crate::sim::scenario::parse_since, requires = "from_prometheus")]
+        since: std::time::Duration,
+        /// Timer interval of the replay (a scenario gives its own)
+        #[arg(long, value_name = "DURATION", default_value = "30s",
+              value_parser = crate::config::units::parse_duration, requires = "from_prometheus")]
+        interval: std::time::Duration,
+    },
     /// Show the config summary, cooldowns, idle time, workers provisioning and recent events
     Status {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]

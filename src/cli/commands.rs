@@ -79,6 +79,24 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             }
             Ok(code)
         }
+        Command::Simulate {
+            scenario,
+            output,
+            chart,
+            from_prometheus,
+            since,
+            interval,
+        } => {
+            let req = SimulateRequest {
+                scenario: scenario.as_deref(),
+                output: *output,
+                chart: chart.as_deref(),
+                from_prometheus: *from_prometheus,
+                since: *since,
+                interval: *interval,
+            };
+            simulate(cli, &req)
+        }
         Command::Completions { shell } => {
             print_bytes(&crate::cli::completions::completions(*shell))
         }
@@ -433,4 +451,77 @@ fn drain(
         log::error!("{e}");
     }
     Ok(rep.exit_code)
+}
+
+struct SimulateRequest<'a> {
+    scenario: Option<&'a std::path::Path>,
+    output: OutputFormat,
+    chart: Option<&'a std::path::Path>,
+    from_prometheus: bool,
+    since: std::time::Duration,
+    interval: std::time::Duration,
+}
+
+/// `k3s-scale simulate`: the config (the defaults when none is found and none was named),
+/// the scenario (a file, the built-in day, or history from Prometheus), the simulation,
+/// its output and chart. Writes nothing but stdout and the chart file.
+fn simulate(cli: &Cli, req: &SimulateRequest) -> Result<u8, RunError> {
+    use crate::sim::{Scenario, engine, output, replay};
+    let cfg = match Config::locate(cli.config.as_deref()) {
+        Ok(path) => Config::load(&path)?,
+        Err(crate::config::ConfigError::NotFound(_)) => {
+            log::warn!("no config file found: simulating the default config");
+            Config::default()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (scenario, epoch, what) = if req.from_prometheus {
+        let client = PromClient::new(&cfg.prometheus).map_err(RunError::Metrics)?;
+        let (s, epoch) = replay::scenario(&cfg, &client, req.since, Timestamp::now(), req.interval)
+            .map_err(RunError::Metrics)?;
+        let what = format!(
+            "the last {} from {}",
+            crate::config::units::format_duration(req.since),
+            cfg.prometheus.url
+        );
+        (s, epoch, what)
+    } else {
+        match req.scenario {
+            Some(path) => {
+                let meta = std::fs::metadata(path).map_err(|e| {
+                    RunError::Usage(format!("cannot read scenario {}: {e}", path.display()))
+                })?;
+                if meta.len() > crate::sim::scenario::MAX_SCENARIO_BYTES as u64 {
+                    return Err(RunError::Usage(format!(
+                        "scenario {} is {} bytes, over the limit",
+                        path.display(),
+                        meta.len()
+                    )));
+                }
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    RunError::Usage(format!("cannot read scenario {}: {e}", path.display()))
+                })?;
+                let s = Scenario::parse(&text)
+                    .map_err(|e| RunError::Usage(format!("scenario {}: {e}", path.display())))?;
+                (s, engine::default_epoch(), path.display().to_string())
+            }
+            None => (
+                Scenario::builtin(),
+                engine::default_epoch(),
+                "the built-in day".to_string(),
+            ),
+        }
+    };
+    let sim = engine::simulate(&scenario, &cfg, epoch)?;
+    if let Some(path) = req.chart {
+        let svg = crate::sim::chart::svg(&sim, &cfg, &format!("k3s-scale simulate: {what}"))
+            .map_err(RunError::Internal)?;
+        std::fs::write(path, svg)
+            .map_err(|e| RunError::Usage(format!("cannot write chart {}: {e}", path.display())))?;
+    }
+    let text = match req.output {
+        OutputFormat::Json => output::to_json(&sim) + "\n",
+        OutputFormat::Text => output::to_text(&sim, &cfg, &what),
+    };
+    print_bytes(text.as_bytes())
 }

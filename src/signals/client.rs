@@ -75,6 +75,49 @@ impl PromClient {
     pub fn query_text(&self) -> &str {
         &self.query
     }
+
+    /// One range query (`simulate --from-prometheus`), with the client's credentials,
+    /// timeout and size cap; more than `max_series` series is an error.
+    pub fn query_range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step_secs: u64,
+        max_series: usize,
+    ) -> Result<Vec<super::range::Series>, PromError> {
+        let mut req = self.agent.post(format!("{}_range", self.endpoint));
+        if let Some(a) = &self.authorization {
+            req = req.header("Authorization", a);
+        }
+        let (start, end, step) = (
+            format!("{start:.3}"),
+            format!("{end:.3}"),
+            step_secs.to_string(),
+        );
+        let mut resp = req
+            .send_form([
+                ("query", query),
+                ("start", start.as_str()),
+                ("end", end.as_str()),
+                ("step", step.as_str()),
+            ])
+            .map_err(|e| self.classify(e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES * 4)
+            .read_to_vec()
+            .map_err(|e| self.classify(e))?;
+        if !(200..300).contains(&status) {
+            let detail = api_error(&body).unwrap_or_else(|| {
+                String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+            });
+            return Err(PromError::Status(status, detail));
+        }
+        super::range::parse_matrix(&body, max_series)
+    }
 }
 
 /// A credential file is one line.

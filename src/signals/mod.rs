@@ -7,6 +7,7 @@
 pub mod answer;
 pub mod client;
 pub mod promql;
+pub mod range;
 
 pub use client::PromClient;
 
