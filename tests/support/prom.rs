@@ -427,6 +427,16 @@ pub struct PromServer {
 impl PromServer {
     /// Backfills the samples and starts Prometheus on a free port; returns once it is ready.
     pub fn start(samples: &[Sample]) -> PromServer {
+        PromServer::start_with(|s| s.backfill(samples))
+    }
+
+    /// Backfills OpenMetrics text whose samples carry their own timestamps (a day of
+    /// history for `simulate --from-prometheus`) and starts Prometheus on it.
+    pub fn start_history(openmetrics: &str) -> PromServer {
+        PromServer::start_with(|s| s.backfill_text(openmetrics))
+    }
+
+    fn start_with(fill: impl FnOnce(&mut PromServer)) -> PromServer {
         let dir = TempDir::new("prometheus");
         std::fs::write(dir.join("prometheus.yml"), PROMETHEUS_YML).expect("write prometheus.yml");
         let mut server = PromServer {
@@ -435,7 +445,7 @@ impl PromServer {
             child: None,
             generation: 0,
         };
-        server.backfill(samples);
+        fill(&mut server);
         let mut last_err = String::new();
         for _ in 0..PORT_TRIES {
             server.port = free_port();
@@ -526,8 +536,20 @@ impl PromServer {
             return; // an empty TSDB: Prometheus knows no series at all
         }
         let at = unix_now() - SAMPLE_AGE.as_secs_f64();
+        self.write_blocks(&openmetrics(samples, at));
+    }
+
+    fn backfill_text(&mut self, text: &str) {
+        let _ = std::fs::remove_dir_all(self.data_dir());
+        self.generation += 1;
+        std::fs::create_dir_all(self.data_dir()).expect("create data dir");
+        self.write_blocks(text);
+    }
+
+    fn write_blocks(&mut self, text: &str) {
+        let data = self.data_dir();
         let om = self.dir.join(format!("data-{}.om", self.generation));
-        std::fs::write(&om, openmetrics(samples, at)).expect("write OpenMetrics file");
+        std::fs::write(&om, text).expect("write OpenMetrics file");
         let out = Command::new("promtool")
             .args(["tsdb", "create-blocks-from", "openmetrics"])
             .arg(&om)
