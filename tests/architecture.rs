@@ -14,7 +14,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("kube", 3),
     ("docker", 3),
     ("run", 4),
-    ("cli", 5),
+    ("sim", 5),
+    ("cli", 6),
 ];
 
 fn rank(layer: &str) -> Option<u8> {
