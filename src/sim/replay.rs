@@ -1,8 +1,11 @@
 //! `simulate --from-prometheus --since 24h`: a scenario rebuilt from kube-state-metrics
 //! history, so a user sees what k3s-scale would have done to their real last day. One
-//! range query per series family (CPU requests, memory requests, phase, DaemonSet
-//! ownership), each bounded: the step keeps a series under Prometheus's 11,000 points and
-//! at least the timer interval, and more than `MAX_PODS` pods is refused.
+//! query per series family, each bounded in size: how many pods the window holds (one
+//! number), each pod's largest CPU and memory requests and its DaemonSet ownership over the
+//! window (one value per pod: `max_over_time`), and each pod's lifetime (the one range
+//! query). The range query's step is the timer interval, or coarser so that the answer
+//! stays under `MAX_POINTS_IN_ALL` points (about 32 MiB of JSON) and every series under
+//! Prometheus's 11,000 points; more than `MAX_PODS` pods is refused.
 //!
 //! What the replay cannot know, and so leaves out: pods' placement constraints
 //! (nodeSelector, affinity, tolerations, host ports, volumes: kube-state-metrics exports
@@ -21,24 +24,42 @@ use crate::state::time::Timestamp;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-/// The most pods a replay takes in (series per family).
+/// The most pods a replay takes in.
 pub const MAX_PODS: usize = 20_000;
 /// Prometheus refuses a range query of more than 11,000 points per series.
 const MAX_POINTS: u64 = 10_000;
+/// Points in the lifetime answer, all series together (a point is ~18 bytes of JSON).
+pub const MAX_POINTS_IN_ALL: u64 = 1_800_000;
 
-pub const Q_CPU: &str =
-    r#"sum by (namespace, pod) (kube_pod_container_resource_requests{resource="cpu"})"#;
-pub const Q_MEMORY: &str =
-    r#"sum by (namespace, pod) (kube_pod_container_resource_requests{resource="memory"})"#;
+/// The pods the window holds (Pending or Running at some sample).
+pub fn q_count(window: &str) -> String {
+    format!(
+        r#"count(max by (namespace, pod) (max_over_time(kube_pod_status_phase{{phase=~"Pending|Running"}}[{window}])))"#
+    )
+}
+/// Each pod's largest request of a resource over the window (per container, summed).
+pub fn q_requests(resource: &str, window: &str) -> String {
+    format!(
+        r#"sum by (namespace, pod) (max_over_time(kube_pod_container_resource_requests{{resource="{resource}"}}[{window}]))"#
+    )
+}
+/// Pods a DaemonSet owned at some point of the window.
+pub fn q_daemonset(window: &str) -> String {
+    format!(
+        r#"max by (namespace, pod) (max_over_time(kube_pod_owner{{owner_kind="DaemonSet"}}[{window}]))"#
+    )
+}
+/// 1 while a pod is Pending or Running (absent otherwise): its lifetime.
 pub const Q_ALIVE: &str =
     r#"max by (namespace, pod) (kube_pod_status_phase{phase=~"Pending|Running"}) == 1"#;
-pub const Q_DAEMONSET: &str = r#"max by (namespace, pod) (kube_pod_owner{owner_kind="DaemonSet"})"#;
 
-/// The step of the range queries: the timer interval, or coarser when the window would
-/// need more points than Prometheus answers.
-pub fn step_for(since: Duration, interval: Duration) -> u64 {
-    let i = interval.as_secs().max(1);
-    i.max(since.as_secs().div_ceil(MAX_POINTS))
+/// The step of the lifetime query: the timer interval, or coarser when `pods` series over
+/// the window would pass either bound.
+pub fn step_for(since: Duration, interval: Duration, pods: u64) -> u64 {
+    let s = since.as_secs().max(1);
+    let by_series = s.div_ceil(MAX_POINTS);
+    let by_answer = (s * pods.max(1)).div_ceil(MAX_POINTS_IN_ALL);
+    interval.as_secs().max(1).max(by_series).max(by_answer)
 }
 
 /// Reads the window `[end - since, end]` and turns it into a scenario; returns it with
@@ -50,14 +71,25 @@ pub fn scenario(
     end: Timestamp,
     interval: Duration,
 ) -> Result<(Scenario, Timestamp), PromError> {
-    let step = step_for(since, interval);
     let end_s = end.as_secs_f64().floor();
     let start_s = end_s - since.as_secs_f64();
-    let q = |query: &str| client.query_range(query, start_s, end_s, step, MAX_PODS);
-    let cpu = q(Q_CPU)?;
-    let memory = q(Q_MEMORY)?;
-    let alive = q(Q_ALIVE)?;
-    let daemonsets = q(Q_DAEMONSET)?;
+    let window = format!("{}s", since.as_secs());
+    // Instant values at the window's end: a range query of one point.
+    let at_end = |q: &str, max: usize| client.query_range(q, end_s, end_s, 60, max);
+    let pods = at_end(&q_count(&window), 1)?
+        .first()
+        .and_then(|s| s.values.last())
+        .map_or(0.0, |v| v.1);
+    if pods > MAX_PODS as f64 {
+        return Err(PromError::Malformed(format!(
+            "the window holds {pods} pods, over the replay's limit of {MAX_PODS}"
+        )));
+    }
+    let cpu = at_end(&q_requests("cpu", &window), MAX_PODS)?;
+    let memory = at_end(&q_requests("memory", &window), MAX_PODS)?;
+    let daemonsets = at_end(&q_daemonset(&window), MAX_PODS)?;
+    let step = step_for(since, interval, pods as u64);
+    let alive = client.query_range(Q_ALIVE, start_s, end_s, step, MAX_PODS)?;
     let scenario = build(
         cfg,
         &cpu,
