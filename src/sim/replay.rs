@@ -215,15 +215,23 @@ mod tests {
     }
 
     #[test]
-    fn steps_stay_under_the_point_limit() {
-        assert_eq!(
-            step_for(Duration::from_secs(86_400), Duration::from_secs(30)),
-            30
-        );
-        assert_eq!(
-            step_for(Duration::from_secs(30 * 86_400), Duration::from_secs(30)),
-            260
-        );
+    fn steps_keep_the_answer_bounded() {
+        let day = Duration::from_secs(86_400);
+        let i = Duration::from_secs(30);
+        // (window, pods, step)
+        for (since, pods, want) in [
+            (day, 10, 30),
+            (day, 600, 30),
+            // 1,500 pods over a day at 30 s would be 4.3 M points.
+            (day, 1_500, 72),
+            (day * 30, 10, 260),
+            (day, 20_000, 960),
+        ] {
+            let step = step_for(since, i, pods);
+            assert_eq!(step, want, "{since:?} {pods}");
+            assert!(since.as_secs() / step * pods <= MAX_POINTS_IN_ALL);
+            assert!(since.as_secs() / step <= MAX_POINTS);
+        }
     }
 
     #[test]
