@@ -6,6 +6,9 @@ use crate::config::Config;
 use serde_json::json;
 use std::fmt::Write;
 
+/// Past this many pod groups, the text lists the ones that waited longest.
+const MAX_GROUPS_SHOWN: usize = 12;
+
 fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.0}%"))
 }
@@ -77,7 +80,18 @@ pub fn to_text(sim: &Simulation, cfg: &Config, what: &str) -> String {
     let _ = writeln!(out, "  worker-hours     {:.2}", s.worker_hours);
     let _ = writeln!(out, "  evicted pods     {}", s.evicted_pods);
     let _ = writeln!(out, "  waited for capacity (longest pod of each group):");
-    for g in &s.groups {
+    // A replay has a group per pod: the longest waits only (JSON has them all).
+    let mut groups: Vec<_> = s.groups.iter().collect();
+    if groups.len() > MAX_GROUPS_SHOWN {
+        groups.sort_by_key(|g| std::cmp::Reverse(g.waited.unwrap_or(u64::MAX)));
+        let _ = writeln!(
+            out,
+            "    ({} groups; the {MAX_GROUPS_SHOWN} that waited longest, --output json for all)",
+            groups.len()
+        );
+        groups.truncate(MAX_GROUPS_SHOWN);
+    }
+    for g in groups {
         let _ = writeln!(
             out,
             "    {:<20} {:>4} pods from {}: {}{}",
@@ -104,4 +118,52 @@ pub fn to_json(sim: &Simulation) -> String {
         "summary": sim.summary,
     }))
     .expect("the simulation serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::engine::{default_epoch, simulate};
+    use crate::sim::scenario::Scenario;
+
+    #[test]
+    fn text_has_the_timeline_and_summary() {
+        let cfg = Config::default();
+        let sim = simulate(&Scenario::builtin(), &cfg, default_epoch()).unwrap();
+        let text = to_text(&sim, &cfg, "the built-in day");
+        let acted = sim.steps.iter().filter(|s| s.acted()).count();
+        let lines = text.lines().filter(|l| l.contains("scale_")).count();
+        assert_eq!(lines, acted, "{text}");
+        for want in [
+            "peak workers",
+            "flaps",
+            "worker-hours",
+            "morning-burst",
+            "never ran",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+    }
+
+    #[test]
+    fn many_groups_show_the_longest_waits() {
+        let mut yaml = String::from("duration: 1h\nworkers: 1\npods:\n");
+        for i in 0..30 {
+            yaml += &format!(
+                "  - {{name: p{i}, cpu: 500m, memory: 64Mi, start: {}m}}\n",
+                i
+            );
+        }
+        let cfg = Config::default();
+        let sim = simulate(&Scenario::parse(&yaml).unwrap(), &cfg, default_epoch()).unwrap();
+        let text = to_text(&sim, &cfg, "x");
+        assert!(
+            text.contains("(30 groups; the 12 that waited longest"),
+            "{text}"
+        );
+        let shown = text.lines().filter(|l| l.contains(" pods from ")).count();
+        assert_eq!(shown, MAX_GROUPS_SHOWN);
+        let json: serde_json::Value = serde_json::from_str(&to_json(&sim)).unwrap();
+        assert_eq!(json["summary"]["groups"].as_array().unwrap().len(), 30);
+    }
 }
