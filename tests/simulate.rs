@@ -402,7 +402,12 @@ fn replays_a_backfilled_day_from_prometheus() {
     let dir = TempDir::new("sim-replay");
     std::fs::write(
         dir.join("config.yaml"),
-        format!("prometheus:\n  url: {}\n", prom.url()),
+        format!(
+            "prometheus:\n  url: {}\nstate:\n  path: {}\n  lock_path: {}\n",
+            prom.url(),
+            dir.join("state.json").display(),
+            dir.join("lock").display()
+        ),
     )
     .unwrap();
     let run = simulate_cli(
@@ -457,6 +462,8 @@ fn replays_a_backfilled_day_from_prometheus() {
             .any(|s| s["removed"].is_array() && s["t"].as_u64().unwrap() > 10 * 3600)
     );
     assert_eq!(json["summary"]["final_workers"], 2);
+    // No state file and no lock: simulate writes nothing but its output.
+    assert!(!dir.join("state.json").exists() && !dir.join("lock").exists());
 }
 
 #[test]
