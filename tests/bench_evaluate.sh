@@ -9,8 +9,14 @@
 # It also reports the two parts of the wall time: Prometheus's own time on the query (its
 # engine metrics) and k3s-scale's own share (every signal overridden by a constant).
 #
+# Several Docker hosts: EXTRA_HOSTS (default 3) extra Docker daemons are started, each in
+# its own network namespace (`unshare --net dockerd ... --bridge=none`, as
+# ../shared/notes/field.md says; never --bridge=none in the machine's own namespace), and
+# the dry run is timed with docker.hosts naming one of them and naming all of them (the
+# listings are sent to every host at once). EXTRA_HOSTS=0 skips this part.
+#
 # Usage: tests/bench_evaluate.sh  (RUNS=200 WORKERS=6 PODS_PER_WORKER=10 SAMPLES=120
-#        SCRAPE_INTERVAL=30 to change)
+#        SCRAPE_INTERVAL=30 EXTRA_HOSTS=3 to change)
 # Needs: prometheus + promtool (Debian package prometheus), hyperfine, GNU time; installs
 # the missing ones with apt-get.
 set -euo pipefail
@@ -22,6 +28,7 @@ WORKERS=${WORKERS:-6}
 PODS_PER_WORKER=${PODS_PER_WORKER:-10}
 SAMPLES=${SAMPLES:-120}
 SCRAPE_INTERVAL=${SCRAPE_INTERVAL:-30}
+EXTRA_HOSTS=${EXTRA_HOSTS:-3}
 TARGET_MS=10
 TARGET_KIB=$((10 * 1024))
 # Prometheus on a tiny TSDB is ready in ~0.1-0.3 s; 30 s covers a loaded machine.
@@ -45,9 +52,13 @@ BIN=$PWD/target/release/k3s-scale
 work=$(mktemp -d "${TMPDIR:-/tmp}/k3s-scale-bench.XXXXXX")
 prom_pid=""
 api_pid=""
+dd_pids=()
 cleanup() {
     if [ -n "$prom_pid" ]; then kill "$prom_pid" 2>/dev/null || true; wait "$prom_pid" 2>/dev/null || true; fi
     if [ -n "$api_pid" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi
+    # The extra daemons by PID, before their data goes.
+    for p in "${dd_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${dd_pids[@]}"; do wait "$p" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -189,6 +200,30 @@ write_config "$work/constant.yaml" "$kube_section" <<'EOF'
     node_memory: label_replace(vector(50), "node", "k3s-worker-1", "", "")
 EOF
 
+# Extra Docker daemons, each in its own network namespace (see the head of this file).
+hosts_yaml=""
+for i in $(seq 1 "$EXTRA_HOSTS"); do
+    d="$work/dd-$i"
+    mkdir -p "$d"
+    echo '{}' >"$d/empty.json"
+    unshare --net dockerd --config-file "$d/empty.json" --data-root "$d/data" --exec-root "$d/exec" \
+        --pidfile "$d/pid" -H "unix://$d/d.sock" --storage-driver=vfs --bridge=none \
+        --iptables=false --ip-masq=false >"$d/log" 2>&1 &
+    dd_pids+=($!)
+    hosts_yaml+="  - {name: host-$i, host: 'unix://$d/d.sock'}"$'\n'
+done
+for i in $(seq 1 "$EXTRA_HOSTS"); do
+    for _ in $(seq 1 600); do
+        docker -H "unix://$work/dd-$i/d.sock" info >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    docker -H "unix://$work/dd-$i/d.sock" info >/dev/null 2>&1 || { echo "dockerd $i did not start:"; cat "$work/dd-$i/log"; exit 1; }
+done
+if ((EXTRA_HOSTS > 0)); then
+    write_config "$work/one-host.yaml" "$kube_section"$'\n'"docker:"$'\n'"  hosts:"$'\n'"$(head -1 <<<"$hosts_yaml")" </dev/null
+    write_config "$work/hosts.yaml" "$kube_section"$'\n'"docker:"$'\n'"  hosts:"$'\n'"$hosts_yaml" </dev/null
+fi
+
 api_cmd="$BIN --config $work/with-api.yaml --dry-run evaluate"
 plain_cmd="$BIN --config $work/config.yaml --dry-run evaluate"
 echo "== one run with the apiserver stand-in (expect exit 0, no action, nothing skipped):"
@@ -208,6 +243,20 @@ hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$work/hyperfine.json" \
     -n "evaluate --dry-run, constant queries" "$BIN --config $work/constant.yaml --dry-run evaluate" \
     -n "evaluate --dry-run" "$api_cmd" \
     -n "evaluate --dry-run, no kubeconfig (reconcile skipped)" "$plain_cmd"
+
+if ((EXTRA_HOSTS > 0)); then
+    echo "== one run over $EXTRA_HOSTS extra Docker hosts (expect exit 0, no action):"
+    $BIN --config "$work/hosts.yaml" --dry-run evaluate
+    echo "== the same dry run with docker.hosts naming one extra daemon, then all $EXTRA_HOSTS" \
+        "(listed in parallel), $RUNS runs each, alternating:"
+    hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$work/hosts.json" \
+        -n "evaluate --dry-run, 1 Docker host" "$BIN --config $work/one-host.yaml --dry-run evaluate" \
+        -n "evaluate --dry-run, $EXTRA_HOSTS Docker hosts" "$BIN --config $work/hosts.yaml --dry-run evaluate"
+    mapfile -t hmed < <(grep -o '"median": *[0-9.e-]*' "$work/hosts.json" | sed 's/.*: *//')
+    hosts_line="RESULT several Docker hosts: median wall $(awk -v s="${hmed[0]}" 'BEGIN { printf "%.2f", s * 1000 }') ms with 1 host," \
+        "$(awk -v s="${hmed[1]}" 'BEGIN { printf "%.2f", s * 1000 }') ms with $EXTRA_HOSTS hosts" \
+        "(difference $(awk -v a="${hmed[0]}" -v b="${hmed[1]}" 'BEGIN { printf "%.2f", (b - a) * 1000 }') ms; target <= 1 ms)"
+fi
 
 # Medians straight from hyperfine's JSON (one "median" per command, in order).
 mapfile -t medians < <(grep -o '"median": *[0-9.e-]*' "$work/hyperfine.json" | sed 's/.*: *//')
@@ -262,3 +311,6 @@ echo "RESULT   its parts: Prometheus evaluating the query ${prom_ms} ms (mean);"
     "k3s-scale's own share (constant queries) ${own_ms} ms median ($(verdict "$own_ms" "$TARGET_MS") <= ${TARGET_MS} ms)"
 echo "RESULT evaluate --dry-run, no kubeconfig (reconcile skipped): median wall ${plain_median_ms} ms;" \
     "peak RSS max ${plain_rss_max} KiB = $(mib "$plain_rss_max") MiB"
+if ((EXTRA_HOSTS > 0)); then
+    echo "$hosts_line"
+fi

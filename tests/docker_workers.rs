@@ -14,7 +14,7 @@ mod apiserver;
 
 use docker_support::{
     OWNER_LABEL, Pool, daemon_socket, docker, docker_ok, exists, host_capacity, inspect,
-    privileged_runs, test_image, write_file,
+    make_certs, privileged_runs, test_image, write_file,
 };
 use k3s_scale::config::Config;
 use k3s_scale::docker::{
@@ -344,6 +344,7 @@ fn evaluate_starts_workers_exactly_as_specified() {
         [
             "agent".to_string(),
             format!("--node-label=k3s-scale.io/pool={}", w.pool.name),
+            "--node-label=k3s-scale.io/host=default".into(),
             "--node-label=k3s-scale-test=yes".into(),
             format!("--kubelet-arg=system-reserved=cpu={reserved_cpu}m,memory={reserved_mem}"),
         ]
@@ -363,6 +364,9 @@ fn evaluate_starts_workers_exactly_as_specified() {
     assert_eq!(labels["io.k3s-scale.pool"], w.pool.name.as_str());
     assert_eq!(labels["io.k3s-scale.worker"], a.as_str());
     assert_eq!(labels["io.k3s-scale.index"], "1");
+    assert_eq!(labels["io.k3s-scale.host"], "default");
+    assert_eq!(labels["io.k3s-scale.cpus"], "0.5");
+    assert_eq!(labels["io.k3s-scale.memory"], (256u64 << 20).to_string());
     let hc = &c["HostConfig"];
     if privileged_runs() {
         assert_eq!(hc["Privileged"], true);
@@ -415,6 +419,7 @@ fn evaluate_starts_workers_exactly_as_specified() {
     assert_eq!(vlabels["io.k3s-scale.pool"], w.pool.name.as_str());
     assert_eq!(vlabels["io.k3s-scale.worker"], a.as_str());
     assert_eq!(vlabels["io.k3s-scale.index"], "1");
+    assert_eq!(vlabels["io.k3s-scale.host"], "default");
     assert_eq!(w.pool.volumes(), [format!("{a}-data"), format!("{b}-data")]);
 
     // The token is in the container env and nowhere else.
@@ -891,6 +896,7 @@ fn list_stop_and_remove_only_ever_touch_this_pools_workers() {
         cfg: &cfg.docker,
         token: &token,
         host: Some(client.host_capacity().unwrap()),
+        host_name: "default",
     };
     for n in [1, 2] {
         client.start_worker(&spec, &pool.worker(n), n).unwrap();
@@ -1005,6 +1011,7 @@ fn a_worker_that_cannot_start_is_removed_with_its_volume() {
         cfg: &cfg.docker,
         token: &token,
         host: None,
+        host_name: "default",
     };
     let e = client.start_worker(&spec, &pool.worker(1), 1).unwrap_err();
     assert!(matches!(e.cause, DockerError::NetworkMissing { .. }), "{e}");
@@ -1060,79 +1067,6 @@ struct TlsServer {
     child: std::process::Child,
     port: u16,
     dir: PathBuf,
-}
-
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl ({e}); the TLS test needs it"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (ca.pem), a server certificate for 127.0.0.1, and a client certificate
-/// (cert.pem, key.pem): the file names DOCKER_CERT_PATH expects.
-fn make_certs(dir: &std::path::Path, ca_name: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    let subj = format!("/CN={ca_name}");
-    openssl(
-        dir,
-        &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-            "-subj", &subj, "-days", "1",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (who, key, cert, ext) in [
-        ("127.0.0.1", "server.key", "server.pem", "server.ext"),
-        ("k3s-scale", "key.pem", "cert.pem", "client.ext"),
-    ] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                key,
-                "-out",
-                "req.csr",
-                "-subj",
-                &format!("/CN={who}"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "req.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                cert,
-                "-days",
-                "1",
-                "-extfile",
-                ext,
-            ],
-        );
-    }
 }
 
 fn tls_server(dir: &std::path::Path) -> TlsServer {

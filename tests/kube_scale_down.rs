@@ -465,6 +465,7 @@ impl MetricsSource for Idle {
             unschedulable: Some(Vec::new()),
             node_resources,
             cluster: None,
+            hosts: Default::default(),
         })
     }
 }

@@ -133,7 +133,7 @@ pub enum Command {
               value_parser = crate::config::units::parse_duration, requires = "from_prometheus")]
         interval: std::time::Duration,
     },
-    /// Show the config summary, cooldowns, idle time, workers provisioning and recent events
+    /// Show the config summary, cooldowns, idle time, Docker hosts, workers and recent events
     Status {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,

@@ -2,7 +2,7 @@
 
 use crate::cli::{Cli, Command, ConfigCommand, OutputFormat, StateCommand};
 use crate::config::Config;
-use crate::docker::{DockerClient, DockerEnv};
+use crate::docker::{DockerEnv, DockerHosts};
 use crate::run::error::RunError;
 use crate::run::executor::{DockerContainers, Executor};
 use crate::run::scale_down::{DrainRequest, ScaleDown, WorkerContainers};
@@ -261,9 +261,9 @@ fn actuator(cfg: &Config, env: &ProcessEnv, dry_run: bool) -> Result<Box<dyn Act
 fn up_actuator(cfg: &Config, env: &ProcessEnv) -> Result<Box<dyn Actuator>, RunError> {
     let token =
         crate::docker::load_token(cfg.docker.token_file.as_deref(), env.k3s_token.as_deref())?;
-    let client = std::rc::Rc::new(DockerClient::connect(&cfg.docker, &env.docker)?);
+    let hosts = std::rc::Rc::new(DockerHosts::connect(&cfg.docker, &env.docker)?);
     Ok(Box::new(crate::run::docker_side::DockerActuator::new(
-        client,
+        hosts,
         &cfg.docker,
         token,
         Box::new(crate::run::PlanOnly),
@@ -377,16 +377,23 @@ fn observe_workers(cfg: &Config, state: &State, now: Timestamp) -> crate::cli::s
     let env = ProcessEnv::read();
     let mut ex = Executor::connect(cfg, &env.docker, None).map_err(|e| e.to_string())?;
     let obs = ex.observe().map_err(|f| f.message)?.unwrap_or_default();
-    let repairs =
-        crate::plan::reconcile::plan_repairs(&obs.containers, &obs.nodes, state, cfg, now);
-    Ok((obs, repairs))
+    let repairs = crate::plan::reconcile::plan_repairs(
+        &obs.containers,
+        &obs.nodes,
+        state,
+        cfg,
+        now,
+        &obs.unlisted(),
+    );
+    let hosts = ex.host_facts();
+    Ok((obs, repairs, hosts))
 }
 
 /// The container side for `drain`: this pool's Docker workers.
 fn worker_containers(cfg: &Config) -> Result<Box<dyn WorkerContainers>, RunError> {
     let env = ProcessEnv::read();
-    let client = DockerClient::connect(&cfg.docker, &env.docker)?;
-    Ok(Box::new(DockerContainers(std::rc::Rc::new(client))))
+    let hosts = DockerHosts::connect(&cfg.docker, &env.docker)?;
+    Ok(Box::new(DockerContainers(std::rc::Rc::new(hosts))))
 }
 
 /// `k3s-scale drain NODE`: under the run lock, drain; record what happened in the state.

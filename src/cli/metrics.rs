@@ -248,6 +248,18 @@ pub fn render(run: &RunRecord) -> String {
     o.sample("workers_limit", &[("bound", "min")], f64::from(l.min_nodes));
     o.sample("workers_limit", &[("bound", "max")], f64::from(l.max_nodes));
 
+    // Docker hosts: present once the run listed the pool's workers (no sample otherwise).
+    if !report.docker_hosts.is_empty() {
+        o.family(
+            "docker_host_up",
+            "gauge",
+            "1 when the last run could list this pool's workers on the Docker host, 0 when it              could not (its workers are then neither placed on, repaired nor removed).",
+        );
+        for h in &report.docker_hosts {
+            o.sample("docker_host_up", &[("host", &h.name)], flag(h.up));
+        }
+    }
+
     // Worker counts exist only when the run could count the nodes.
     let nodes_known = signals
         .iter()

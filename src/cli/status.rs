@@ -4,9 +4,11 @@
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::plan::reconcile::Repair;
+use crate::plan::worker_hosts::{HostFacts, WorkerSize, room};
 use crate::run::Observed;
 use crate::state::State;
 use crate::state::time::Timestamp;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -47,8 +49,56 @@ fn waits(cfg: &Config, state: &State) -> Vec<Wait> {
     ]
 }
 
-/// What Docker and Kubernetes say about this pool's workers, or why they could not be asked.
-pub type Workers = Result<(Observed, Vec<Repair>), String>;
+/// What Docker and Kubernetes say about this pool's workers, what reconcile would repair,
+/// and each Docker host's facts; or why they could not be asked.
+pub type Workers = Result<(Observed, Vec<Repair>, Vec<HostFacts>), String>;
+
+/// One Docker host as `status` shows it.
+#[derive(Serialize)]
+struct HostRow<'a> {
+    name: &'a str,
+    reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    cpus: Option<f64>,
+    memory: Option<u64>,
+    /// k3s-scale workers of every pool on it, and the limits they add up to.
+    workers: u32,
+    used_cpus: f64,
+    used_memory: u64,
+    max_workers: Option<u32>,
+    /// Workers of this pool's size that still fit.
+    room: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    no_room: Option<String>,
+}
+
+fn host_rows<'a>(cfg: &Config, obs: &'a Observed, facts: &'a [HostFacts]) -> Vec<HostRow<'a>> {
+    let size = WorkerSize {
+        cpus: cfg.docker.cpus,
+        memory: cfg.docker.memory.0,
+    };
+    facts
+        .iter()
+        .map(|f| {
+            let seen = obs.hosts.iter().find(|h| h.name == f.name);
+            let room = room(f, size, cfg.docker.overcommit);
+            HostRow {
+                name: &f.name,
+                reachable: f.capacity.is_some() && seen.is_none_or(|h| h.up),
+                error: seen.and_then(|h| h.error.as_deref()),
+                cpus: f.capacity.map(|c| c.0),
+                memory: f.capacity.map(|c| c.1),
+                workers: f.workers,
+                used_cpus: f.used_cpus,
+                used_memory: f.used_memory,
+                max_workers: f.max_workers,
+                room: *room.as_ref().unwrap_or(&0),
+                no_room: room.err(),
+            }
+        })
+        .collect()
+}
 
 /// Workers by name: container state and Node state side by side.
 fn side_by_side(obs: &Observed) -> Vec<(String, String, String)> {
@@ -112,12 +162,19 @@ pub fn render(
                 "next_worker": format!("{}-{}", cfg.docker.name_prefix, state.next_worker_index),
                 "totals": state.totals,
                 "events": state.events,
+                "docker_hosts": match workers {
+                    Ok((obs, _, facts)) => serde_json::json!(host_rows(cfg, obs, facts)),
+                    Err(_) => serde_json::Value::Null,
+                },
                 "workers": match workers {
-                    Ok((obs, _)) => serde_json::json!(side_by_side(obs).into_iter().map(|(n, c, k)| serde_json::json!({"name": n, "container": c, "node": k})).collect::<Vec<_>>()),
+                    Ok((obs, _, _)) => serde_json::json!(side_by_side(obs).into_iter().map(|(n, c, k)| {
+                        let host = obs.containers.iter().find(|x| x.name == n).map(|x| x.host.clone());
+                        serde_json::json!({"name": n, "container": c, "node": k, "host": host})
+                    }).collect::<Vec<_>>()),
                     Err(e) => serde_json::json!({"error": e}),
                 },
                 "would_repair": match workers {
-                    Ok((_, r)) => serde_json::json!(r.iter().map(Repair::describe).collect::<Vec<_>>()),
+                    Ok((_, r, _)) => serde_json::json!(r.iter().map(Repair::describe).collect::<Vec<_>>()),
                     Err(_) => serde_json::Value::Null,
                 },
             });
@@ -175,14 +232,46 @@ pub fn render(
                 tot.failed_scale_ups, tot.failed_scale_downs, tot.evicted_pods, tot.repairs
             ));
             match workers {
-                Ok((obs, repairs)) => {
+                Ok((obs, repairs, facts)) => {
+                    out.push_str("Docker hosts:\n");
+                    for h in host_rows(cfg, obs, facts) {
+                        if !h.reachable {
+                            out.push_str(&format!(
+                                "  {:<16} unreachable ({})\n",
+                                h.name,
+                                h.error.unwrap_or("its capacity could not be read")
+                            ));
+                            continue;
+                        }
+                        let max = h
+                            .max_workers
+                            .map_or(String::new(), |m| format!(" (max {m})"));
+                        out.push_str(&format!(
+                            "  {:<16} reachable; {} CPUs, {}; {} k3s-scale worker(s){max} taking {} CPUs, {}; room for {} more{}\n",
+                            h.name,
+                            crate::run::report::trim_float(h.cpus.unwrap_or_default()),
+                            crate::config::units::Bytes(h.memory.unwrap_or_default()),
+                            h.workers,
+                            crate::run::report::trim_float(h.used_cpus),
+                            crate::config::units::Bytes(h.used_memory),
+                            h.room,
+                            h.no_room.map_or(String::new(), |w| format!(" ({w})")),
+                        ));
+                    }
                     out.push_str("workers (container / node):\n");
                     let rows = side_by_side(obs);
                     if rows.is_empty() {
                         out.push_str("  none managed by this pool\n");
                     }
+                    let several = obs.hosts.len() > 1;
                     for (n, c, k) in rows {
-                        out.push_str(&format!("  {n:<24} {c:<14} {k}\n"));
+                        let host = if several {
+                            let h = obs.containers.iter().find(|x| x.name == n);
+                            format!(" on {:<12}", h.map_or("?", |x| x.host.as_str()))
+                        } else {
+                            String::new()
+                        };
+                        out.push_str(&format!("  {n:<24}{host} {c:<14} {k}\n"));
                     }
                     for r in repairs {
                         out.push_str(&format!("  reconcile would: {}\n", r.describe()));

@@ -134,6 +134,11 @@ pub struct Scaling {
 pub struct Docker {
     pub host: Option<String>,
     pub tls: Option<DockerTls>,
+    /// Several Docker hosts for one pool; empty: the one host of `host` (or $DOCKER_HOST).
+    pub hosts: Vec<DockerHost>,
+    /// How far the workers' limits on a host may add up past its CPUs and memory when
+    /// placing a new worker (1.0: not at all).
+    pub overcommit: f64,
     pub timeout: Secs,
     pub image: String,
     pub network: String,
@@ -154,6 +159,24 @@ pub struct Docker {
     /// k3s-in-Docker cluster.
     pub k3d_cluster: Option<String>,
 }
+
+/// One Docker host of a multi-host pool (`docker.hosts`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DockerHost {
+    /// Short name used in labels (`io.k3s-scale.host`, Node label `k3s-scale.io/host`).
+    pub name: String,
+    /// The endpoint, as `docker.host` takes it: unix:///path or tcp://host:port.
+    pub host: String,
+    #[serde(default)]
+    pub tls: Option<DockerTls>,
+    /// At most this many k3s-scale workers (of any pool) on this host; None: no cap.
+    #[serde(default)]
+    pub max_workers: Option<u32>,
+}
+
+/// The name the one host of a single-host config goes by in labels and status.
+pub const SINGLE_HOST_NAME: &str = "default";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -258,6 +281,8 @@ impl Default for Docker {
         Docker {
             host: None,
             tls: None,
+            hosts: Vec::new(),
+            overcommit: 1.0,
             timeout: Secs::from_secs(30),
             image: "rancher/k3s:v1.31.4-k3s1".into(),
             network: "k3s".into(),
@@ -545,20 +570,15 @@ impl Config {
             return Err(invalid("docker.timeout", "must be above zero"));
         }
         if let Some(host) = &d.host {
-            let known = ["unix://", "tcp://", "http://", "https://"];
-            if !known.iter().any(|s| host.starts_with(s)) || known.contains(&host.as_str()) {
-                return Err(invalid(
-                    "docker.host",
-                    format!("{host:?} must be unix:///path or tcp://host:port"),
-                ));
-            }
-            if d.tls.is_some() && host.starts_with("unix://") {
-                return Err(invalid(
-                    "docker.tls",
-                    "TLS applies to a tcp:// docker.host only",
-                ));
-            }
+            check_endpoint("docker.host", host, d.tls.is_some(), "docker.tls")?;
         }
+        if !(d.overcommit >= 1.0 && d.overcommit <= 100.0) {
+            return Err(invalid(
+                "docker.overcommit",
+                format!("{} must be between 1.0 (none) and 100", d.overcommit),
+            ));
+        }
+        self.validate_docker_hosts()?;
         // Below a few thousand, k3s (kubelet, containerd) runs out of files or threads.
         for (key, v) in [
             ("docker.ulimit_nofile", d.ulimit_nofile),
@@ -579,6 +599,100 @@ impl Config {
                     &format!("docker.agent_args[{i}]"),
                     "must not carry the join token; use docker.token_file or K3S_TOKEN",
                 ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An endpoint as `docker.host` takes it; `tls` only with tcp://.
+fn check_endpoint(key: &str, host: &str, tls: bool, tls_key: &str) -> Result<(), ConfigError> {
+    let known = ["unix://", "tcp://", "http://", "https://"];
+    if !known.iter().any(|s| host.starts_with(s)) || known.contains(&host) {
+        return Err(invalid(
+            key,
+            format!("{host:?} must be unix:///path or tcp://host:port"),
+        ));
+    }
+    if tls && host.starts_with("unix://") {
+        return Err(invalid(
+            tls_key,
+            format!("TLS applies to a tcp:// {key} only"),
+        ));
+    }
+    Ok(())
+}
+
+/// An endpoint as written, made comparable: `tcp://h:2375/` and `tcp://h:2375` are one.
+fn endpoint_key(host: &str) -> String {
+    let h = host.trim_end_matches('/');
+    match h.strip_prefix("http://") {
+        Some(rest) => format!("tcp://{rest}"),
+        None => h.to_string(),
+    }
+}
+
+impl Config {
+    fn validate_docker_hosts(&self) -> Result<(), ConfigError> {
+        let d = &self.docker;
+        if d.hosts.is_empty() {
+            return Ok(());
+        }
+        if d.host.is_some() || d.tls.is_some() {
+            return Err(invalid(
+                "docker.hosts",
+                "set either docker.host (and docker.tls) or docker.hosts, not both",
+            ));
+        }
+        for (i, h) in d.hosts.iter().enumerate() {
+            let key = format!("docker.hosts[{i}]");
+            // Short, and valid wherever it goes: a Docker label value and a Node label value.
+            if h.name.is_empty()
+                || h.name.len() > 32
+                || !h
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                || h.name.starts_with('-')
+                || h.name.ends_with('-')
+            {
+                return Err(invalid(
+                    &format!("{key}.name"),
+                    format!(
+                        "{:?} must be 1-32 lower-case letters, digits and '-', not starting or ending with '-'",
+                        h.name
+                    ),
+                ));
+            }
+            check_endpoint(
+                &format!("{key}.host"),
+                &h.host,
+                h.tls.is_some(),
+                &format!("{key}.tls"),
+            )?;
+            if h.max_workers == Some(0) {
+                return Err(invalid(
+                    &format!("{key}.max_workers"),
+                    "must be at least 1 (remove the host to use none)",
+                ));
+            }
+            for (j, other) in d.hosts[..i].iter().enumerate() {
+                let same = if other.name == h.name {
+                    Some(format!("name {:?}", h.name))
+                } else if endpoint_key(&other.host) == endpoint_key(&h.host) {
+                    Some(format!("endpoint {:?}", h.host))
+                } else {
+                    None
+                };
+                if let Some(what) = same {
+                    return Err(invalid(
+                        &key,
+                        format!(
+                            "docker.hosts[{j}] ({}) and docker.hosts[{i}] ({}) have the same {what}",
+                            other.name, h.name
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -754,6 +868,27 @@ mod tests {
                 "docker:\n  k3d_cluster: a-name-that-is-much-too-long-for-k3d\n",
                 "docker.k3d_cluster",
             ),
+            ("docker:\n  overcommit: 0.5\n", "docker.overcommit"),
+            (
+                "docker:\n  hosts: [{name: A, host: 'unix:///a'}]\n",
+                "docker.hosts[0].name",
+            ),
+            (
+                "docker:\n  hosts: [{name: a, host: 'ssh://a'}]\n",
+                "docker.hosts[0].host",
+            ),
+            (
+                "docker:\n  hosts: [{name: a, host: 'unix:///a', tls: {ca_file: a, cert_file: b, key_file: c}}]\n",
+                "docker.hosts[0].tls",
+            ),
+            (
+                "docker:\n  hosts: [{name: a, host: 'unix:///a', max_workers: 0}]\n",
+                "docker.hosts[0].max_workers",
+            ),
+            (
+                "docker:\n  host: unix:///s\n  hosts: [{name: a, host: 'unix:///a'}]\n",
+                "docker.hosts",
+            ),
             (
                 "kubernetes:\n  permanent_nodes: ['Node_1']\n",
                 "kubernetes.permanent_nodes[0]",
@@ -766,6 +901,33 @@ mod tests {
                 "{text:?} gave {e:?}, expected it to name {key}"
             );
         }
+    }
+
+    #[test]
+    fn hosts_with_the_same_name_or_endpoint_are_named_together() {
+        let e = err(
+            "docker:\n  hosts:\n  - {name: a, host: 'tcp://h1:2375'}\n  - {name: b, host: 'unix:///b'}\n  - {name: a, host: 'tcp://h3:2375'}\n",
+        );
+        assert!(
+            e.contains("docker.hosts[0] (a) and docker.hosts[2] (a)") && e.contains("same name"),
+            "{e}"
+        );
+        let e = err(
+            "docker:\n  hosts:\n  - {name: a, host: 'tcp://h1:2375'}\n  - {name: b, host: 'tcp://h1:2375/'}\n",
+        );
+        assert!(
+            e.contains("docker.hosts[0] (a) and docker.hosts[1] (b)")
+                && e.contains("same endpoint"),
+            "{e}"
+        );
+        let c = Config::parse(
+            "docker:\n  overcommit: 1.5\n  hosts:\n  - {name: box-1, host: 'unix:///a.sock', max_workers: 3}\n  - {name: box-2, host: 'tcp://127.0.0.1:2376', tls: {ca_file: ca, cert_file: c, key_file: k}}\n",
+        )
+        .unwrap();
+        assert_eq!(c.docker.hosts.len(), 2);
+        assert_eq!(c.docker.hosts[0].max_workers, Some(3));
+        assert!(c.docker.hosts[1].tls.is_some());
+        assert_eq!(c.docker.overcommit, 1.5);
     }
 
     #[test]

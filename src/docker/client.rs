@@ -58,12 +58,27 @@ pub fn resolve_endpoint(cfg: &config::Docker, env: &DockerEnv) -> Result<Endpoin
         (None, Some(h)) if !h.trim().is_empty() => (h.trim(), "DOCKER_HOST"),
         _ => (DEFAULT_HOST, "the default"),
     };
+    resolve(host, source, cfg.tls.as_ref(), env)
+}
+
+/// The endpoint of one `docker.hosts` entry: its own `host` and `tls` only (the
+/// environment's DOCKER_HOST and DOCKER_TLS_VERIFY are for the single-host form).
+pub fn resolve_host_entry(h: &config::DockerHost, key: &str) -> Result<Endpoint, DockerError> {
+    resolve(&h.host, key, h.tls.as_ref(), &DockerEnv::default())
+}
+
+fn resolve(
+    host: &str,
+    source: &str,
+    tls: Option<&config::DockerTls>,
+    env: &DockerEnv,
+) -> Result<Endpoint, DockerError> {
     let bad = |why: &str| DockerError::Setup(format!("{source} {host:?}: {why}"));
     if let Some(path) = host.strip_prefix("unix://") {
         if path.is_empty() {
             return Err(bad("names no socket path"));
         }
-        if cfg.tls.is_some() {
+        if tls.is_some() {
             return Err(bad("docker.tls applies to a tcp:// host only"));
         }
         return Ok(Endpoint::Unix(PathBuf::from(path)));
@@ -83,7 +98,7 @@ pub fn resolve_endpoint(cfg: &config::Docker, env: &DockerEnv) -> Result<Endpoin
     if addr.is_empty() || addr.contains(['/', '@', ' ']) {
         return Err(bad("expected tcp://host:port"));
     }
-    let tls_files = match (&cfg.tls, env.tls_verify) {
+    let tls_files = match (tls, env.tls_verify) {
         (Some(t), _) => Some((t.ca_file.clone(), t.cert_file.clone(), t.key_file.clone())),
         (None, true) => {
             let dir = env.cert_path.clone().ok_or_else(|| {
@@ -143,7 +158,14 @@ impl DockerClient {
     /// the absolute path over the `/vX.Y` prefix), which every daemon serves at its own
     /// version, so Docker 20.10 (API 1.41) and Docker 29 (at least 1.44) both work.
     pub fn connect(cfg: &config::Docker, env: &DockerEnv) -> Result<DockerClient, DockerError> {
-        let endpoint = resolve_endpoint(cfg, env)?;
+        Self::connect_endpoint(resolve_endpoint(cfg, env)?, cfg)
+    }
+
+    /// Connects to `endpoint` with the timeouts and pool of `cfg` (one `docker.hosts` entry).
+    pub fn connect_endpoint(
+        endpoint: Endpoint,
+        cfg: &config::Docker,
+    ) -> Result<DockerClient, DockerError> {
         let timeout = cfg.timeout.get();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

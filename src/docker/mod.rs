@@ -6,16 +6,19 @@
 //! `run::docker_side`. May use `plan` (names, container states), `state`, `config`.
 
 mod client;
+mod hosts;
 pub mod k3d;
 mod ops;
 mod spec;
 mod token;
 
-pub use client::{DockerClient, DockerEnv, Endpoint, resolve_endpoint};
+pub use client::{DockerClient, DockerEnv, Endpoint, resolve_endpoint, resolve_host_entry};
+pub use hosts::{DockerHosts, Host, PerHost};
 pub use ops::{ContainerState, ManagedContainer, ManagedVolume, Removed, StartError};
 pub use spec::{
-    HostCapacity, LABEL_INDEX, LABEL_MANAGED, LABEL_POOL, LABEL_WORKER, NODE_LABEL_POOL,
-    VOLUME_TARGET, WorkerSpec, system_reserved_arg, volume_name, worker_labels,
+    HostCapacity, LABEL_CPUS, LABEL_HOST, LABEL_INDEX, LABEL_MANAGED, LABEL_MEMORY, LABEL_POOL,
+    LABEL_WORKER, NODE_LABEL_HOST, NODE_LABEL_POOL, VOLUME_TARGET, WorkerSpec, system_reserved_arg,
+    volume_name, worker_labels,
 };
 pub use token::{JoinToken, load_token, write_token_file};
 
@@ -30,6 +33,11 @@ pub enum DockerError {
     Unreachable {
         endpoint: String,
         detail: String,
+    },
+    /// A host of `docker.hosts` that did not answer this run (`cause`), asked again.
+    HostDown {
+        host: String,
+        cause: String,
     },
     /// The daemon took longer than `docker.timeout` (or the stop grace) to answer.
     Timeout {
@@ -70,7 +78,9 @@ impl DockerError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            DockerError::Unreachable { .. } | DockerError::Timeout { .. }
+            DockerError::Unreachable { .. }
+                | DockerError::Timeout { .. }
+                | DockerError::HostDown { .. }
         ) || matches!(self, DockerError::Refused { status, .. } if *status >= 500)
     }
 }
@@ -81,6 +91,9 @@ impl fmt::Display for DockerError {
             DockerError::Setup(m) => write!(f, "Docker client setup: {m}"),
             DockerError::Unreachable { endpoint, detail } => {
                 write!(f, "cannot reach the Docker daemon at {endpoint}: {detail}")
+            }
+            DockerError::HostDown { host, cause } => {
+                write!(f, "Docker host {host} is unreachable this run ({cause})")
             }
             DockerError::Timeout { what, after } => write!(
                 f,

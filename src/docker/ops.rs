@@ -138,6 +138,47 @@ impl DockerClient {
             .collect())
     }
 
+    /// What the k3s-scale workers of every pool on this host take: (count, CPUs, memory)
+    /// from the limits their labels record; a container made before those labels existed
+    /// counts at `default` (this pool's worker size). Exited and dead containers take
+    /// nothing (reconcile removes them).
+    pub fn managed_use(&self, default: (f64, u64)) -> Result<(u32, f64, u64), DockerError> {
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(spec::managed_filter()),
+            ..Default::default()
+        };
+        let api = self.api(self.timeout);
+        let list = self.call(
+            "listing k3s-scale workers of every pool",
+            self.timeout,
+            api.list_containers(Some(opts)),
+        )?;
+        let mut total = (0u32, 0.0f64, 0u64);
+        for c in list {
+            if matches!(
+                state_from_docker(c.state.as_ref()),
+                ContainerState::Exited | ContainerState::Dead | ContainerState::Removing
+            ) {
+                continue;
+            }
+            let labels = c.labels.unwrap_or_default();
+            let cpus = labels
+                .get(spec::LABEL_CPUS)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .unwrap_or(default.0);
+            let memory = labels
+                .get(spec::LABEL_MEMORY)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(default.1);
+            total.0 += 1;
+            total.1 += cpus;
+            total.2 = total.2.saturating_add(memory);
+        }
+        Ok(total)
+    }
+
     /// This pool's worker data volumes.
     pub fn list_volumes(&self) -> Result<Vec<ManagedVolume>, DockerError> {
         self.list_volumes_of(None)

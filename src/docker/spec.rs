@@ -21,6 +21,15 @@ pub const LABEL_WORKER: &str = "io.k3s-scale.worker";
 /// The worker's number, so that a fresh state still never reuses a name.
 pub const LABEL_INDEX: &str = "io.k3s-scale.index";
 pub use crate::config::NODE_LABEL_POOL;
+/// The Docker host (`docker.hosts[].name`, or "default") a container or volume was made on.
+pub const LABEL_HOST: &str = "io.k3s-scale.host";
+/// The CPU and memory limits the container was given, so that placement can add up what
+/// the workers on a host take without inspecting them (an inspect answer carries the
+/// join token).
+pub const LABEL_CPUS: &str = "io.k3s-scale.cpus";
+pub const LABEL_MEMORY: &str = "io.k3s-scale.memory";
+/// The Node label that says which Docker host a worker runs on, for topology spread.
+pub const NODE_LABEL_HOST: &str = "k3s-scale.io/host";
 /// Where k3s keeps the node's data (containerd images, the node password, certificates).
 pub const VOLUME_TARGET: &str = "/var/lib/rancher/k3s";
 
@@ -37,13 +46,19 @@ pub fn volume_name(worker: &str) -> String {
     format!("{worker}-data")
 }
 
-pub fn worker_labels(pool: &str, worker: &str, index: u64) -> HashMap<String, String> {
+pub fn worker_labels(pool: &str, worker: &str, index: u64, host: &str) -> HashMap<String, String> {
     HashMap::from([
         (LABEL_MANAGED.to_string(), "true".to_string()),
         (LABEL_POOL.to_string(), pool.to_string()),
         (LABEL_WORKER.to_string(), worker.to_string()),
         (LABEL_INDEX.to_string(), index.to_string()),
+        (LABEL_HOST.to_string(), host.to_string()),
     ])
+}
+
+/// The Docker list filter for every k3s-scale object, whatever its pool.
+pub(super) fn managed_filter() -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])])
 }
 
 /// The Docker list filter for this pool's managed objects (labels are ANDed).
@@ -84,6 +99,8 @@ pub struct WorkerSpec<'a> {
     pub token: &'a JoinToken,
     /// None: no reservation is added (the configured agent_args set their own).
     pub host: Option<HostCapacity>,
+    /// The Docker host's name in labels (`docker.hosts[].name`, or "default").
+    pub host_name: &'a str,
 }
 
 impl WorkerSpec<'_> {
@@ -97,6 +114,7 @@ impl WorkerSpec<'_> {
         let mut cmd = vec![
             "agent".to_string(),
             format!("--node-label={NODE_LABEL_POOL}={}", self.cfg.pool),
+            format!("--node-label={NODE_LABEL_HOST}={}", self.host_name),
         ];
         cmd.extend(self.cfg.agent_args.iter().cloned());
         if !Self::user_sets_reservation(self.cfg)
@@ -111,7 +129,9 @@ impl WorkerSpec<'_> {
     /// The container's labels: k3s-scale's own, and k3d's when the pool belongs to a k3d
     /// cluster. k3s-scale lists and removes by its own labels only.
     pub fn container_labels(&self, worker: &str, index: u64) -> HashMap<String, String> {
-        let mut labels = worker_labels(&self.cfg.pool, worker, index);
+        let mut labels = worker_labels(&self.cfg.pool, worker, index, self.host_name);
+        labels.insert(LABEL_CPUS.to_string(), self.cfg.cpus.to_string());
+        labels.insert(LABEL_MEMORY.to_string(), self.cfg.memory.0.to_string());
         if let Some(cluster) = &self.cfg.k3d_cluster {
             labels.extend(k3d::worker_labels(
                 cluster,
@@ -123,7 +143,7 @@ impl WorkerSpec<'_> {
     }
 
     pub fn volume(&self, worker: &str, index: u64) -> VolumeCreateRequest {
-        let mut labels = worker_labels(&self.cfg.pool, worker, index);
+        let mut labels = worker_labels(&self.cfg.pool, worker, index, self.host_name);
         if let Some(cluster) = &self.cfg.k3d_cluster {
             labels.extend(k3d::volume_labels(cluster));
         }
@@ -237,6 +257,7 @@ mod tests {
                 cpus: 4.0,
                 memory: 8 * GI,
             }),
+            host_name: "box-2",
         };
         let body = spec.container("k3s-worker-7", 7);
         assert_eq!(
@@ -244,6 +265,7 @@ mod tests {
             [
                 "agent".to_string(),
                 "--node-label=k3s-scale.io/pool=blue".into(),
+                "--node-label=k3s-scale.io/host=box-2".into(),
                 "--node-label=pool=blue".into(),
                 format!("--kubelet-arg=system-reserved=cpu=2000m,memory={}", 6 * GI)
             ]
@@ -253,6 +275,9 @@ mod tests {
         assert!(env.contains(&"K3S_TOKEN=s3cret".to_string()));
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_INDEX], "7");
+        assert_eq!(labels[LABEL_HOST], "box-2");
+        assert_eq!(labels[LABEL_CPUS], "2");
+        assert_eq!(labels[LABEL_MEMORY], (2 * GI).to_string());
         assert!(is_managed(&labels, "blue"));
         assert!(!is_managed(&labels, "green"));
         assert!(labels.values().all(|v| !v.contains("s3cret")));
@@ -275,6 +300,7 @@ mod tests {
             cfg: &cfg,
             token: &token,
             host: None,
+            host_name: "default",
         };
         assert!(
             !spec
@@ -288,6 +314,7 @@ mod tests {
             cfg: &cfg,
             token: &token,
             host: None,
+            host_name: "default",
         };
         let labels = spec.container("w-1", 1).labels.unwrap();
         assert!(is_managed(&labels, "blue"));
@@ -319,6 +346,7 @@ mod tests {
                 cpus: 4.0,
                 memory: 8 * GI,
             }),
+            host_name: "default",
         };
         let body = spec.container("w-1", 1);
         assert_eq!(
@@ -326,6 +354,7 @@ mod tests {
             [
                 "agent",
                 "--node-label=k3s-scale.io/pool=blue",
+                "--node-label=k3s-scale.io/host=default",
                 "--kubelet-arg=system-reserved=cpu=1"
             ]
         );

@@ -240,6 +240,7 @@ fn scale_up_rules_table() {
                 provisioning: vec![Provisioning {
                     name: "k3s-worker-9".into(),
                     started_at: ago(100).unwrap(),
+                    host: None,
                 }],
                 ..st.clone()
             },
@@ -253,6 +254,7 @@ fn scale_up_rules_table() {
                 provisioning: vec![Provisioning {
                     name: "k3s-worker-3".into(),
                     started_at: ago(100).unwrap(),
+                    host: None,
                 }],
                 ..st.clone()
             },
@@ -377,6 +379,7 @@ fn scale_down_rules_table() {
                 provisioning: vec![Provisioning {
                     name: "k3s-worker-9".into(),
                     started_at: ago(10).unwrap(),
+                    host: None,
                 }],
                 ..idle_state()
             },
@@ -501,16 +504,55 @@ fn candidates_least_utilised_first_ties_to_newest_never_permanent() {
 }
 
 #[test]
+fn among_equally_good_candidates_the_fullest_host_goes_first() {
+    let c = cfg();
+    let mut s = snap()
+        .node("k3s-worker-1", true, 10.0)
+        .node("k3s-worker-2", true, 10.0)
+        .node("k3s-worker-3", true, 10.0)
+        .node("k3s-worker-4", true, 5.0)
+        .node("k3s-worker-5", true, 10.0);
+    // box-a holds 1, 4 and 5; box-b holds 2 and 3.
+    for (w, h) in [
+        (1, "box-a"),
+        (2, "box-b"),
+        (3, "box-b"),
+        (4, "box-a"),
+        (5, "box-a"),
+    ] {
+        s.0.hosts.insert(format!("k3s-worker-{w}"), h.to_string());
+    }
+    assert_eq!(
+        rank_candidates(&s.0, &c),
+        vec![
+            // Least utilised first, wherever it is.
+            "k3s-worker-4",
+            // Then the equal ones on the host with most workers, newest first.
+            "k3s-worker-5",
+            "k3s-worker-1",
+            "k3s-worker-3",
+            "k3s-worker-2",
+        ]
+    );
+    // One host (or none known): the newest, as before.
+    s.0.hosts.clear();
+    assert_eq!(rank_candidates(&s.0, &c)[1], "k3s-worker-5");
+    assert_eq!(rank_candidates(&s.0, &c)[2], "k3s-worker-3");
+}
+
+#[test]
 fn worker_joining_leaves_provisioning() {
     let st = State {
         provisioning: vec![
             Provisioning {
                 name: "k3s-worker-4".into(),
                 started_at: ago(20).unwrap(),
+                host: None,
             },
             Provisioning {
                 name: "k3s-worker-5".into(),
                 started_at: ago(20).unwrap(),
+                host: None,
             },
         ],
         ..State::fresh()
@@ -586,7 +628,7 @@ prop_compose! {
             last_scale_up: up.and_then(ago), last_scale_down: down.and_then(ago),
             last_scale_up_failure: upf.and_then(ago), last_scale_down_failure: downf.and_then(ago),
             low_since: low.and_then(ago),
-            provisioning: (0..booting).map(|i| Provisioning { name: format!("k3s-worker-b{i}"), started_at: ago(5).unwrap() }).collect(),
+            provisioning: (0..booting).map(|i| Provisioning { name: format!("k3s-worker-b{i}"), started_at: ago(5).unwrap(), host: None }).collect(),
             ..State::fresh()
         }
     }
@@ -782,6 +824,7 @@ fn scheduling_aware_cases() {
     booting.provisioning.push(Provisioning {
         name: "k3s-worker-9".into(),
         started_at: ago(10).unwrap(),
+        host: None,
     });
     let p = run(&with_pods(full(), &six), &booting, &c);
     assert_eq!((p.action.clone(), p.count), (Action::ScaleUp, 5), "{p:#?}");
@@ -801,6 +844,7 @@ fn a_worker_seen_by_the_api_first_is_counted_once_and_max_nodes_holds() {
     st.provisioning.push(Provisioning {
         name: "k3s-worker-3".into(),
         started_at: ago(10).unwrap(),
+        host: None,
     });
     let s = with_pods(
         snap()

@@ -15,6 +15,8 @@ pub struct WorkerContainer {
     pub name: String,
     pub state: ContainerState,
     pub created: Option<Timestamp>,
+    /// The Docker host it was listed on.
+    pub host: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,6 +55,8 @@ pub struct WorkerNode {
     pub ready: bool,
     /// Still cordoned by a drain that never finished (`drain::DRAINING_ANNOTATION`).
     pub drain_left: bool,
+    /// Its Node label `k3s-scale.io/host`; None on workers started before it existed.
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -160,14 +164,20 @@ impl Repair {
 /// then disagree about everything) must not turn into deleting healthy nodes.
 /// - `NeverReady` only for workers in the state's provisioning list;
 /// - `OrphanNode` only for a Node that is NotReady (its kubelet is gone with the container);
-/// - permanent nodes are never touched.
+/// - permanent nodes are never touched;
+/// - nothing is concluded from the absence of a container on a Docker host that could not
+///   be listed (`unlisted`): a Node or provisioning entry of such a host, or of no known
+///   host while any host is unlisted, is left as it is.
 pub fn plan_repairs(
     containers: &[WorkerContainer],
     nodes: &[WorkerNode],
     state: &State,
     cfg: &Config,
     now: Timestamp,
+    unlisted: &[String],
 ) -> Vec<Repair> {
+    let blind =
+        |host: Option<&String>| !unlisted.is_empty() && host.is_none_or(|h| unlisted.contains(h));
     let timeout = cfg.scaling.provision_timeout.get();
     let permanent = &cfg.kubernetes.permanent_nodes;
     let by_name: BTreeMap<&str, &WorkerContainer> =
@@ -241,6 +251,9 @@ pub fn plan_repairs(
         if permanent.contains(&n.name) {
             continue;
         }
+        if !by_name.contains_key(n.name.as_str()) && blind(n.host.as_ref()) {
+            continue;
+        }
         if !by_name.contains_key(n.name.as_str()) {
             // Its kubelet went with the container, so the Node turns NotReady; a Ready
             // one is someone else's worker as far as this Docker host can tell.
@@ -264,7 +277,10 @@ pub fn plan_repairs(
         }
     }
     for p in &state.provisioning {
-        if !by_name.contains_key(p.name.as_str()) && !handled.contains(p.name.as_str()) {
+        if !by_name.contains_key(p.name.as_str())
+            && !handled.contains(p.name.as_str())
+            && !blind(p.host.as_ref())
+        {
             repairs.push(Repair::StaleEntry {
                 name: p.name.clone(),
             });
@@ -291,6 +307,7 @@ pub fn record(state: &mut State, repairs: &[Repair], now: Timestamp) {
             state.provisioning.push(crate::state::Provisioning {
                 name: name.clone(),
                 started_at: *since,
+                host: None,
             });
         }
         state.totals.repairs += 1;
@@ -317,6 +334,7 @@ mod tests {
             name: name.into(),
             state,
             created: Some(ago(created_ago)),
+            host: "default".into(),
         }
     }
     fn n(name: &str, ready: bool) -> WorkerNode {
@@ -324,12 +342,14 @@ mod tests {
             name: name.into(),
             ready,
             drain_left: false,
+            host: None,
         }
     }
     fn booting(name: &str, started_ago: i64) -> Provisioning {
         Provisioning {
             name: name.into(),
             started_at: ago(started_ago),
+            host: None,
         }
     }
 
@@ -531,11 +551,55 @@ mod tests {
                 ..State::fresh()
             };
             assert_eq!(
-                plan_repairs(&containers, &nodes, &state, &cfg, NOW),
+                plan_repairs(&containers, &nodes, &state, &cfg, NOW, &[]),
                 expected,
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn nothing_is_concluded_from_a_host_that_could_not_be_listed() {
+        use ContainerState::*;
+        let cfg = Config::default();
+        let on = |mut n: WorkerNode, host: Option<&str>| {
+            n.host = host.map(str::to_string);
+            n
+        };
+        let entry = |name: &str, host: Option<&str>| Provisioning {
+            host: host.map(str::to_string),
+            ..booting(name, 10)
+        };
+        // Listed: box-a. Unlisted: box-b.
+        let containers = vec![c("w-1", Running, 5000)];
+        let nodes = vec![
+            on(n("w-1", true), Some("box-a")),
+            on(n("w-2", false), Some("box-b")),
+            on(n("w-3", false), None),
+            on(n("w-4", false), Some("box-a")),
+        ];
+        let state = State {
+            provisioning: vec![
+                entry("w-5", Some("box-b")),
+                entry("w-6", None),
+                entry("w-7", Some("box-a")),
+            ],
+            ..State::fresh()
+        };
+        let unlisted = ["box-b".to_string()];
+        assert_eq!(
+            plan_repairs(&containers, &nodes, &state, &cfg, NOW, &unlisted),
+            vec![
+                Repair::OrphanNode { name: "w-4".into() },
+                Repair::StaleEntry { name: "w-7".into() },
+            ],
+            "only what is known to be on a listed host"
+        );
+        // Every host listed: the same listings are drift everywhere.
+        assert_eq!(
+            plan_repairs(&containers, &nodes, &state, &cfg, NOW, &[]).len(),
+            6
+        );
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Snapshot {
     /// The constraints from the API; `None` when it was not reached (a dry run without a
     /// kubeconfig): placement is then by resources only, and the report says so.
     pub cluster: Option<ClusterFacts>,
+    /// The Docker host of each of this pool's workers, as Docker listed them (empty
+    /// when not listed): scale-down prefers the host with the most workers.
+    pub hosts: BTreeMap<String, String>,
 }
 
 /// A node's requested and allocatable CPU and memory, when both are known.

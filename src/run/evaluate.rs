@@ -9,6 +9,7 @@ use crate::plan::decide::{Action, decide_with};
 use crate::plan::names;
 use crate::plan::reconcile::{self, Repair};
 use crate::plan::snapshot::Snapshot;
+use crate::plan::worker_hosts::Placement;
 use crate::run::error::RunError;
 use crate::run::report::Report;
 use crate::signals::MetricsSource;
@@ -205,6 +206,9 @@ pub fn decide_and_act(
     let mut snap = snap;
     let mut repairs = Vec::new();
     let mut reconcile_note = None;
+    if let Ok(Some(o)) = &observed {
+        report.docker_hosts = o.hosts.clone();
+    }
     let mut repair_failed = None;
     match reconcile_run(ctx, state, &mut snap, cell, observed, &mut repairs) {
         Ok(failed) => repair_failed = failed,
@@ -289,8 +293,9 @@ pub fn decide_and_act(
     result.map(|()| decided)
 }
 
-/// Starts `count` workers (in dry-run, only names them) and records the result in the
-/// state; `up` uses it too.
+/// Starts `count` workers (in dry-run, only names them) on the hosts placement picks, and
+/// records the result in the state; `up` uses it too. Workers no host has room for are
+/// not started, and the report says why.
 pub(crate) fn scale_up(
     ctx: &Context,
     state: &mut State,
@@ -314,7 +319,14 @@ fn scale_up_with(
 ) -> Result<(), RunError> {
     let prefix = &ctx.config.docker.name_prefix;
     if ctx.dry_run {
-        let names = names::worker_names(prefix, state.next_worker_index, count);
+        let mut names = names::worker_names(prefix, state.next_worker_index, count);
+        // Placement is read-only: show it when the hosts can be asked.
+        if let Ok(a) = cell.get()
+            && let Ok(p) = a.place(count)
+        {
+            names.truncate(p.hosts.len());
+            note_placement(report, &names, &p, count);
+        }
         log::info!("dry run: would start {}", names.join(", "));
         report.started = names;
         return Ok(());
@@ -328,24 +340,49 @@ fn scale_up_with(
         }
     };
     // A fresh or reset state must not hand out a name a container or volume still has.
-    let highest = match actuator.highest_worker_index() {
+    let seen = match actuator.highest_worker_index() {
         Ok(h) => h,
         Err(f) => {
             record_failed_scale_up(state, now, &f.message);
             return Err(RunError::Action(f.message));
         }
     };
-    let first = names::next_free_index(state.next_worker_index, highest);
-    let names = names::worker_names(prefix, first, count);
+    if !seen.unlisted.is_empty() && state.next_worker_index <= 1 {
+        // The counter knows nothing and a host's numbers are unknown: a name could come
+        // back. Wait for the host (or its removal from docker.hosts).
+        let m = format!(
+            "the state's worker counter is new and Docker host(s) {} cannot be listed, so a \
+             worker name there could be handed out again; starting none until they answer",
+            seen.unlisted.join(", ")
+        );
+        record_failed_scale_up(state, now, &m);
+        return Err(RunError::Action(m));
+    }
+    let placement = match actuator.place(count) {
+        Ok(p) => p,
+        Err(f) => {
+            record_failed_scale_up(state, now, &f.message);
+            return Err(RunError::Action(f.message));
+        }
+    };
+    let placed = placement.hosts.len() as u32;
+    let first = names::next_free_index(state.next_worker_index, seen.highest);
+    let names = names::worker_names(prefix, first, placed);
+    note_placement(report, &names, &placement, count);
+    if placed == 0 {
+        log::warn!("no worker started: no Docker host has room");
+        return Ok(());
+    }
     // Written ahead, before anything is created: the moved counter and the workers about
     // to start are on disk, so a run killed half-way never hands a name out twice and
     // leaves no container the next run does not know (an entry whose container never
     // came is forgotten by reconcile).
-    state.next_worker_index = first + u64::from(count);
-    for name in &names {
+    state.next_worker_index = first + u64::from(placed);
+    for (name, host) in names.iter().zip(&placement.hosts) {
         state.provisioning.push(Provisioning {
             name: name.clone(),
             started_at: now,
+            host: (!host.is_empty()).then(|| host.clone()),
         });
     }
     if let Err(e) = save(state) {
@@ -353,7 +390,7 @@ fn scale_up_with(
         return Err(RunError::State(e));
     }
     report.started = names.clone();
-    match actuator.start_workers(&names) {
+    match actuator.start_placed(&names, &placement.hosts) {
         Ok(()) => {
             record_scale_up(state, now, &names);
             Ok(())
@@ -363,6 +400,7 @@ fn scale_up_with(
                 .provisioning
                 .retain(|p| !names.contains(&p.name) || f.done.contains(&p.name));
             report.started = f.done.clone();
+            report.count = f.done.len() as u32;
             if !f.done.is_empty() {
                 record_scale_up(state, now, &f.done);
             }
@@ -370,6 +408,23 @@ fn scale_up_with(
             record_failed_scale_up(state, now.max(Timestamp::now()), &f.message);
             Err(RunError::Action(f.message))
         }
+    }
+}
+
+/// Puts where each worker goes, and why any did not fit, into the report.
+fn note_placement(report: &mut Report, names: &[String], p: &Placement, wanted: u32) {
+    for (name, host) in names.iter().zip(&p.hosts) {
+        if !host.is_empty() {
+            report.hosts.insert(name.clone(), host.clone());
+        }
+    }
+    report.count = names.len() as u32;
+    if p.unplaced > 0 {
+        report.blocked_by.push(format!(
+            "{} of {wanted} worker(s) not started: no Docker host has room ({})",
+            p.unplaced,
+            p.why.join("; ")
+        ));
     }
 }
 
@@ -402,6 +457,21 @@ fn reconcile_run(
         }
     }
     let actuator = cell.get()?;
+    let unlisted = observed.unlisted();
+    for h in observed.hosts.iter().filter(|h| !h.up) {
+        log::warn!(
+            "Docker host {} cannot be listed ({}): its workers are neither repaired nor removed this run",
+            h.name,
+            h.error.as_deref().unwrap_or("no answer")
+        );
+    }
+    if observed.hosts.len() > 1 {
+        snap.hosts = observed
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), c.host.clone()))
+            .collect();
+    }
     // The API can see a worker Ready before Prometheus does: it is done booting.
     if !ctx.dry_run {
         let joined = reconcile::joined(&observed.nodes, state);
@@ -415,6 +485,7 @@ fn reconcile_run(
         state,
         ctx.config,
         ctx.now,
+        &unlisted,
     );
     let mut done = Vec::new();
     let mut failed = None;

@@ -3,7 +3,7 @@
 //! `Actuator` that `evaluate`, `up` and `status` use, and repairs drift.
 
 use crate::config::Config;
-use crate::docker::{DockerClient, DockerEnv, JoinToken, NODE_LABEL_POOL};
+use crate::docker::{DockerEnv, DockerHosts, JoinToken, NODE_LABEL_HOST, NODE_LABEL_POOL};
 use crate::kube::events::Notice;
 use crate::kube::mover::MoveMode;
 use crate::kube::{Cluster, KubeCluster, is_ready};
@@ -11,21 +11,22 @@ use crate::plan::cluster::ClusterModel;
 use crate::plan::model::{ClusterFacts, Node as ModelNode};
 use crate::plan::reconcile::{Repair, WorkerContainer, WorkerNode};
 use crate::plan::snapshot::Snapshot;
+use crate::plan::worker_hosts::Placement;
 use crate::run::docker_side::DockerActuator;
 use crate::run::error::RunError;
-use crate::run::report::Report;
+use crate::run::report::{Report, Unremovable};
 use crate::run::scale_down::{ContainerError, ScaleDown, WorkerContainers};
-use crate::run::{ActionFailure, Actuator, Observed, PlanOnly, Removal};
+use crate::run::{ActionFailure, Actuator, HostSeen, IndexSeen, Observed, PlanOnly, Removal};
 use crate::state::PostedEvent;
 use crate::state::time::Timestamp;
 use std::rc::Rc;
 
-/// The container side of scale-down, on Docker.
-pub struct DockerContainers(pub Rc<DockerClient>);
+/// The container side of scale-down, on the pool's Docker hosts.
+pub struct DockerContainers(pub Rc<DockerHosts>);
 
 impl WorkerContainers for DockerContainers {
     fn is_managed(&self, worker: &str) -> Result<bool, ContainerError> {
-        Ok(self.0.list_workers()?.iter().any(|c| c.name == worker))
+        Ok(self.0.locate(worker)?.is_some())
     }
 
     fn stop(&mut self, worker: &str) -> Result<(), ContainerError> {
@@ -40,7 +41,7 @@ impl WorkerContainers for DockerContainers {
 }
 
 pub struct Executor {
-    docker: Rc<DockerClient>,
+    docker: Rc<DockerHosts>,
     cluster: Rc<KubeCluster>,
     /// Docker's scale-up, or `PlanOnly` in a dry run (which never starts anything and so
     /// needs no join token).
@@ -50,6 +51,10 @@ pub struct Executor {
     /// A new worker as the config describes it (labels, taints), for the DaemonSets'
     /// overhead when no Ready worker of the pool is there to copy.
     config_template: ModelNode,
+    cfg: crate::config::Docker,
+    /// Workers whose Node names a Docker host that could not be listed this run: never
+    /// removed while it cannot be seen.
+    unseen: Vec<(String, String)>,
 }
 
 impl Executor {
@@ -59,7 +64,7 @@ impl Executor {
         docker_env: &DockerEnv,
         token: Option<JoinToken>,
     ) -> Result<Executor, RunError> {
-        let docker = Rc::new(DockerClient::connect(&cfg.docker, docker_env)?);
+        let docker = Rc::new(DockerHosts::connect(&cfg.docker, docker_env)?);
         let cluster = Rc::new(
             KubeCluster::connect(&cfg.kubernetes)
                 .map_err(|e| RunError::Action(format!("Kubernetes: {e}")))?,
@@ -86,7 +91,15 @@ impl Executor {
             down,
             pool: cfg.docker.pool.clone(),
             config_template: crate::plan::cluster::template(cfg, &Snapshot::default()),
+            cfg: cfg.docker.clone(),
+            unseen: Vec::new(),
         })
+    }
+
+    /// Each Docker host's capacity, what the workers there take and the room left, for
+    /// `status` (read-only).
+    pub fn host_facts(&self) -> Vec<crate::plan::worker_hosts::HostFacts> {
+        self.docker.facts(&self.cfg)
     }
 
     fn delete_node(&self, name: &str) -> Result<(), ActionFailure> {
@@ -135,17 +148,38 @@ impl Actuator for Executor {
             done: Vec::new(),
             message: m,
         };
-        let containers = self
-            .docker
-            .list_workers()
-            .map_err(|e| fail(format!("list Docker workers: {e}")))?
-            .into_iter()
-            .map(|c| WorkerContainer {
-                name: c.name,
-                state: c.state,
-                created: c.created,
-            })
-            .collect();
+        let mut containers = Vec::new();
+        let mut hosts = Vec::new();
+        let mut errors = Vec::new();
+        for a in self.docker.list_workers() {
+            match a.answer {
+                Ok(list) => {
+                    containers.extend(list.into_iter().map(|c| WorkerContainer {
+                        name: c.name,
+                        state: c.state,
+                        created: c.created,
+                        host: a.name.to_string(),
+                    }));
+                    hosts.push(HostSeen {
+                        name: a.name.to_string(),
+                        up: true,
+                        error: None,
+                    });
+                }
+                Err(e) => {
+                    errors.push(format!("{}: {e}", a.name));
+                    hosts.push(HostSeen {
+                        name: a.name.to_string(),
+                        up: false,
+                        error: Some(e.to_string()),
+                    });
+                }
+            }
+        }
+        if errors.len() == hosts.len() {
+            // No host listed at all: nothing can be reconciled (as with one host down).
+            return Err(fail(format!("list Docker workers: {}", errors.join("; "))));
+        }
         let all = self
             .cluster
             .nodes()
@@ -163,17 +197,35 @@ impl Actuator for Executor {
             .filter_map(|n| {
                 let ready = is_ready(&n);
                 let drain_left = crate::kube::drain::drain_mark(&n).is_some();
+                let host = n
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(NODE_LABEL_HOST))
+                    .cloned();
                 n.metadata.name.map(|name| WorkerNode {
                     name,
                     ready,
                     drain_left,
+                    host,
                 })
+            })
+            .collect::<Vec<_>>();
+        let down: Vec<&HostSeen> = hosts.iter().filter(|h| !h.up).collect();
+        self.unseen = nodes
+            .iter()
+            .filter_map(|n| {
+                let h = n.host.as_ref()?;
+                down.iter()
+                    .any(|d| d.name == *h)
+                    .then(|| (n.name.clone(), h.clone()))
             })
             .collect();
         Ok(Some(Observed {
             containers,
             nodes,
             facts,
+            hosts,
         }))
     }
 
@@ -217,12 +269,28 @@ impl Actuator for Executor {
         }
     }
 
-    fn highest_worker_index(&mut self) -> Result<Option<u64>, ActionFailure> {
+    fn highest_worker_index(&mut self) -> Result<IndexSeen, ActionFailure> {
         self.up.highest_worker_index()
+    }
+
+    fn place(&mut self, count: u32) -> Result<Placement, ActionFailure> {
+        if self.docker.single() {
+            // One host: no choice to make (named "", as `Actuator::place` says).
+            return Ok(Placement {
+                hosts: vec![String::new(); count as usize],
+                ..Placement::default()
+            });
+        }
+        // Read-only, so a dry run shows it too.
+        Ok(crate::run::docker_side::place(&self.docker, &self.cfg, count).0)
     }
 
     fn start_workers(&mut self, names: &[String]) -> Result<(), ActionFailure> {
         self.up.start_workers(names)
+    }
+
+    fn start_placed(&mut self, names: &[String], hosts: &[String]) -> Result<(), ActionFailure> {
+        self.up.start_placed(names, hosts)
     }
 
     fn remove_worker(
@@ -231,7 +299,24 @@ impl Actuator for Executor {
         dry_run: bool,
         report: &mut Report,
     ) -> Result<Removal, ActionFailure> {
-        self.down.remove_worker(candidates, dry_run, report)
+        // A worker on a host that cannot be listed is left alone: its container cannot be
+        // removed, and draining it would only move its pods for nothing.
+        let mut kept = Vec::new();
+        for (node, host) in &self.unseen {
+            if candidates.contains(node) {
+                kept.push(Unremovable {
+                    node: node.clone(),
+                    reason: format!("its Docker host {host} cannot be reached this run"),
+                });
+            }
+        }
+        let rest: Vec<String> = candidates
+            .iter()
+            .filter(|c| !kept.iter().any(|k| k.node == **c))
+            .cloned()
+            .collect();
+        report.unremovable.extend(kept);
+        self.down.remove_worker(&rest, dry_run, report)
     }
 
     fn write_events(&mut self, notices: &[Notice], posted: &mut Vec<PostedEvent>, now: Timestamp) {

@@ -19,6 +19,7 @@ use crate::plan::cluster::ClusterModel;
 use crate::plan::decide::Action;
 use crate::plan::model::ClusterFacts;
 use crate::plan::reconcile::{Repair, WorkerContainer, WorkerNode};
+use crate::plan::worker_hosts::Placement;
 use crate::state::PostedEvent;
 use crate::state::time::Timestamp;
 use error::RunError;
@@ -40,6 +41,36 @@ pub struct Observed {
     pub nodes: Vec<WorkerNode>,
     /// What the API adds to the cluster model (constraints), when it was listed.
     pub facts: Option<ClusterFacts>,
+    /// Every Docker host and whether its workers could be listed (the error if not).
+    pub hosts: Vec<HostSeen>,
+}
+
+/// A Docker host as one run saw it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HostSeen {
+    pub name: String,
+    pub up: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Observed {
+    /// The Docker hosts whose workers could not be listed: nothing of theirs is repaired.
+    pub fn unlisted(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter(|h| !h.up)
+            .map(|h| h.name.clone())
+            .collect()
+    }
+}
+
+/// The worker numbers the Docker hosts still carry, whatever the state file says.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexSeen {
+    pub highest: Option<u64>,
+    /// Hosts that could not be listed: their numbers are unknown.
+    pub unlisted: Vec<String>,
 }
 
 /// The actuator of a run, made on first use (it connects to Docker and Kubernetes).
@@ -93,11 +124,25 @@ pub trait Actuator {
     }
     /// The highest worker number still in use by a container or volume, whatever the state
     /// file says (it may be fresh or reset); None when there is none or nothing to ask.
-    fn highest_worker_index(&mut self) -> Result<Option<u64>, ActionFailure> {
-        Ok(None)
+    fn highest_worker_index(&mut self) -> Result<IndexSeen, ActionFailure> {
+        Ok(IndexSeen::default())
+    }
+    /// Which Docker host each of `count` new workers goes to (`plan::worker_hosts`); fewer
+    /// than `count` when the hosts lack room. Read-only. Without hosts to choose from,
+    /// every worker goes to the one host there is (named "").
+    fn place(&mut self, count: u32) -> Result<Placement, ActionFailure> {
+        Ok(Placement {
+            hosts: vec![String::new(); count as usize],
+            ..Placement::default()
+        })
     }
     /// Starts workers with these names; on failure, the ones that started are in `done`.
     fn start_workers(&mut self, names: &[String]) -> Result<(), ActionFailure>;
+    /// Starts each worker on the host `place` chose for it (`hosts[i]` for `names[i]`).
+    fn start_placed(&mut self, names: &[String], hosts: &[String]) -> Result<(), ActionFailure> {
+        let _ = hosts;
+        self.start_workers(names)
+    }
     /// The run's cluster model, handed over before `remove_worker`: a candidate whose pods
     /// fit on no other node in it is unremovable. Without one, no fit check is made.
     fn use_model(&mut self, _model: Rc<ClusterModel>) {}

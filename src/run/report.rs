@@ -21,6 +21,12 @@ pub struct Report {
     /// Workers started this run (or that would be, in dry-run).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub started: Vec<String>,
+    /// The Docker host each started worker went to (several hosts only).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, String>,
+    /// Each Docker host and whether it could be listed this run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub docker_hosts: Vec<crate::run::HostSeen>,
     /// Workers removed this run (or that would be).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
@@ -62,6 +68,8 @@ impl Report {
             workers: WorkerCounts::default(),
             candidates: Vec::new(),
             started: Vec::new(),
+            hosts: BTreeMap::new(),
+            docker_hosts: Vec::new(),
             removed: Vec::new(),
             unremovable: Vec::new(),
             evicted: Vec::new(),
@@ -99,11 +107,21 @@ impl Report {
         let would = if self.dry_run { "would " } else { "" };
         let mut out = match (&self.action, &self.error) {
             (_, Some(e)) => format!("error: {e}\n"),
-            (Action::ScaleUp, None) => format!(
-                "scale up: {would}add {} worker(s){}\n",
-                self.count,
-                list(&self.started)
-            ),
+            (Action::ScaleUp, None) => {
+                let started: Vec<String> = self
+                    .started
+                    .iter()
+                    .map(|w| match self.hosts.get(w) {
+                        Some(h) => format!("{w} on {h}"),
+                        None => w.clone(),
+                    })
+                    .collect();
+                format!(
+                    "scale up: {would}add {} worker(s){}\n",
+                    self.count,
+                    list(&started)
+                )
+            }
             (Action::ScaleDown, None) if self.removed.is_empty() => {
                 "scale down: no removable candidate\n".to_string()
             }
@@ -132,6 +150,13 @@ impl Report {
         }
         for r in &self.repairs {
             out.push_str(&format!("  repair: {would}{r}\n"));
+        }
+        for h in self.docker_hosts.iter().filter(|h| !h.up) {
+            out.push_str(&format!(
+                "  Docker host {} unreachable: {}; its workers are left as they are\n",
+                h.name,
+                h.error.as_deref().unwrap_or("no answer")
+            ));
         }
         if !self.signals.is_empty() {
             let sig: Vec<String> = self

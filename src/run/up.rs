@@ -98,7 +98,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::plan::snapshot::{NodeSample, Snapshot};
-    use crate::run::{ActionFailure, Removal};
+    use crate::run::{ActionFailure, IndexSeen, Removal};
     use crate::state::time::Timestamp;
     use std::cell::RefCell;
     use std::collections::BTreeMap;
@@ -138,8 +138,11 @@ mod tests {
         fail_at: Option<usize>,
     }
     impl Actuator for Fake {
-        fn highest_worker_index(&mut self) -> Result<Option<u64>, ActionFailure> {
-            Ok(self.highest)
+        fn highest_worker_index(&mut self) -> Result<IndexSeen, ActionFailure> {
+            Ok(IndexSeen {
+                highest: self.highest,
+                unlisted: Vec::new(),
+            })
         }
         fn start_workers(&mut self, names: &[String]) -> Result<(), ActionFailure> {
             for (i, n) in names.iter().enumerate() {
@@ -232,6 +235,7 @@ mod tests {
         s.provisioning.push(crate::state::Provisioning {
             name: "k3s-worker-9".into(),
             started_at: NOW,
+            host: None,
         });
         s.save(&c.cfg.state.path).unwrap();
         let log = Rc::new(RefCell::new(Log::default()));

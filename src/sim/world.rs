@@ -257,6 +257,7 @@ impl World {
             unschedulable: Some(pending),
             node_resources,
             cluster: None,
+            hosts: Default::default(),
         }
     }
 
@@ -274,12 +275,14 @@ impl World {
                 name: n.name.clone(),
                 state: ContainerState::Running,
                 created: Some(self.epoch.plus(n.created)),
+                host: String::new(),
             });
             if self.ready(i) {
                 nodes.push(WorkerNode {
                     name: n.name.clone(),
                     ready: true,
                     drain_left: false,
+                    host: None,
                 });
                 facts.nodes.insert(
                     n.name.clone(),
@@ -299,6 +302,7 @@ impl World {
             containers,
             nodes,
             facts: Some(facts),
+            hosts: Vec::new(),
         }
     }
 

@@ -152,6 +152,10 @@ fn first_index() -> u64 {
 pub struct Provisioning {
     pub name: String,
     pub started_at: Timestamp,
+    /// The Docker host it was started on (`docker.hosts[].name`); absent in older states
+    /// and for adopted workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// Running totals, exported as Prometheus counters; they only grow, and only when the
@@ -295,6 +299,7 @@ mod tests {
         s.provisioning.push(Provisioning {
             name: "k3s-worker-3".into(),
             started_at: Timestamp::from_secs(1_800_000_001),
+            host: None,
         });
         s.next_worker_index = 4;
         s.record(Timestamp::from_secs(1_800_000_002), "scale_up", "added 1");

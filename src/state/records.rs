@@ -16,6 +16,7 @@ pub fn record_scale_up(state: &mut State, now: Timestamp, names: &[String]) {
             state.provisioning.push(Provisioning {
                 name: n.clone(),
                 started_at: now,
+                host: None,
             });
         }
     }

@@ -30,11 +30,11 @@ pub const TEST_IMAGE: &str = "k3s-scale-test/k3s:v1.31.4-k3s1";
 /// Marks the objects a test creates that k3s-scale must NOT manage (foreign ones).
 pub const OWNER_LABEL: &str = "io.k3s-scale.test-owner";
 const IMAGE_LABEL: &str = "io.k3s-scale.test-image";
-const BUSYBOX: &str = "/bin/busybox";
+pub const BUSYBOX: &str = "/bin/busybox";
 
 /// Stays up like `k3s agent` would, takes any arguments (the `agent ...` command), and
 /// exits at once on SIGTERM so a stop does not wait out its grace.
-const DOCKERFILE: &str = r#"FROM scratch
+pub const DOCKERFILE: &str = r#"FROM scratch
 COPY busybox /bin/busybox
 ENTRYPOINT ["/bin/busybox", "sh", "-c", "trap 'exit 0' TERM; /bin/busybox sleep 100000 & wait", "k3s"]
 "#;
@@ -542,4 +542,79 @@ fn proxy_connection(client: UnixStream, up: UnixStream, requests: Arc<Mutex<Vec<
     }
     let _ = up_w.shutdown(std::net::Shutdown::Write);
     let _ = back.join();
+}
+
+// TLS certificates for the TLS tests (the docker CLI's file names).
+
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}); the TLS test needs it"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (ca.pem), a server certificate for 127.0.0.1, and a client certificate
+/// (cert.pem, key.pem): the file names DOCKER_CERT_PATH expects.
+pub fn make_certs(dir: &std::path::Path, ca_name: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let subj = format!("/CN={ca_name}");
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-subj", &subj, "-days", "1",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (who, key, cert, ext) in [
+        ("127.0.0.1", "server.key", "server.pem", "server.ext"),
+        ("k3s-scale", "key.pem", "cert.pem", "client.ext"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                key,
+                "-out",
+                "req.csr",
+                "-subj",
+                &format!("/CN={who}"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "req.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                cert,
+                "-days",
+                "1",
+                "-extfile",
+                ext,
+            ],
+        );
+    }
 }

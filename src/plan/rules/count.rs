@@ -72,6 +72,7 @@ mod tests {
             s.provisioning.push(Provisioning {
                 name: n.to_string(),
                 started_at: Timestamp::from_secs(0),
+                host: None,
             });
         }
         s

@@ -330,6 +330,7 @@ mod tests {
         st.provisioning.push(Provisioning {
             name: "w-9".into(),
             started_at: NOW,
+            host: None,
         });
         // Still booting: kept, the pod waits for it.
         let booting = snap_with(&[("w-0", true)]);

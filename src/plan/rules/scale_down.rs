@@ -237,19 +237,37 @@ pub fn blockers(
 }
 
 /// Ready workers with known utilisation that may be removed, least utilised first; ties go
-/// to the newest (the highest worker number, then the name).
+/// to the worker on the Docker host with the most of this pool's workers (so a pool over
+/// several hosts stays balanced), then to the newest (the highest worker number, then the
+/// name).
 pub fn rank_candidates(snap: &Snapshot, cfg: &Config) -> Vec<String> {
     let Some(nodes) = &snap.nodes else {
         return Vec::new();
     };
-    let mut list: Vec<(&String, f64, u64)> = nodes
+    let mut per_host: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+    for h in snap.hosts.values() {
+        *per_host.entry(h.as_str()).or_default() += 1;
+    }
+    let on_host = |name: &str| {
+        snap.hosts
+            .get(name)
+            .and_then(|h| per_host.get(h.as_str()))
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut list: Vec<(&String, f64, u32, u64)> = nodes
         .iter()
         .filter(|(name, n)| n.ready && !cfg.kubernetes.permanent_nodes.contains(name))
         // A worker whose utilisation is unknown is never a candidate: no data, no removal.
-        .filter_map(|(name, n)| Some((name, n.utilisation()?, worker_number(name))))
+        .filter_map(|(name, n)| Some((name, n.utilisation()?, on_host(name), worker_number(name))))
         .collect();
-    list.sort_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)).then(b.0.cmp(a.0)));
-    list.into_iter().map(|(n, _, _)| n.clone()).collect()
+    list.sort_by(|a, b| {
+        a.1.total_cmp(&b.1)
+            .then(b.2.cmp(&a.2))
+            .then(b.3.cmp(&a.3))
+            .then(b.0.cmp(a.0))
+    });
+    list.into_iter().map(|(n, ..)| n.clone()).collect()
 }
 
 #[cfg(test)]
