@@ -158,13 +158,17 @@ impl DockerClient {
     /// the absolute path over the `/vX.Y` prefix), which every daemon serves at its own
     /// version, so Docker 20.10 (API 1.41) and Docker 29 (at least 1.44) both work.
     pub fn connect(cfg: &config::Docker, env: &DockerEnv) -> Result<DockerClient, DockerError> {
-        Self::connect_endpoint(resolve_endpoint(cfg, env)?, cfg)
+        Self::connect_endpoint(resolve_endpoint(cfg, env)?, cfg, true)
     }
 
     /// Connects to `endpoint` with the timeouts and pool of `cfg` (one `docker.hosts` entry).
+    /// Without `ping`, nothing is sent yet: the first call shows whether the daemon answers
+    /// (`DockerHosts` asks several hosts at once and takes a failed first call as the
+    /// host being down).
     pub fn connect_endpoint(
         endpoint: Endpoint,
         cfg: &config::Docker,
+        ping: bool,
     ) -> Result<DockerClient, DockerError> {
         let timeout = cfg.timeout.get();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -218,9 +222,11 @@ impl DockerClient {
         // `/_ping`, not `/version`: dockerd answers /version by running `runc --version`
         // and `docker-init --version` (9-55 ms on the test machine, most of a dry run's
         // time; /_ping takes under 1 ms).
-        let docker = client.docker.clone();
-        client.call("pinging the Docker daemon", timeout, docker.ping())?;
-        log::debug!("Docker at {} answered", client.endpoint);
+        if ping {
+            let docker = client.docker.clone();
+            client.call("pinging the Docker daemon", timeout, docker.ping())?;
+            log::debug!("Docker at {} answered", client.endpoint);
+        }
         Ok(client)
     }
 

@@ -1,8 +1,9 @@
 //! The pool's Docker hosts: `docker.hosts`, or the one host of `docker.host` /
-//! $DOCKER_HOST named "default". Connects to all of them at once, keeps the ones that
-//! answered and says which did not, and asks every reachable host the same question in
-//! parallel (each call within `docker.timeout`), so one slow or dead host costs at most
-//! one timeout, not one per host. What to do with the answers is decided elsewhere
+//! $DOCKER_HOST named "default". Sets up a client for each (the single host is pinged at
+//! once, as before; several are not, the first question shows which answer), and asks
+//! every reachable host the same question in
+//! parallel (each call within `docker.timeout`); a host found dead or hung is not asked
+//! again in that run, so it costs one timeout, not one per host or question. What to do with the answers is decided elsewhere
 //! (placement, reconcile).
 
 use super::DockerError;
@@ -19,6 +20,32 @@ pub struct Host {
     pub endpoint: String,
     pub max_workers: Option<u32>,
     pub client: Result<DockerClient, DockerError>,
+    /// Set when a call found the host unreachable or too slow: it is not asked again this
+    /// run, so a dead host costs one `docker.timeout`, not one per question.
+    down: std::sync::Mutex<Option<String>>,
+}
+
+impl Host {
+    /// Its client, unless it is known to be down this run.
+    fn usable(&self) -> Result<&DockerClient, DockerError> {
+        let c = self.client.as_ref().map_err(|e| again(&self.name, e))?;
+        match &*self.down.lock().expect("not poisoned") {
+            Some(cause) => Err(DockerError::HostDown {
+                host: self.name.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(c),
+        }
+    }
+
+    /// Notes an unreachable or hung host, so the rest of the run skips it.
+    fn note<T>(&self, r: Result<T, DockerError>) -> Result<T, DockerError> {
+        if let Err(e @ (DockerError::Unreachable { .. } | DockerError::Timeout { .. })) = &r {
+            log::warn!("Docker host {} is unreachable this run: {e}", self.name);
+            *self.down.lock().expect("not poisoned") = Some(e.to_string());
+        }
+        r
+    }
 }
 
 pub struct DockerHosts {
@@ -52,9 +79,15 @@ impl DockerHosts {
                 })
                 .collect::<Result<Vec<_>, DockerError>>()?
         };
-        let clients = par_map(&targets, |(_, ep, _)| {
-            DockerClient::connect_endpoint(ep.clone(), cfg)
-        });
+        // One host: ping it, so an unreachable daemon fails the run here as it always did.
+        // Several: no ping (it would cost a round trip per host and a thread each); the
+        // first question asked shows which hosts answer, and a host that does not is
+        // reported and skipped from there on.
+        let single = targets.len() == 1;
+        let clients: Vec<_> = targets
+            .iter()
+            .map(|(_, ep, _)| DockerClient::connect_endpoint(ep.clone(), cfg, single))
+            .collect();
         let mut hosts = Vec::with_capacity(targets.len());
         for ((name, ep, max_workers), client) in targets.into_iter().zip(clients) {
             if let Err(e @ DockerError::Setup(_)) = &client {
@@ -69,6 +102,7 @@ impl DockerHosts {
                 endpoint: ep.to_string(),
                 max_workers,
                 client,
+                down: std::sync::Mutex::new(None),
             });
         }
         if hosts.iter().all(|h| h.client.is_err()) {
@@ -104,7 +138,7 @@ impl DockerHosts {
         self.hosts
             .iter()
             .find(|h| h.name == name)
-            .and_then(|h| h.client.as_ref().ok())
+            .and_then(|h| h.usable().ok())
     }
 
     /// Asks every host the same question at once; an unreachable host answers with the
@@ -113,9 +147,9 @@ impl DockerHosts {
         &self,
         f: impl Fn(&DockerClient) -> Result<T, DockerError> + Sync,
     ) -> Vec<PerHost<'_, T>> {
-        let answers = par_map(&self.hosts, |h| match &h.client {
-            Ok(c) => f(c),
-            Err(e) => Err(again(&h.name, e)),
+        let answers = par_map(&self.hosts, |h| match h.usable() {
+            Ok(c) => h.note(f(c)),
+            Err(e) => Err(e),
         });
         self.hosts
             .iter()
@@ -206,8 +240,8 @@ impl DockerHosts {
     pub fn remove_worker(&self, worker: &str) -> Result<Removed, DockerError> {
         let mut removed = Removed::default();
         for h in &self.hosts {
-            let Ok(c) = &h.client else { continue };
-            let r = c.remove_worker(worker)?;
+            let Ok(c) = h.usable() else { continue };
+            let r = h.note(c.remove_worker(worker))?;
             removed.container |= r.container;
             removed.volume |= r.volume;
         }
@@ -228,12 +262,7 @@ impl DockerHosts {
     /// The capacity of one host, for the kubelet reservation of a worker started there.
     pub fn capacity(&self, name: &str) -> Result<HostCapacity, DockerError> {
         match self.hosts.iter().find(|h| h.name == name) {
-            Some(Host { client: Ok(c), .. }) => c.host_capacity(),
-            Some(Host {
-                client: Err(e),
-                name,
-                ..
-            }) => Err(again(name, e)),
+            Some(h) => h.note(h.usable()?.host_capacity()),
             None => Err(DockerError::Setup(format!("no Docker host named {name}"))),
         }
     }
