@@ -253,8 +253,8 @@ impl DockerHosts {
     pub fn stop_worker(&self, worker: &str) -> Result<bool, DockerError> {
         let mut found = false;
         for h in &self.hosts {
-            let Ok(c) = &h.client else { continue };
-            found |= c.stop_worker(worker)?;
+            let Ok(c) = h.usable() else { continue };
+            found |= h.note(c.stop_worker(worker))?;
         }
         Ok(found)
     }
