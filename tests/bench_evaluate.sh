@@ -139,8 +139,9 @@ done
 # The apiserver stand-in: a CA and a server certificate for 127.0.0.1 (ECDSA P-256, the
 # key type k3s gives its CA and serving certificates; an RSA-2048 server key adds the
 # stand-in's ~2 ms RSA signature to every handshake), and
-# `openssl s_server -WWW` answering GET /api/v1/nodes with an empty NodeList.
-mkdir -p "$work/api/www/api/v1"
+# `openssl s_server -WWW` answering the run's three lists, each empty: Nodes (reconcile),
+# the pending pods by field selector and the DaemonSets (the cluster model's constraints).
+mkdir -p "$work/api/www/api/v1" "$work/api/www/apis/apps/v1"
 (
     cd "$work/api"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -subj /CN=bench-ca -days 1 2>/dev/null
@@ -152,6 +153,10 @@ mkdir -p "$work/api/www/api/v1"
     # file name up as it is.
     echo '{"kind":"NodeList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}' \
         >'www/api/v1/nodes?'
+    echo '{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}' \
+        >'www/api/v1/pods?&fieldSelector=spec.nodeName%3D%2Cstatus.phase%3DPending'
+    echo '{"kind":"DaemonSetList","apiVersion":"apps/v1","metadata":{"resourceVersion":"1"},"items":[]}' \
+        >'www/apis/apps/v1/daemonsets?'
 )
 for _ in 1 2 3 4 5; do
     api_port=$((20000 + RANDOM % 40000))

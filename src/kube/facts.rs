@@ -112,12 +112,31 @@ pub fn cluster_facts(
     pool: &str,
     config_template: &ModelNode,
 ) -> Result<ClusterFacts, KubeError> {
+    let mut facts = node_facts(nodes);
+    add_pending(cluster, &mut facts, pool, config_template)?;
+    Ok(facts)
+}
+
+/// The Nodes' part of the facts, from the list the run already has.
+pub fn node_facts(nodes: &[Node]) -> ClusterFacts {
     let mut facts = ClusterFacts::default();
     for n in nodes {
         if let Some(name) = &n.metadata.name {
             facts.nodes.insert(name.clone(), model::node_facts(n));
         }
     }
+    facts
+}
+
+/// The pending pods' constraints and the DaemonSets' overhead on a new worker: two more
+/// lists, asked only when a run has unschedulable pods to place (a run with none needs
+/// neither, and their decoding is most of a dry run's extra memory).
+pub fn add_pending(
+    cluster: &dyn Cluster,
+    facts: &mut ClusterFacts,
+    pool: &str,
+    config_template: &ModelNode,
+) -> Result<(), KubeError> {
     let mut volumes = Volumes::new(cluster);
     for p in cluster.pending_pods()? {
         // Only the pods the model is asked about; the others the scheduler has yet to try.
@@ -152,7 +171,7 @@ pub fn cluster_facts(
         None => config_template.clone(),
     };
     facts.daemonset_overhead = daemonset_overhead(&cluster.daemon_sets()?, &template);
-    Ok(facts)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -225,6 +225,7 @@ pub fn decide_and_act(
             return Err(e);
         }
     }
+    pending_facts(&mut snap, cell);
     let model = Rc::new(ClusterModel::build(&snap, cfg));
     let mut plan = decide_with(&snap, &model, state, cfg, now);
     let decided = plan.clone();
@@ -432,6 +433,27 @@ fn note_placement(report: &mut Report, names: &[String], p: &Placement, wanted: 
 /// (`observed`), plans repairs, carries them out (dry-run: only lists them) and records
 /// them. Workers left without a Node leave the snapshot, so the decision does not count
 /// them.
+/// The pending pods' constraints, asked of the API only when the snapshot has an
+/// unschedulable pod that is not a DaemonSet's. A failure leaves the model on resources
+/// only (the decision says so), never fails the run.
+fn pending_facts(snap: &mut crate::plan::snapshot::Snapshot, cell: &mut ActuatorCell) {
+    let wanted = snap
+        .unschedulable
+        .as_ref()
+        .is_some_and(|pods| pods.iter().any(|p| !p.daemonset));
+    let Some(facts) = snap.cluster.as_mut().filter(|_| wanted) else {
+        return;
+    };
+    let asked = match cell.get() {
+        Ok(a) => a.pending_facts(facts),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = asked {
+        log::warn!("cluster model without the API's constraints: {e}");
+        snap.cluster = None;
+    }
+}
+
 fn reconcile_run(
     ctx: &Context,
     state: &mut State,

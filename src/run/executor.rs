@@ -113,24 +113,6 @@ impl Executor {
         Ok(())
     }
 
-    /// The constraints the API adds to the run's model. A failure to list them does not
-    /// fail the run: the decision then places by resources only (and says so), and
-    /// scale-down still lists each candidate's pods itself.
-    fn facts(&self, nodes: &[k8s_openapi::api::core::v1::Node]) -> Option<ClusterFacts> {
-        match crate::kube::facts::cluster_facts(
-            self.cluster.as_ref(),
-            nodes,
-            &self.pool,
-            &self.config_template,
-        ) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                log::warn!("cluster model without the API's constraints: {e}");
-                None
-            }
-        }
-    }
-
     fn remove_container(&self, name: &str) -> Result<(), ActionFailure> {
         self.docker
             .remove_worker(name)
@@ -143,6 +125,16 @@ impl Executor {
 }
 
 impl Actuator for Executor {
+    fn pending_facts(&mut self, facts: &mut ClusterFacts) -> Result<(), String> {
+        crate::kube::facts::add_pending(
+            self.cluster.as_ref(),
+            facts,
+            &self.pool,
+            &self.config_template,
+        )
+        .map_err(|e| e.to_string())
+    }
+
     fn observe(&mut self) -> Result<Option<Observed>, ActionFailure> {
         let fail = |m: String| ActionFailure {
             done: Vec::new(),
@@ -184,7 +176,9 @@ impl Actuator for Executor {
             .cluster
             .nodes()
             .map_err(|e| fail(format!("list Nodes: {e}")))?;
-        let facts = self.facts(&all);
+        // The pending pods and DaemonSets are asked later, only when the snapshot has
+        // unschedulable pods (`pending_facts`).
+        let facts = Some(crate::kube::facts::node_facts(&all));
         let nodes = all
             .into_iter()
             .filter(|n| {

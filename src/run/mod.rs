@@ -143,6 +143,11 @@ pub trait Actuator {
         let _ = hosts;
         self.start_workers(names)
     }
+    /// Adds the pending pods' constraints and the DaemonSets' overhead to the facts
+    /// `observe` gave; asked only when the snapshot has unschedulable pods.
+    fn pending_facts(&mut self, _facts: &mut ClusterFacts) -> Result<(), String> {
+        Ok(())
+    }
     /// The run's cluster model, handed over before `remove_worker`: a candidate whose pods
     /// fit on no other node in it is unremovable. Without one, no fit check is made.
     fn use_model(&mut self, _model: Rc<ClusterModel>) {}
