@@ -299,7 +299,8 @@ impl fmt::Display for Misfit {
     }
 }
 
-fn num(v: f64) -> String {
+/// A figure with at most two decimals and no trailing zeros (`1.5`, `16`).
+pub fn num(v: f64) -> String {
     let s = format!("{v:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }

@@ -75,36 +75,14 @@ impl<'a> Fork<'a> {
             });
         }
         model::fits_constraints(pod, node)?;
-        if let Some(here) = self.placed.get(&i) {
-            // Only what was placed in this view needs a second look; the base node's own
-            // ports and pods were checked above.
-            let mut view = Node {
-                name: node.name.clone(),
-                ready: true,
-                ..Node::default()
-            };
-            view.labels = node.labels.clone();
-            for p in here {
-                view.add(p);
+        // The base node was checked above; what was placed on it in this view only adds
+        // host ports and anti-affinity (both ways: the rule is symmetric).
+        for p in self.placed.get(&i).into_iter().flatten() {
+            if let Some(port) = pod.host_ports.iter().find(|x| p.host_ports.contains(x)) {
+                return Err(Misfit::HostPort(port.1));
             }
-            model::fits_constraints(pod, &view)?;
-            // Their anti-affinity against this pod, too (the rule is symmetric).
-            for p in here {
-                let mut one = Node {
-                    name: node.name.clone(),
-                    ready: true,
-                    ..Node::default()
-                };
-                one.add(pod);
-                if p.anti_affinity.is_empty() {
-                    continue;
-                }
-                let as_pod = Pod {
-                    anti_affinity: p.anti_affinity.clone(),
-                    namespace: p.namespace.clone(),
-                    ..Pod::default()
-                };
-                model::fits_constraints(&as_pod, &one)?;
+            if repels(pod, p) || repels(p, pod) {
+                return Err(Misfit::AntiAffinity);
             }
         }
         Ok(())
@@ -155,6 +133,18 @@ impl<'a> Fork<'a> {
         }
         Err(why.unwrap_or(Misfit::NotReady))
     }
+}
+
+/// Whether `pod`'s required anti-affinity keeps it off a node `other` is on.
+fn repels(pod: &Pod, other: &Pod) -> bool {
+    pod.anti_affinity.iter().any(|term| {
+        let in_ns = if term.namespaces.is_empty() {
+            other.namespace == pod.namespace
+        } else {
+            term.namespaces.contains(&other.namespace)
+        };
+        in_ns && term.selector.iter().all(|r| r.matches(&other.labels, ""))
+    })
 }
 
 /// The order first-fit-decreasing takes pods in: the largest share of a worker first

@@ -8,7 +8,7 @@
 use super::count::Count;
 use crate::config::Config;
 use crate::plan::cluster::ClusterModel;
-use crate::plan::model::{Misfit, Pod, bytes};
+use crate::plan::model::{Misfit, Pod, bytes, num};
 use crate::plan::placement;
 use crate::plan::snapshot::Snapshot;
 use crate::state::State;
@@ -138,10 +138,6 @@ pub fn classify(
 
 /// A misfit against an empty template worker, said as what a worker has.
 fn against_template(m: &Misfit) -> String {
-    let num = |v: f64| {
-        let s = format!("{v:.2}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    };
     match m {
         Misfit::Cpu { need, free } => {
             format!(
@@ -172,10 +168,7 @@ pub fn describe(p: &Pending, cfg: &Config, model: &ClusterModel) -> String {
         "{} pending pod(s) need {} new worker(s) of {} CPU / {} allocatable (first-fit-decreasing{})",
         p.for_pods.len(),
         p.new_workers,
-        {
-            let s = format!("{:.2}", t.cpu);
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        },
+        num(t.cpu),
         bytes(t.memory),
         if cfg.docker.pool.is_empty() {
             String::new()
