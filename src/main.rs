@@ -14,12 +14,15 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.verbose, cli.quiet, cli.log_format);
-    // A panic is a bug; it still ends with the documented "unexpected" code, not 101.
-    match std::panic::catch_unwind(|| commands::run(&cli)) {
-        Ok(code) => ExitCode::from(code),
-        Err(_) => {
-            log::error!("internal error (a bug): the run panicked; see the message above");
-            ExitCode::from(1)
-        }
-    }
+    // A panic is a bug; it still ends with the documented "unexpected" code, not 101 or
+    // an abort's 134. The release build aborts on panic (Cargo.toml: no unwinding code,
+    // less to map), so this hook is the one place it can be turned into exit 1; debug and
+    // test builds unwind but end here too, before any unwinding starts.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        log::error!("internal error (a bug): the run panicked; see the message above");
+        std::process::exit(1);
+    }));
+    ExitCode::from(commands::run(&cli))
 }
