@@ -276,18 +276,25 @@ fn again(host: &str, e: &DockerError) -> DockerError {
     }
 }
 
-/// `f` over `items`, one thread per item when there are several (each host's client has
-/// its own runtime, so the calls do not wait on each other); inline for one, where a
-/// thread would only cost time.
+/// `f` over `items`, at once: the first on this thread, each other one on a thread of its
+/// own (each host's client has its own runtime, so the calls do not wait on each other);
+/// one item runs here alone, with no thread at all.
 fn par_map<I: Sync, T: Send>(items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
-    if items.len() <= 1 {
-        return items.iter().map(&f).collect();
+    let Some((first, rest)) = items.split_first() else {
+        return Vec::new();
+    };
+    if rest.is_empty() {
+        return vec![f(first)];
     }
     std::thread::scope(|s| {
-        let handles: Vec<_> = items.iter().map(|i| s.spawn(|| f(i))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a Docker host thread panicked"))
-            .collect()
+        let handles: Vec<_> = rest.iter().map(|i| s.spawn(|| f(i))).collect();
+        let mut out = Vec::with_capacity(items.len());
+        out.push(f(first));
+        out.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a Docker host thread panicked")),
+        );
+        out
     })
 }
