@@ -121,9 +121,16 @@ pub fn decide_with(
             .push("signal node_ready is unknown: cannot count workers, so no action".to_string());
         return plan;
     };
-    let count = rules::count::count(nodes, state, cfg);
+    let count = rules::count::count(nodes, state, cfg, now);
     let mut plan = Plan::none(count.workers.clone());
     plan.joined = count.joined.clone();
+    for name in &count.overdue {
+        plan.notes.push(format!(
+            "{name} is still not Ready past provision_timeout: no longer waited for or \
+             counted as capacity, still counted toward max_nodes until reconcile removes it \
+             (it can once its Docker host is listed)"
+        ));
+    }
     let unhealthy = rules::health::unhealthy(&count.workers);
     let timers = rules::unneeded::track(snap, state, cfg, now);
     plan.memory.unneeded_since = timers.unneeded_since;

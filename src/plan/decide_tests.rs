@@ -262,6 +262,20 @@ fn scale_up_rules_table() {
             1,
         ),
         (
+            "a worker not Ready past provision_timeout no longer holds (its host was not listed, so reconcile could not remove it)",
+            snap().workers(3).pending(1.0, 0.5, 1.0),
+            State {
+                provisioning: vec![Provisioning {
+                    name: "k3s-worker-9".into(),
+                    started_at: ago(901).unwrap(),
+                    host: Some("b".into()),
+                }],
+                ..st.clone()
+            },
+            Action::ScaleUp,
+            1,
+        ),
+        (
             "node count unknown: no action at all",
             snap().pending(3.0, 1.0, 1.0).no_nodes_signal(),
             st.clone(),
@@ -831,6 +845,18 @@ fn scheduling_aware_cases() {
     // ... and pods that fit the booting worker wait for it.
     let p = run(&with_pods(full(), &six[..1]), &booting, &c);
     assert_eq!(p.action, Action::None, "{p:#?}");
+    // Past provision_timeout it is not waited for: the pod scales up, the worker still
+    // counts toward max_nodes, and the output says why.
+    booting.provisioning[0].started_at = ago(901).unwrap();
+    let p = run(&with_pods(full(), &six[..1]), &booting, &c);
+    assert_eq!((p.action.clone(), p.count), (Action::ScaleUp, 1), "{p:#?}");
+    assert_eq!((p.workers.provisioning, p.workers.total), (0, 4), "{p:#?}");
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("k3s-worker-9 is still not Ready past provision_timeout")),
+        "{p:#?}"
+    );
 }
 
 #[test]

@@ -60,6 +60,7 @@ mod tests {
                 total,
             },
             joined: Vec::new(),
+            overdue: Vec::new(),
             capacity: ready + provisioning,
             room: max.saturating_sub(total),
         }

@@ -228,6 +228,7 @@ mod tests {
                 total: 1 + provisioning,
             },
             joined: Vec::new(),
+            overdue: Vec::new(),
             capacity: 1 + provisioning,
             room: 10,
         }

@@ -338,6 +338,7 @@ mod tests {
                 total: ready + provisioning,
             },
             joined: Vec::new(),
+            overdue: Vec::new(),
             capacity: ready + provisioning,
             room: 10,
         };

@@ -225,6 +225,7 @@ mod tests {
                 total: 2 + provisioning,
             },
             joined: Vec::new(),
+            overdue: Vec::new(),
             capacity: 2 + provisioning,
             room,
         };
