@@ -76,6 +76,33 @@ impl PromClient {
         &self.query
     }
 
+    /// POSTs a form to `url` with the client's credentials and timeout, and returns the
+    /// body of a 2xx answer (at most `limit` bytes); any other status is an error carrying
+    /// Prometheus's message, or the body's start.
+    fn post(&self, url: &str, form: &[(&str, &str)], limit: u64) -> Result<Vec<u8>, PromError> {
+        let mut req = self.agent.post(url);
+        if let Some(a) = &self.authorization {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req
+            .send_form(form.iter().copied())
+            .map_err(|e| self.classify(e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| self.classify(e))?;
+        if !(200..300).contains(&status) {
+            let detail = api_error(&body).unwrap_or_else(|| {
+                String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+            });
+            return Err(PromError::Status(status, detail));
+        }
+        Ok(body)
+    }
+
     /// One range query (`simulate --from-prometheus`), with the client's credentials,
     /// timeout and size cap; more than `max_series` series is an error.
     pub fn query_range(
@@ -86,36 +113,21 @@ impl PromClient {
         step_secs: u64,
         max_series: usize,
     ) -> Result<Vec<super::range::Series>, PromError> {
-        let mut req = self.agent.post(format!("{}_range", self.endpoint));
-        if let Some(a) = &self.authorization {
-            req = req.header("Authorization", a);
-        }
         let (start, end, step) = (
             format!("{start:.3}"),
             format!("{end:.3}"),
             step_secs.to_string(),
         );
-        let mut resp = req
-            .send_form([
+        let body = self.post(
+            &format!("{}_range", self.endpoint),
+            &[
                 ("query", query),
                 ("start", start.as_str()),
                 ("end", end.as_str()),
                 ("step", step.as_str()),
-            ])
-            .map_err(|e| self.classify(e))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES * 4)
-            .read_to_vec()
-            .map_err(|e| self.classify(e))?;
-        if !(200..300).contains(&status) {
-            let detail = api_error(&body).unwrap_or_else(|| {
-                String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
-            });
-            return Err(PromError::Status(status, detail));
-        }
+            ],
+            MAX_RESPONSE_BYTES * 4,
+        )?;
         super::range::parse_matrix(&body, max_series)
     }
 }
@@ -192,26 +204,11 @@ impl MetricsSource for PromClient {
     }
 
     fn snapshot(&self) -> Result<Snapshot, PromError> {
-        let mut req = self.agent.post(&self.endpoint);
-        if let Some(a) = &self.authorization {
-            req = req.header("Authorization", a);
-        }
-        let mut resp = req
-            .send_form([("query", self.query.as_str())])
-            .map_err(|e| self.classify(e))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_vec()
-            .map_err(|e| self.classify(e))?;
-        if !(200..300).contains(&status) {
-            let detail = api_error(&body).unwrap_or_else(|| {
-                String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
-            });
-            return Err(PromError::Status(status, detail));
-        }
+        let body = self.post(
+            &self.endpoint,
+            &[("query", self.query.as_str())],
+            MAX_RESPONSE_BYTES,
+        )?;
         parse_response(&body, &self.defaulted)
     }
 }

@@ -122,43 +122,23 @@ fn draw(
         .label(SERIES[6])
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
     let t = &cfg.thresholds;
-    let mut lines = vec![
-        (
-            format!("scale-up at cpu {}%", t.cpu_threshold),
-            t.cpu_threshold,
-            RED,
-        ),
-        (
-            format!("scale-down under cpu {}%", t.cpu_scale_down),
-            t.cpu_scale_down,
-            RED,
-        ),
-        (
-            format!("scale-up at memory {}%", t.memory_threshold),
-            t.memory_threshold,
-            GREEN,
-        ),
-        (
-            format!("scale-down under memory {}%", t.memory_scale_down),
-            t.memory_scale_down,
-            GREEN,
-        ),
-    ];
-    // Equal thresholds for both resources are drawn once.
-    if t.cpu_threshold == t.memory_threshold && t.cpu_scale_down == t.memory_scale_down {
-        lines = vec![
-            (
-                format!("scale-up at {}%", t.cpu_threshold),
-                t.cpu_threshold,
-                BLACK,
-            ),
-            (
-                format!("scale-down under {}%", t.cpu_scale_down),
-                t.cpu_scale_down,
-                BLACK,
-            ),
-        ];
-    }
+    // Per resource, its scale-up and scale-down lines; equal thresholds for both resources
+    // are drawn once.
+    let resources =
+        if t.cpu_threshold == t.memory_threshold && t.cpu_scale_down == t.memory_scale_down {
+            vec![("", t.cpu_threshold, t.cpu_scale_down, BLACK)]
+        } else {
+            vec![
+                ("cpu ", t.cpu_threshold, t.cpu_scale_down, RED),
+                ("memory ", t.memory_threshold, t.memory_scale_down, GREEN),
+            ]
+        };
+    let lines = resources.into_iter().flat_map(|(res, up, down, color)| {
+        [
+            (format!("scale-up at {res}{up}%"), up, color),
+            (format!("scale-down under {res}{down}%"), down, color),
+        ]
+    });
     for (name, v, color) in lines {
         let style = color.mix(0.6);
         c.draw_series(LineSeries::new(vec![(0.0, v), (end, v)], style))?
