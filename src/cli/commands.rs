@@ -431,10 +431,27 @@ fn drain(
         crate::kube::mover::MoveMode::Evict
     };
     let mut down = ScaleDown::new(Box::new(cluster), worker_containers(&cfg)?, &cfg, mode);
+    if let Some(state) = state.as_mut() {
+        if let Some(m) = crate::state::finish_unfinished(state) {
+            log::warn!("{m}");
+        }
+        // Written ahead of the cordon: if the state cannot be written, nothing is done.
+        crate::state::write_ahead(state, Timestamp::now(), "drain", &[node.to_string()]);
+        state.save(&path)?;
+    }
     let rep = down.drain_named(node, &req);
     match output {
         OutputFormat::Json => println!("{}", rep.to_json()),
         OutputFormat::Text => print!("{}", rep.to_text()),
+    }
+    if let Some(state) = state.as_mut() {
+        state.acting = None;
+    }
+    if let Some(state) = state.as_mut()
+        && rep.exit_code == 2
+    {
+        // No such node: nothing was done; only the write-ahead is taken back.
+        state.save(&path)?;
     }
     if let Some(state) = state.as_mut()
         && rep.exit_code != 2
@@ -452,7 +469,20 @@ fn drain(
         } else {
             state.record(now, "drain", format!("drained {node}; left cordoned"));
         }
-        state.save(&path)?;
+        if let Err(e) = state.save(&path) {
+            let mut done = Vec::new();
+            if !rep.evicted.is_empty() {
+                done.push(format!("evicted {} pod(s) from {node}", rep.evicted.len()));
+            }
+            if rep.removed {
+                done.push(format!("removed {node}"));
+            }
+            return Err(if done.is_empty() {
+                RunError::State(e)
+            } else {
+                RunError::Unsaved { done, error: e }
+            });
+        }
     }
     if let Some(e) = &rep.error {
         log::error!("{e}");

@@ -16,6 +16,13 @@ pub enum RunError {
     /// A Docker or Kubernetes action failed; the message says which and why.
     Action(String),
     State(StateError),
+    /// The state could not be saved after an action was carried out: what was done
+    /// (workers started, a worker removed, repairs) is named, since "nothing was done"
+    /// (exit 6) would be false.
+    Unsaved {
+        done: Vec<String>,
+        error: StateError,
+    },
     Internal(String),
 }
 
@@ -34,6 +41,7 @@ impl RunError {
             RunError::Metrics(_) => 4,
             RunError::Action(_) => 5,
             RunError::State(_) => 6,
+            RunError::Unsaved { .. } => 7,
         }
     }
 
@@ -48,7 +56,7 @@ impl RunError {
             RunError::Lock(_) => "lock",
             RunError::Metrics(_) => "metrics",
             RunError::Action(_) => "action",
-            RunError::State(_) => "state",
+            RunError::State(_) | RunError::Unsaved { .. } => "state",
         }
     }
 }
@@ -61,6 +69,12 @@ impl fmt::Display for RunError {
             RunError::Lock(e) => e.fmt(f),
             RunError::Metrics(e) => e.fmt(f),
             RunError::State(e) => e.fmt(f),
+            RunError::Unsaved { done, error } => write!(
+                f,
+                "{error}, after this run had already acted ({}); the next run finds what \
+                 exists from Docker and the API",
+                done.join("; ")
+            ),
         }
     }
 }

@@ -16,8 +16,8 @@ use crate::signals::MetricsSource;
 use crate::state::lock::RunLock;
 use crate::state::time::Timestamp;
 use crate::state::{
-    Provisioning, State, StateError, record_failed_scale_down, record_failed_scale_up,
-    record_scale_up,
+    Provisioning, State, StateError, finish_unfinished, record_failed_scale_down,
+    record_failed_scale_up, record_scale_up, write_ahead,
 };
 use std::rc::Rc;
 
@@ -209,8 +209,13 @@ pub fn decide_and_act(
     if let Ok(Some(o)) = &observed {
         report.docker_hosts = o.hosts.clone();
     }
+    // An action a killed run wrote ahead and never finished: counted as failed now.
+    let unfinished = finish_unfinished(state);
+    if let Some(m) = &unfinished {
+        log::warn!("{m}");
+    }
     let mut repair_failed = None;
-    match reconcile_run(ctx, state, &mut snap, cell, observed, &mut repairs) {
+    match reconcile_run(ctx, state, &mut snap, cell, observed, &mut repairs, save) {
         Ok(failed) => repair_failed = failed,
         Err(e) if ctx.dry_run => {
             // A dry run still decides: say that drift was not looked at.
@@ -244,6 +249,7 @@ pub fn decide_and_act(
     if let Some(note) = reconcile_note {
         report.blocked_by.push(note);
     }
+    report.notes.extend(unfinished);
     state.low_since = plan.low_since;
     remember(state, &plan);
     state
@@ -269,7 +275,7 @@ pub fn decide_and_act(
             if let Ok(a) = cell.get() {
                 a.use_model(Rc::clone(&model));
             }
-            scale_down(ctx, state, &plan.candidates, cell, report)
+            scale_down(ctx, state, &plan.candidates, cell, report, save)
         }
     };
     // A failed repair fails the run (exit 5) even when the scale-up went through.
@@ -290,8 +296,43 @@ pub fn decide_and_act(
             actuator.write_events(&notes, &mut state.posted, now);
         }
     }
-    save(state)?;
+    if let Err(e) = save(state) {
+        let done = acted(report);
+        return Err(if done.is_empty() {
+            RunError::State(e)
+        } else {
+            RunError::Unsaved { done, error: e }
+        });
+    }
     result.map(|()| decided)
+}
+
+/// What this run changed outside, as the report has it (empty in a dry run): named when
+/// the state cannot be saved afterwards.
+fn acted(report: &Report) -> Vec<String> {
+    if report.dry_run {
+        return Vec::new();
+    }
+    let mut done = Vec::new();
+    if !report.started.is_empty() {
+        done.push(format!("started {}", report.started.join(", ")));
+    }
+    if !report.evicted.is_empty() {
+        done.push(format!("evicted {} pod(s)", report.evicted.len()));
+    }
+    if !report.removed.is_empty() {
+        done.push(format!("removed {}", report.removed.join(", ")));
+    }
+    let repaired: Vec<&str> = report
+        .repairs
+        .iter()
+        .filter(|r| !r.starts_with("FAILED: "))
+        .map(String::as_str)
+        .collect();
+    if !repaired.is_empty() {
+        done.push(format!("repaired: {}", repaired.join(", ")));
+    }
+    done
 }
 
 /// Starts `count` workers (in dry-run, only names them) on the hosts placement picks, and
@@ -461,6 +502,7 @@ fn reconcile_run(
     cell: &mut ActuatorCell,
     observed: Result<Option<Observed>, RunError>,
     listed: &mut Vec<String>,
+    save: &mut Save,
 ) -> Result<Option<String>, RunError> {
     let Some(mut observed) = observed? else {
         return Ok(None);
@@ -509,6 +551,17 @@ fn reconcile_run(
         ctx.now,
         &unlisted,
     );
+    // Written ahead: a repair that removes must be on disk before it starts, and if the
+    // state cannot be written, none is made (a full disk must not cost a worker per run).
+    let changes = repairs.iter().any(|r| !matches!(r, Repair::Adopt { .. }));
+    if !ctx.dry_run && changes {
+        let names: Vec<String> = repairs.iter().map(|r| r.name().to_string()).collect();
+        write_ahead(state, ctx.now, "repair", &names);
+        if let Err(e) = save(state) {
+            state.acting = None;
+            return Err(RunError::State(e));
+        }
+    }
     let mut done = Vec::new();
     let mut failed = None;
     for r in &repairs {
@@ -539,6 +592,7 @@ fn reconcile_run(
         }
     }
     if !ctx.dry_run {
+        state.acting = None;
         reconcile::record(state, &done, ctx.now);
     }
     Ok(failed)
@@ -567,6 +621,7 @@ fn scale_down(
     candidates: &[String],
     cell: &mut ActuatorCell,
     report: &mut Report,
+    save: &mut Save,
 ) -> Result<(), RunError> {
     let now = ctx.now;
     let actuator = match cell.get() {
@@ -578,7 +633,18 @@ fn scale_down(
             return Err(e);
         }
     };
-    match actuator.remove_worker(candidates, ctx.dry_run, report) {
+    if !ctx.dry_run {
+        // Written ahead of the first cordon: if the state cannot be written (a full or
+        // read-only disk), nothing is removed, so the cooldown can never be skipped.
+        write_ahead(state, now, "scale_down", candidates);
+        if let Err(e) = save(state) {
+            state.acting = None;
+            return Err(RunError::State(e));
+        }
+    }
+    let removed = actuator.remove_worker(candidates, ctx.dry_run, report);
+    state.acting = None;
+    match removed {
         Ok(removal) => {
             report.evicted = removal.evicted.clone();
             match removal.removed {
@@ -610,3 +676,7 @@ fn scale_down(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "evaluate_tests.rs"]
+mod tests;

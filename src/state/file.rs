@@ -125,6 +125,23 @@ pub struct State {
     /// (`events::next_step`); entries older than the apiserver's event TTL are dropped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub posted: Vec<PostedEvent>,
+    /// An action written ahead of its first outside call (a scale-down, `drain NODE`,
+    /// repairs that remove): saved before anything changes, cleared when its outcome is
+    /// recorded. Still here at load, it belongs to a run that was killed half-way
+    /// (`records::finish_unfinished`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting: Option<Acting>,
+}
+
+/// What a run is about to do, on disk before it starts (`State::acting`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Acting {
+    /// "scale_down", "drain" or "repair".
+    pub kind: String,
+    /// The workers or nodes it is about (a scale-down: its candidates, best first).
+    pub about: Vec<String>,
+    pub started_at: Timestamp,
 }
 
 /// A Kubernetes Event k3s-scale wrote: which object and reason it is about, the Event's

@@ -8,4 +8,7 @@ pub mod records;
 pub mod time;
 
 pub use file::*;
-pub use records::{record_failed_scale_down, record_failed_scale_up, record_scale_up};
+pub use records::{
+    finish_unfinished, record_failed_scale_down, record_failed_scale_up, record_scale_up,
+    write_ahead,
+};

@@ -1,0 +1,223 @@
+//! The run's write-ahead under a state that cannot be saved (a full or read-only disk):
+//! no action without its record, and a save that fails after an action names what was done.
+
+use super::*;
+use crate::config::Config;
+use crate::plan::model::Resources;
+use crate::plan::snapshot::{NodeResources, NodeSample};
+use crate::run::{ActionFailure, Removal};
+use proptest::prelude::*;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
+
+/// A pool of workers that scale-down can really remove from.
+struct Pool {
+    workers: Rc<RefCell<Vec<String>>>,
+}
+
+impl Actuator for Pool {
+    fn start_workers(&mut self, names: &[String]) -> Result<(), ActionFailure> {
+        self.workers.borrow_mut().extend(names.iter().cloned());
+        Ok(())
+    }
+    fn remove_worker(
+        &mut self,
+        candidates: &[String],
+        dry_run: bool,
+        _report: &mut Report,
+    ) -> Result<Removal, ActionFailure> {
+        let name = candidates.first().cloned();
+        if let Some(n) = &name
+            && !dry_run
+        {
+            self.workers.borrow_mut().retain(|w| w != n);
+        }
+        Ok(Removal {
+            removed: name,
+            evicted: Vec::new(),
+        })
+    }
+}
+
+/// Idle workers (10 % of 2 CPU and 2 GiB requested each), nothing pending.
+fn idle_snapshot(workers: &[String], util: f64) -> Snapshot {
+    let gib = (1u64 << 30) as f64;
+    let mut snap = Snapshot {
+        pending_pods: Some(0.0),
+        pending_cpu_cores: Some(0.0),
+        pending_memory_bytes: Some(0.0),
+        cpu: Some(util),
+        memory: Some(util),
+        nodes: Some(BTreeMap::new()),
+        ..Snapshot::default()
+    };
+    for w in workers {
+        snap.nodes.as_mut().unwrap().insert(
+            w.clone(),
+            NodeSample {
+                ready: true,
+                cpu: Some(util),
+                memory: Some(util),
+            },
+        );
+        snap.node_resources.insert(
+            w.clone(),
+            NodeResources {
+                requested: Resources::new(2.0 * util / 100.0, 2.0 * gib * util / 100.0),
+                allocatable: Resources::new(2.0, 2.0 * gib),
+            },
+        );
+    }
+    snap
+}
+
+fn config() -> Config {
+    let mut cfg = Config::default();
+    cfg.limits.min_nodes = 1;
+    cfg
+}
+
+/// Low for an hour and every worker unneeded as long: scale-down is due.
+fn idle_state(workers: &[String]) -> State {
+    let hour_ago = Timestamp::from_secs(1_800_000_000 - 3600);
+    State {
+        low_since: Some(hour_ago),
+        unneeded_since: workers.iter().map(|w| (w.clone(), hour_ago)).collect(),
+        next_worker_index: 10,
+        ..State::fresh()
+    }
+}
+
+fn disk_full() -> StateError {
+    StateError::Write(
+        PathBuf::from("/var/lib/k3s-scale/state.json"),
+        std::io::Error::other("No space left on device"),
+    )
+}
+
+/// One evaluate after the snapshot, with `save` as the state's writer.
+fn one_run(
+    cfg: &Config,
+    state: &mut State,
+    pool: &Rc<RefCell<Vec<String>>>,
+    now: Timestamp,
+    util: f64,
+    save: &mut Save,
+) -> (Report, Result<crate::plan::decide::Plan, RunError>) {
+    let ctx = Context {
+        config: cfg,
+        state_path: PathBuf::from("/nonexistent/state.json"),
+        dry_run: false,
+        now,
+    };
+    let snap = idle_snapshot(&pool.borrow(), util);
+    let workers = pool.clone();
+    let mut make = move || -> Result<Box<dyn Actuator>, RunError> {
+        Ok(Box::new(Pool {
+            workers: workers.clone(),
+        }))
+    };
+    let mut cell = ActuatorCell::new(&mut make);
+    let mut report = Report::new(false);
+    let r = decide_and_act(&ctx, state, snap, Ok(None), &mut cell, &mut report, save);
+    (report, r)
+}
+
+fn names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("k3s-worker-{i}")).collect()
+}
+
+#[test]
+fn a_full_disk_removes_no_worker_in_any_run() {
+    // Before the write-ahead, four idle workers became one in three runs: each run removed
+    // one and could not record it, so the cooldown never applied.
+    let cfg = config();
+    let pool = Rc::new(RefCell::new(names(4)));
+    let on_disk = idle_state(&pool.borrow());
+    for run in 0..4 {
+        let mut state = on_disk.clone();
+        let now = NOW.plus(std::time::Duration::from_secs(30 * run));
+        let mut save = |_: &State| Err(disk_full());
+        let (report, r) = one_run(&cfg, &mut state, &pool, now, 10.0, &mut save);
+        let e = r.expect_err("the state cannot be written");
+        assert_eq!(e.exit_code(), 6, "nothing was done: {e}");
+        assert!(report.removed.is_empty(), "run {run}: {report:?}");
+        assert_eq!(pool.borrow().len(), 4, "run {run}");
+    }
+}
+
+#[test]
+fn a_save_that_fails_after_the_removal_names_it_and_exits_7() {
+    let cfg = config();
+    let pool = Rc::new(RefCell::new(names(3)));
+    let mut state = idle_state(&pool.borrow());
+    let writes = RefCell::new(Vec::new());
+    // The write-ahead goes through; the disk fills before the run's last save.
+    let mut save = |s: &State| {
+        writes.borrow_mut().push(s.acting.clone());
+        if writes.borrow().len() == 1 {
+            Ok(())
+        } else {
+            Err(disk_full())
+        }
+    };
+    let (report, r) = one_run(&cfg, &mut state, &pool, NOW, 10.0, &mut save);
+    let e = r.expect_err("the last save failed");
+    assert_eq!(e.exit_code(), 7, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("removed k3s-worker-"), "{text}");
+    assert_eq!(report.removed.len(), 1);
+    let writes = writes.into_inner();
+    let ahead = writes[0]
+        .as_ref()
+        .expect("the scale-down was written ahead");
+    assert_eq!(ahead.kind, "scale_down");
+    assert_eq!(ahead.started_at, NOW);
+    assert_eq!(writes[1], None, "the outcome replaces the write-ahead");
+}
+
+#[test]
+fn a_scale_down_its_run_never_finished_backs_off_the_next() {
+    let cfg = config();
+    let pool = Rc::new(RefCell::new(names(3)));
+    let mut state = idle_state(&pool.borrow());
+    crate::state::write_ahead(&mut state, NOW, "scale_down", &names(1));
+    let later = NOW.plus(std::time::Duration::from_secs(30));
+    let mut save = |_: &State| Ok(());
+    let (report, r) = one_run(&cfg, &mut state, &pool, later, 10.0, &mut save);
+    r.expect("run");
+    assert!(report.removed.is_empty(), "backed off: {report:?}");
+    assert_eq!(state.acting, None);
+    assert_eq!(state.last_scale_down_failure, Some(NOW));
+    assert!(
+        report.notes.iter().any(|n| n.contains("never finished")),
+        "{:?}",
+        report.notes
+    );
+}
+
+proptest! {
+    /// For any sequence of runs where every state write fails, the number of workers
+    /// never drops.
+    #[test]
+    fn no_state_write_no_fewer_workers(
+        workers in 1usize..8,
+        gaps in proptest::collection::vec(1u64..900, 1..8),
+        util in 0.0f64..100.0,
+    ) {
+        let cfg = config();
+        let pool = Rc::new(RefCell::new(names(workers)));
+        let on_disk = idle_state(&pool.borrow());
+        let mut now = NOW;
+        for gap in gaps {
+            now = now.plus(std::time::Duration::from_secs(gap));
+            let mut state = on_disk.clone();
+            let mut save = |_: &State| Err(disk_full());
+            let _ = one_run(&cfg, &mut state, &pool, now, util, &mut save);
+            prop_assert!(pool.borrow().len() >= workers, "{} < {workers}", pool.borrow().len());
+        }
+    }
+}
