@@ -13,7 +13,9 @@ Exit codes:
   3   lock held by another run
   4   metrics unavailable (Prometheus down, slow or garbled)
   5   an action failed (Docker or Kubernetes)
-  6   state file unreadable or corrupt (see `k3s-scale state reset`)";
+  6   state file unreadable or corrupt, or unwritable before an action: nothing done
+      (see `k3s-scale state reset`)
+  7   an action was done but the state could not be saved (the message names it)";
 
 #[derive(Debug, Parser)]
 #[command(
