@@ -408,6 +408,46 @@ fn a_cooldown_blocks_the_scale_up_and_says_until_when() {
 }
 
 #[test]
+fn a_cooldown_or_booting_worker_from_2099_is_taken_as_now_and_named() {
+    // A clock stepped back or a copied state: before, scale-up waited until 2099.
+    let prom = PromServer::with_cluster(&pending());
+    let s = Setup::new(&prom.url(), "5s", "limits:\n  scale_up_cooldown: 60\n");
+    let y2099 = Timestamp::parse("2099-01-01T00:00:00Z").unwrap();
+    let mut state = State::fresh();
+    state.last_scale_up = Some(y2099);
+    state.provisioning.push(k3s_scale::state::Provisioning {
+        name: "k3s-worker-7".into(),
+        started_at: y2099,
+        host: None,
+    });
+    state.next_worker_index = 8;
+    s.write_state(&state);
+    let before = Timestamp::now();
+    let (code, v) = s.dry_run_json();
+    assert_eq!(code, 0, "{v}");
+    let notes = strings(&v["notes"]);
+    for key in ["last_scale_up", "provisioning[k3s-worker-7].started_at"] {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains(key) && n.contains("taken as now")),
+            "{key}: {notes:?}"
+        );
+    }
+    // The cooldown runs from now: it ends within its configured 60 s, not in 2099.
+    let blocked = strings(&v["blocked_by"]);
+    let until = blocked
+        .iter()
+        .find_map(|b| b.strip_prefix("scale_up_cooldown until "))
+        .unwrap_or_else(|| panic!("{blocked:?}"));
+    let until = Timestamp::parse(until).unwrap();
+    assert!(
+        until <= Timestamp::now().plus(Duration::from_secs(60)) && until >= before,
+        "{until}"
+    );
+}
+
+#[test]
 fn dry_run_writes_nothing_flag_or_config() {
     let prom = PromServer::with_cluster(&pending());
     let s = Setup::new(&prom.url(), "5s", "");

@@ -138,8 +138,12 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
         Command::Status { output } => {
             let cfg = load_config(cli)?;
             let path = state_path(cli, &cfg);
-            let state = State::load(&path)?;
+            let mut state = State::load(&path)?;
             let now = Timestamp::now();
+            // Shown as the next run will read it.
+            for w in crate::state::clock::clamp_future(&mut state, now) {
+                log::warn!("{w}");
+            }
             let workers = observe_workers(&cfg, &state, now);
             let text = crate::cli::status::render(&cfg, &path, &state, now, *output, &workers);
             print!("{text}");
@@ -432,8 +436,10 @@ fn drain(
     };
     let mut down = ScaleDown::new(Box::new(cluster), worker_containers(&cfg)?, &cfg, mode);
     if let Some(state) = state.as_mut() {
-        if let Some(m) = crate::state::finish_unfinished(state) {
-            log::warn!("{m}");
+        let mut warnings = crate::state::clock::clamp_future(state, Timestamp::now());
+        warnings.extend(crate::state::finish_unfinished(state));
+        for w in warnings {
+            log::warn!("{w}");
         }
         // Written ahead of the cordon: if the state cannot be written, nothing is done.
         crate::state::write_ahead(state, Timestamp::now(), "drain", &[node.to_string()]);

@@ -209,10 +209,13 @@ pub fn decide_and_act(
     if let Ok(Some(o)) = &observed {
         report.docker_hosts = o.hosts.clone();
     }
+    // A time in the future (a clock stepped back, a copied state) would hold a cooldown
+    // or a booting worker for as long: each is taken as now, and said.
+    let mut warnings = crate::state::clock::clamp_future(state, now);
     // An action a killed run wrote ahead and never finished: counted as failed now.
-    let unfinished = finish_unfinished(state);
-    if let Some(m) = &unfinished {
-        log::warn!("{m}");
+    warnings.extend(finish_unfinished(state));
+    for w in &warnings {
+        log::warn!("{w}");
     }
     let mut repair_failed = None;
     match reconcile_run(ctx, state, &mut snap, cell, observed, &mut repairs, save) {
@@ -249,7 +252,7 @@ pub fn decide_and_act(
     if let Some(note) = reconcile_note {
         report.blocked_by.push(note);
     }
-    report.notes.extend(unfinished);
+    report.notes.extend(warnings);
     state.low_since = plan.low_since;
     remember(state, &plan);
     state

@@ -51,6 +51,10 @@ fn run_up(
         Some(RunLock::acquire(&cfg.state.lock_path)?)
     };
     let mut state = State::load(&ctx.state_path)?;
+    let warnings = crate::state::clock::clamp_future(&mut state, ctx.now);
+    for w in &warnings {
+        log::warn!("{w}");
+    }
     let snap = source.snapshot()?;
     let plan = decide(&snap, &state, cfg, ctx.now);
     let mut r = Report::new(ctx.dry_run).with_plan(&snap, &plan);
@@ -59,6 +63,7 @@ fn run_up(
     r.reasons = vec![format!("requested: up --count {count}")];
     r.blocked_by.clear();
     r.candidates.clear();
+    r.notes.extend(warnings);
     *report = r;
     if snap.nodes.is_none() {
         return Err(RunError::Metrics(PromError::Malformed(

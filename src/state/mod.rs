@@ -2,6 +2,7 @@
 //! workers booting, the name counter, totals, recent events), how a run's outcomes are
 //! recorded in it, the run lock, and the instants it stores. May use `config` only.
 
+pub mod clock;
 pub mod file;
 pub mod lock;
 pub mod records;
