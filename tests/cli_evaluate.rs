@@ -560,6 +560,20 @@ fn config_errors_exit_2_naming_the_key() {
             "prometheus:\n  queries:\n    cpuu: up\n",
             "prometheus.queries.cpuu",
         ),
+        // Each of these broke every run instead (issue 23 point 8).
+        ("prometheus:\n  url: 'http://:9090'\n", "prometheus.url"),
+        (
+            "thresholds:\n  cpu_threshold: 0\n  cpu_scale_down: 0\n",
+            "thresholds.cpu_threshold",
+        ),
+        (
+            "state:\n  path: /nonexistent/k3s-scale/s\n  lock_path: /nonexistent/k3s-scale/s\n",
+            "state.lock_path",
+        ),
+        (
+            "state:\n  path: /nonexistent/k3s-scale/s\nmetrics:\n  textfile: /nonexistent/k3s-scale/s\n",
+            "metrics.textfile",
+        ),
     ];
     for (yaml, key) in cases {
         let dir = TempDir::new("badcfg");

@@ -55,6 +55,42 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The host of an http(s) URL (`http://HOST[:PORT][/...]`), None when it has none or
+/// it holds characters no host has.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        // An IPv6 literal: `[::1]:9090`.
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let bad = |c: char| c.is_whitespace() || c.is_control() || c == '\\';
+    (!host.is_empty() && !host.contains(bad)).then_some(host)
+}
+
+/// Whether two configured paths name one file: the same path, or the same name in
+/// folders that are one folder (through a link) where the folders exist already.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    if a == b {
+        return true;
+    }
+    let resolve = |p: &std::path::Path| {
+        let folder = match p.parent() {
+            Some(f) if !f.as_os_str().is_empty() => f,
+            _ => std::path::Path::new("."),
+        };
+        let real = std::fs::canonicalize(folder).ok()?;
+        let real = real.join(p.file_name()?);
+        // The file itself may be a link to another (own files refuse links at use; here
+        // it would name the pair to fix).
+        Some(std::fs::canonicalize(&real).unwrap_or(real))
+    };
+    matches!((resolve(a), resolve(b)), (Some(x), Some(y)) if x == y)
+}
+
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_string(),
@@ -399,6 +435,19 @@ impl Config {
                 return Err(invalid(key, format!("{v} is not a percentage in 0-100")));
             }
         }
+        // A scale-up threshold of 0 % fires on every run; said of the key that is 0, not
+        // of the scale-down threshold that cannot be below it.
+        for (key, v) in [
+            ("thresholds.cpu_threshold", t.cpu_threshold),
+            ("thresholds.memory_threshold", t.memory_threshold),
+        ] {
+            if v == 0.0 {
+                return Err(invalid(
+                    key,
+                    "0 would scale up on every run; it must be above 0",
+                ));
+            }
+        }
         if t.cpu_scale_down >= t.cpu_threshold {
             return Err(invalid(
                 "thresholds.cpu_scale_down",
@@ -472,6 +521,34 @@ impl Config {
         if self.state.lock_path.as_os_str().is_empty() {
             return Err(invalid("state.lock_path", "must not be empty"));
         }
+        self.validate_own_files_distinct()
+    }
+
+    /// The state, the lock and the metrics textfile are three files: one path for two of
+    /// them (or two paths reaching one file through a link) breaks every run (the lock
+    /// read as a corrupt state, the state overwritten with metrics).
+    fn validate_own_files_distinct(&self) -> Result<(), ConfigError> {
+        let mut files = vec![
+            ("state.path", &self.state.path),
+            ("state.lock_path", &self.state.lock_path),
+        ];
+        if let Some(t) = &self.metrics.textfile {
+            files.push(("metrics.textfile", t));
+        }
+        for (i, (a, pa)) in files.iter().enumerate() {
+            for (b, pb) in &files[i + 1..] {
+                if same_file(pa, pb) {
+                    return Err(invalid(
+                        b,
+                        format!(
+                            "{} is the same file as {a} ({}); the two must differ",
+                            pb.display(),
+                            pa.display()
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -481,6 +558,12 @@ impl Config {
             return Err(invalid(
                 "prometheus.url",
                 format!("{:?} must start with http:// or https://", p.url),
+            ));
+        }
+        if url_host(&p.url).is_none() {
+            return Err(invalid(
+                "prometheus.url",
+                format!("{:?} names no host", p.url),
             ));
         }
         if p.url.contains('@') {
@@ -820,6 +903,27 @@ mod tests {
     }
 
     #[test]
+    fn own_files_reaching_one_file_through_a_link_are_refused() {
+        let dir = std::env::temp_dir().join(format!("k3s-scale-same-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+        let text = format!(
+            "state:\n  path: {0}/real/state.json\n  lock_path: {0}/real/lock\n\
+             metrics:\n  textfile: {0}/link/state.json\n",
+            dir.display()
+        );
+        let e = err(&text);
+        assert!(
+            e.contains("metrics.textfile") && e.contains("state.path"),
+            "{e}"
+        );
+        let apart = text.replace("link/state.json", "link/k3s-scale.prom");
+        assert!(Config::parse(&apart).is_ok(), "{apart}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn invalid_values_name_their_key() {
         let cases = [
             (
@@ -843,6 +947,30 @@ mod tests {
                 "thresholds.memory_scale_down",
             ),
             ("prometheus:\n  url: ftp://x\n", "prometheus.url"),
+            ("prometheus:\n  url: 'http://'\n", "prometheus.url"),
+            ("prometheus:\n  url: 'http://:9090'\n", "prometheus.url"),
+            ("prometheus:\n  url: 'https:///api'\n", "prometheus.url"),
+            ("prometheus:\n  url: 'http://a b:9090'\n", "prometheus.url"),
+            (
+                "thresholds:\n  cpu_threshold: 0\n  cpu_scale_down: 0\n",
+                "thresholds.cpu_threshold",
+            ),
+            (
+                "thresholds:\n  memory_threshold: 0\n  memory_scale_down: 0\n",
+                "thresholds.memory_threshold",
+            ),
+            (
+                "state:\n  path: /var/lib/k3s-scale/x\n  lock_path: /var/lib/k3s-scale/x\n",
+                "state.lock_path",
+            ),
+            (
+                "state:\n  path: /var/lib/k3s-scale/s\nmetrics:\n  textfile: /var/lib/k3s-scale/s\n",
+                "metrics.textfile",
+            ),
+            (
+                "state:\n  lock_path: /tmp/l\nmetrics:\n  textfile: /tmp/l\n",
+                "metrics.textfile",
+            ),
             ("prometheus:\n  timeout: 0\n", "prometheus.timeout"),
             (
                 "prometheus:\n  queries:\n    cpuu: up\n",
