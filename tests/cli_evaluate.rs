@@ -387,6 +387,41 @@ fn unknown_signals_print_null_and_block_the_scale_down() {
 }
 
 #[test]
+fn two_kube_state_metrics_instances_count_every_series_once() {
+    // Two replicas (or two jobs scraping one): every series twice, another instance/job.
+    // Before, pending pods and requests doubled (`pending_pods 6 >= 1` for 3 pods).
+    let once = PromServer::with_cluster(&pending());
+    let mut samples = pending().samples();
+    let twice: Vec<_> = samples
+        .iter()
+        .filter(|s| s.labels.iter().any(|(k, _)| k == "instance"))
+        .map(|s| {
+            let mut d = s.clone();
+            for (k, v) in &mut d.labels {
+                match k.as_str() {
+                    "instance" => *v = "kube-state-metrics-2:8080".into(),
+                    "job" => *v = "kube-state-metrics-replica".into(),
+                    _ => {}
+                }
+            }
+            d
+        })
+        .collect();
+    assert!(!twice.is_empty());
+    samples.extend(twice);
+    let doubled = PromServer::start(&samples);
+    let (code_once, v_once) = Setup::new(&once.url(), "5s", "").dry_run_json();
+    let (code, v) = Setup::new(&doubled.url(), "5s", "").dry_run_json();
+    assert_eq!(v["signals"]["pending_pods"], 3.0, "{v}");
+    assert_eq!(v["signals"], v_once["signals"], "{v}\n{v_once}");
+    assert_eq!((code, &v["count"]), (code_once, &v_once["count"]), "{v}");
+    assert!(
+        strings(&v["reasons"])[0].starts_with("3 pending pod(s) need 3 new worker(s)"),
+        "{v}"
+    );
+}
+
+#[test]
 fn a_cooldown_blocks_the_scale_up_and_says_until_when() {
     let prom = PromServer::with_cluster(&pending());
     let s = Setup::new(&prom.url(), "5s", "limits:\n  scale_up_cooldown: 60\n");

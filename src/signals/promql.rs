@@ -11,6 +11,11 @@ pub const NO_WORKERS_VALUE: &str = "none";
 
 const WORKER: &str = r#"unless on(node) kube_node_role{role=~"control-plane|master|etcd"}"#;
 
+/// Every series counted once: two kube-state-metrics replicas, or one scraped by two
+/// jobs, give each series twice with another `instance`/`job`; summing those would
+/// double pods and requests. Applied inside every sum (a `max by` of its own identity
+/// needs none).
+const ONCE: &str = "max without (instance, job)";
 /// A zero is only honest where the series it stands in for are known to be collected:
 /// `ZERO_IF_PODS` is 0 while kube-state-metrics reports pods at all, and absent (so the
 /// signal is unknown) when the pod series are missing, e.g. dropped by a relabel rule or a
@@ -22,7 +27,7 @@ const ZERO_IF_PODS: &str = r#"0 * group(kube_pod_status_phase{phase="Running"})"
 
 /// Pods that have been found unschedulable; 0 when there are pods and none is.
 fn pending_pods() -> String {
-    format!(r#"sum(kube_pod_status_unschedulable) or {ZERO_IF_PODS}"#)
+    format!(r#"sum({ONCE} (kube_pod_status_unschedulable)) or {ZERO_IF_PODS}"#)
 }
 
 /// The requests of the unschedulable pods. Absent when there are none: the answer reader
@@ -32,7 +37,7 @@ fn pending_pods() -> String {
 /// 0.08 ms at 60 pods.
 fn pending_requests(resource: &str) -> String {
     format!(
-        r#"sum(kube_pod_container_resource_requests{{resource="{resource}",node=""}} and on(namespace, pod) (kube_pod_status_unschedulable == 1))"#
+        r#"sum({ONCE} (kube_pod_container_resource_requests{{resource="{resource}",node=""}}) and on(namespace, pod) (kube_pod_status_unschedulable == 1))"#
     )
 }
 
@@ -54,9 +59,9 @@ fn pending_requests(resource: &str) -> String {
 /// out. The averages follow a `node_ready` override (it names the workers, e.g. one pool's).
 pub const NODE_REQUESTS: &str = "node_requests";
 pub const NODE_ALLOCATABLE: &str = "node_allocatable";
-const REQUESTS: &str = r#"sum by (node, resource) (kube_pod_container_resource_requests{resource=~"cpu|memory",node!=""} and on(namespace, pod) (kube_pod_status_phase{phase=~"Pending|Running"} == 1))"#;
+const REQUESTS: &str = r#"sum by (node, resource) (max without (instance, job) (kube_pod_container_resource_requests{resource=~"cpu|memory",node!=""}) and on(namespace, pod) (kube_pod_status_phase{phase=~"Pending|Running"} == 1))"#;
 const ALLOCATABLE: &str =
-    r#"sum by (node, resource) (kube_node_status_allocatable{resource=~"cpu|memory"})"#;
+    r#"max by (node, resource) (kube_node_status_allocatable{resource=~"cpu|memory"})"#;
 
 /// The unschedulable pods one by one, for the cluster model: each pod once with the kind
 /// of what created it (`created_by_kind`: a DaemonSet's pods are never a reason to scale
@@ -67,7 +72,7 @@ const ALLOCATABLE: &str =
 pub const PENDING_POD: &str = "pending_pod";
 pub const PENDING_POD_REQUESTS: &str = "pending_pod_requests";
 const PENDING_POD_QUERY: &str = r#"max by (namespace, pod, created_by_kind) (kube_pod_info{node=""} and on(namespace, pod) (kube_pod_status_unschedulable == 1))"#;
-const PENDING_POD_REQUESTS_QUERY: &str = r#"sum by (namespace, pod, resource) (kube_pod_container_resource_requests{resource=~"cpu|memory",node=""} and on(namespace, pod) (kube_pod_status_unschedulable == 1))"#;
+const PENDING_POD_REQUESTS_QUERY: &str = r#"sum by (namespace, pod, resource) (max without (instance, job) (kube_pod_container_resource_requests{resource=~"cpu|memory",node=""}) and on(namespace, pod) (kube_pod_status_unschedulable == 1))"#;
 
 /// The signals the reader works out from `NODE_REQUESTS` and `NODE_ALLOCATABLE`.
 pub const DERIVED: [&str; 4] = ["cpu", "memory", "node_cpu", "node_memory"];

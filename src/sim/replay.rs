@@ -37,10 +37,11 @@ pub fn q_count(window: &str) -> String {
         r#"count(max by (namespace, pod) (max_over_time(kube_pod_status_phase{{phase=~"Pending|Running"}}[{window}])))"#
     )
 }
-/// Each pod's largest request of a resource over the window (per container, summed).
+/// Each pod's largest request of a resource over the window (per container, summed; each
+/// series once, whatever number of kube-state-metrics instances or jobs stored it).
 pub fn q_requests(resource: &str, window: &str) -> String {
     format!(
-        r#"sum by (namespace, pod) (max_over_time(kube_pod_container_resource_requests{{resource="{resource}"}}[{window}]))"#
+        r#"sum by (namespace, pod) (max without (instance, job) (max_over_time(kube_pod_container_resource_requests{{resource="{resource}"}}[{window}])))"#
     )
 }
 /// Pods a DaemonSet owned at some point of the window.
