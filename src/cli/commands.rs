@@ -437,7 +437,8 @@ fn drain(
     let mut down = ScaleDown::new(Box::new(cluster), worker_containers(&cfg)?, &cfg, mode);
     if let Some(state) = state.as_mut() {
         let mut warnings = crate::state::clock::clamp_future(state, Timestamp::now());
-        warnings.extend(crate::state::finish_unfinished(state));
+        // Docker is not listed here: an unfinished removal counts as failed (the back-off).
+        warnings.extend(crate::state::finish_unfinished(state, None));
         for w in warnings {
             log::warn!("{w}");
         }
@@ -463,17 +464,18 @@ fn drain(
         && rep.exit_code != 2
     {
         let now = Timestamp::now();
-        state.totals.evicted_pods += rep.evicted.len() as u64;
+        let evicted = rep.evicted.len() as u64;
         if rep.removed {
-            state.last_scale_down = Some(now);
-            state.totals.scale_downs += 1;
-            state.totals.workers_removed += 1;
-            state.record(now, "scale_down", format!("removed {node} (drain command)"));
-        } else if let Some(e) = &rep.error {
-            state.count_error("action");
-            state.record(now, "drain_failed", e.clone());
+            crate::state::record_scale_down(state, now, node, evicted, " (drain command)");
         } else {
-            state.record(now, "drain", format!("drained {node}; left cordoned"));
+            state.totals.evicted_pods += evicted;
+            match &rep.error {
+                Some(e) => {
+                    state.count_error("action");
+                    state.record(now, "drain_failed", e.clone());
+                }
+                None => state.record(now, "drain", format!("drained {node}; left cordoned")),
+            }
         }
         if let Err(e) = state.save(&path) {
             let mut done = Vec::new();

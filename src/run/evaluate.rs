@@ -17,7 +17,7 @@ use crate::state::lock::RunLock;
 use crate::state::time::Timestamp;
 use crate::state::{
     Provisioning, State, StateError, finish_unfinished, record_failed_scale_down,
-    record_failed_scale_up, record_scale_up, write_ahead,
+    record_failed_scale_up, record_scale_down, record_scale_up, write_ahead,
 };
 use std::rc::Rc;
 
@@ -212,8 +212,17 @@ pub fn decide_and_act(
     // A time in the future (a clock stepped back, a copied state) would hold a cooldown
     // or a booting worker for as long: each is taken as now, and said.
     let mut warnings = crate::state::clock::clamp_future(state, now);
-    // An action a killed run wrote ahead and never finished: counted as failed now.
-    warnings.extend(finish_unfinished(state));
+    // An action a killed run wrote ahead and never finished: judged by what is there now.
+    let listed = match &observed {
+        Ok(Some(o)) if o.unlisted().is_empty() => Some(
+            o.containers
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>(),
+        ),
+        _ => None,
+    };
+    warnings.extend(finish_unfinished(state, listed.as_deref()));
     for w in &warnings {
         log::warn!("{w}");
     }
@@ -654,11 +663,8 @@ fn scale_down(
                 Some(name) => {
                     report.removed = vec![name.clone()];
                     if !ctx.dry_run {
-                        state.last_scale_down = Some(now);
-                        state.totals.scale_downs += 1;
-                        state.totals.workers_removed += 1;
-                        state.totals.evicted_pods += removal.evicted.len() as u64;
-                        state.record(now, "scale_down", format!("removed {name}"));
+                        let evicted = removal.evicted.len() as u64;
+                        record_scale_down(state, now, &name, evicted, "");
                     }
                 }
                 None => {

@@ -107,6 +107,48 @@ fn one_run(
     util: f64,
     save: &mut Save,
 ) -> (Report, Result<crate::plan::decide::Plan, RunError>) {
+    one_run_seen(cfg, state, pool, now, util, save, false)
+}
+
+/// One run; `listed`: with the pool's workers listed by Docker and the API (else nothing
+/// listed, as when the run has no actuator listing).
+fn one_run_seen(
+    cfg: &Config,
+    state: &mut State,
+    pool: &Rc<RefCell<Vec<String>>>,
+    now: Timestamp,
+    util: f64,
+    save: &mut Save,
+    listed: bool,
+) -> (Report, Result<crate::plan::decide::Plan, RunError>) {
+    let observed = listed.then(|| Observed {
+        containers: pool
+            .borrow()
+            .iter()
+            .map(|n| crate::plan::reconcile::WorkerContainer {
+                name: n.clone(),
+                state: crate::plan::reconcile::ContainerState::Running,
+                created: Some(NOW),
+                host: "local".into(),
+            })
+            .collect(),
+        nodes: pool
+            .borrow()
+            .iter()
+            .map(|n| crate::plan::reconcile::WorkerNode {
+                name: n.clone(),
+                ready: true,
+                drain_left: false,
+                host: None,
+            })
+            .collect(),
+        facts: None,
+        hosts: vec![crate::run::HostSeen {
+            name: "local".into(),
+            up: true,
+            error: None,
+        }],
+    });
     let ctx = Context {
         config: cfg,
         state_path: PathBuf::from("/nonexistent/state.json"),
@@ -122,7 +164,15 @@ fn one_run(
     };
     let mut cell = ActuatorCell::new(&mut make);
     let mut report = Report::new(false);
-    let r = decide_and_act(&ctx, state, snap, Ok(None), &mut cell, &mut report, save);
+    let r = decide_and_act(
+        &ctx,
+        state,
+        snap,
+        Ok(observed),
+        &mut cell,
+        &mut report,
+        save,
+    );
     (report, r)
 }
 
@@ -180,18 +230,36 @@ fn a_save_that_fails_after_the_removal_names_it_and_exits_7() {
 }
 
 #[test]
-fn a_scale_down_its_run_never_finished_backs_off_the_next() {
+fn an_unfinished_scale_down_is_judged_by_what_is_listed() {
     let cfg = config();
+    let later = NOW.plus(std::time::Duration::from_secs(30));
+    // Killed after the removal, before its save: recorded, and the cooldown holds.
+    let pool = Rc::new(RefCell::new(names(3)));
+    let mut state = idle_state(&pool.borrow());
+    let gone = "k3s-worker-9".to_string();
+    crate::state::write_ahead(&mut state, NOW, "scale_down", std::slice::from_ref(&gone));
+    let mut save = |_: &State| Ok(());
+    let (report, r) = one_run_seen(&cfg, &mut state, &pool, later, 10.0, &mut save, true);
+    r.expect("run");
+    assert!(report.removed.is_empty(), "cooldown: {report:?}");
+    assert_eq!(
+        (state.acting.clone(), state.last_scale_down),
+        (None, Some(NOW))
+    );
+    assert_eq!(state.totals.workers_removed, 1);
+    assert!(
+        report.notes.iter().any(|n| n.contains("before it saved")),
+        "{:?}",
+        report.notes
+    );
+    // Killed before it removed anything: the run decides afresh and removes one.
     let pool = Rc::new(RefCell::new(names(3)));
     let mut state = idle_state(&pool.borrow());
     crate::state::write_ahead(&mut state, NOW, "scale_down", &names(1));
-    let later = NOW.plus(std::time::Duration::from_secs(30));
-    let mut save = |_: &State| Ok(());
-    let (report, r) = one_run(&cfg, &mut state, &pool, later, 10.0, &mut save);
+    let (report, r) = one_run_seen(&cfg, &mut state, &pool, later, 10.0, &mut save, true);
     r.expect("run");
-    assert!(report.removed.is_empty(), "backed off: {report:?}");
-    assert_eq!(state.acting, None);
-    assert_eq!(state.last_scale_down_failure, Some(NOW));
+    assert_eq!(report.removed.len(), 1, "{report:?}");
+    assert_eq!(state.last_scale_down_failure, None);
     assert!(
         report.notes.iter().any(|n| n.contains("never finished")),
         "{:?}",

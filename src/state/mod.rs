@@ -10,6 +10,6 @@ pub mod time;
 
 pub use file::*;
 pub use records::{
-    finish_unfinished, record_failed_scale_down, record_failed_scale_up, record_scale_up,
-    write_ahead,
+    finish_unfinished, record_failed_scale_down, record_failed_scale_up, record_scale_down,
+    record_scale_up, write_ahead,
 };

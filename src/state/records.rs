@@ -45,21 +45,62 @@ pub fn write_ahead(state: &mut State, now: Timestamp, kind: &str, about: &[Strin
     });
 }
 
-/// An action a killed run wrote ahead and never recorded: a scale-down or drain counts as
-/// failed from when it started (so its back-off and cooldown hold), a repair is noted. What
-/// it left behind (a cordoned node, a stopped container) is reconcile's to repair.
+/// A worker removed by scale-down or `drain NODE`: the cooldown runs from `now`.
+pub fn record_scale_down(state: &mut State, now: Timestamp, name: &str, evicted: u64, how: &str) {
+    state.last_scale_down = Some(now);
+    state.totals.scale_downs += 1;
+    state.totals.workers_removed += 1;
+    state.totals.evicted_pods += evicted;
+    state.record(now, "scale_down", format!("removed {name}{how}"));
+}
+
+/// An action a killed run wrote ahead and never recorded, judged by what is listed now
+/// (`listed`: the worker containers on every Docker host, `None` when a host could not be
+/// listed). A scale-down or drain whose worker is gone did remove it: it is recorded as a
+/// scale-down at its start, so `scale_down_cooldown` holds. One whose workers are all still
+/// there removed nothing: it is noted, reconcile repairs what it left (a cordon, a stopped
+/// container) and the run decides afresh. Not known: counted as a failed scale-down, so
+/// the back-off holds and no capacity goes on a guess. A repair is noted.
 /// Returns the message recorded, if any.
-pub fn finish_unfinished(state: &mut State) -> Option<String> {
+pub fn finish_unfinished(state: &mut State, listed: Option<&[String]>) -> Option<String> {
     let a = state.acting.take()?;
-    let message = format!(
-        "a {} of {} that its run never finished (the run was stopped or killed)",
-        a.kind.replace('_', "-"),
-        a.about.join(", ")
-    );
-    match a.kind.as_str() {
-        "scale_down" | "drain" => record_failed_scale_down(state, a.started_at, &message),
-        _ => state.record(a.started_at, "unfinished", message.clone()),
-    }
+    let what = format!("a {} of {}", a.kind.replace('_', "-"), a.about.join(", "));
+    let removes = matches!(a.kind.as_str(), "scale_down" | "drain");
+    let gone: Option<Vec<&String>> =
+        listed.map(|l| a.about.iter().filter(|n| !l.contains(n)).collect());
+    let message = match (removes, gone) {
+        (true, Some(gone)) if !gone.is_empty() => {
+            for n in gone {
+                record_scale_down(
+                    state,
+                    a.started_at,
+                    n,
+                    0,
+                    " (its run was killed before it saved)",
+                );
+            }
+            format!("{what} finished, but its run was stopped before it saved: recorded now")
+        }
+        (true, Some(_)) => {
+            let m = format!(
+                "{what} that its run never finished (the run was stopped or killed); its workers are all still there"
+            );
+            state.record(a.started_at, "unfinished", m.clone());
+            m
+        }
+        (true, None) => {
+            let m = format!(
+                "{what} that its run never finished (the run was stopped or killed); not every Docker host could be listed, so it counts as failed"
+            );
+            record_failed_scale_down(state, a.started_at, &m);
+            m
+        }
+        (false, _) => {
+            let m = format!("{what} that its run never finished (the run was stopped or killed)");
+            state.record(a.started_at, "unfinished", m.clone());
+            m
+        }
+    };
     Some(message)
 }
 
@@ -70,17 +111,32 @@ mod tests {
     const T: Timestamp = Timestamp::from_secs(1_800_000_000);
 
     #[test]
-    fn an_unfinished_action_is_recorded_once_by_its_kind() {
-        let cases: [(&str, bool); 3] = [("scale_down", true), ("drain", true), ("repair", false)];
-        for (kind, backs_off) in cases {
+    fn an_unfinished_action_is_judged_by_what_is_listed_now() {
+        let w3 = || vec!["w-3".to_string()];
+        let listed_with = w3();
+        let listed_without = vec!["w-1".to_string()];
+        // (kind, listed, removal recorded, backs off)
+        let cases: [(&str, Option<&[String]>, bool, bool); 7] = [
+            ("scale_down", Some(&listed_without), true, false),
+            ("scale_down", Some(&listed_with), false, false),
+            ("scale_down", None, false, true),
+            ("drain", Some(&listed_without), true, false),
+            ("drain", Some(&listed_with), false, false),
+            ("drain", None, false, true),
+            ("repair", None, false, false),
+        ];
+        for (kind, listed, removed, backs_off) in cases {
+            let what = format!("{kind} {listed:?}");
             let mut s = State::fresh();
-            write_ahead(&mut s, T, kind, &["w-3".to_string()]);
-            let m = finish_unfinished(&mut s).expect(kind);
-            assert!(m.contains("w-3") && m.contains("never finished"), "{m}");
-            assert_eq!(s.acting, None, "{kind}");
-            assert_eq!(s.last_scale_down_failure.is_some(), backs_off, "{kind}");
-            assert_eq!(s.totals.failed_scale_downs, u64::from(backs_off), "{kind}");
-            assert_eq!(finish_unfinished(&mut s), None, "{kind}: only once");
+            write_ahead(&mut s, T, kind, &w3());
+            let m = finish_unfinished(&mut s, listed).expect(&what);
+            assert!(m.contains("w-3"), "{what}: {m}");
+            assert_eq!(s.acting, None, "{what}");
+            assert_eq!(s.last_scale_down == Some(T), removed, "{what}");
+            assert_eq!(s.totals.workers_removed, u64::from(removed), "{what}");
+            assert_eq!(s.last_scale_down_failure.is_some(), backs_off, "{what}");
+            assert_eq!(s.totals.failed_scale_downs, u64::from(backs_off), "{what}");
+            assert_eq!(finish_unfinished(&mut s, listed), None, "{what}: only once");
         }
     }
 }
