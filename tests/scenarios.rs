@@ -1502,3 +1502,105 @@ fn a_worker_whose_pod_fits_nowhere_else_is_kept_and_nothing_flaps_over_30_runs()
         "its pod was never evicted"
     );
 }
+
+/// One worker started by k3s-scale and joined, nothing else to do.
+fn one_joined_worker() -> Scenario {
+    let mut s = Scenario::new(Knobs::default());
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[1],
+            removed: &[],
+            containers: &[1],
+            nodes: &[],
+        },
+    );
+    join(&s, &[1]);
+    s.wait_past(s.state().last_scale_up, s.knobs.scale_up_cooldown);
+    s
+}
+
+#[test]
+fn a_pod_the_api_has_bound_is_not_scaled_for_on_the_word_of_a_stopped_exporter() {
+    // kube-state-metrics stopped with the pod still unschedulable in its last samples;
+    // the scheduler has since bound it. Before, the run scaled up for it (exit 10).
+    let mut s = one_joined_worker();
+    burst(&s, "late", 1);
+    s.freeze_prometheus();
+    bind(&s, "late-0", &s.worker(1));
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1],
+            nodes: &[1],
+        },
+    );
+    assert_eq!(r.json["signals"]["pending_pods"], 0.0, "{}", r.run.stdout);
+    assert_eq!(r.json["signals"]["pending_cpu_cores"].to_string(), "0.0");
+    let notes = r.strings("notes");
+    assert!(
+        notes.iter().any(|n| n.starts_with(
+            "pod default/late-0: kube-state-metrics shows it unschedulable, the API does not \
+             list it pending; the API decided"
+        )),
+        "{notes:?}"
+    );
+    // The exporter is back and a pod is still pending in the API: scaled for as before.
+    s.thaw_prometheus();
+    burst(&s, "later", 1);
+    s.wait_past(s.state().last_scale_up, s.knobs.scale_up_cooldown);
+    let r = s.evaluate(&[]);
+    assert_eq!(r.run.code, 10, "{}", r.run.stdout);
+    assert_eq!(r.strings("started"), [s.worker(2)], "{}", r.run.stdout);
+}
+
+#[test]
+fn a_nan_ready_series_and_a_missing_node_role_give_way_to_the_api() {
+    // kube-state-metrics' Ready condition for the worker is NaN and its kube_node_role
+    // series are gone (a relabel rule, an older exporter). Before, the worker counted as
+    // NotReady (its unready timer ran: removed after scale_down_unready_time) and the
+    // server counted as a worker.
+    let mut s = one_joined_worker();
+    let w1 = s.worker(1);
+    let mut samples = scenario::ksm_samples(&s.api);
+    samples.retain(|x| x.name != "kube_node_role");
+    for x in samples.iter_mut().filter(|x| {
+        x.name == "kube_node_status_condition"
+            && x.labels.iter().any(|(k, v)| k == "node" && *v == w1)
+    }) {
+        x.value = f64::NAN;
+    }
+    s.load_prometheus(&samples);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 0,
+            action: "none",
+            started: &[],
+            removed: &[],
+            containers: &[1],
+            nodes: &[1],
+        },
+    );
+    assert_eq!(r.json["workers"]["ready"], 1, "{}", r.run.stdout);
+    assert_eq!(r.json["workers"]["total"], 1, "{}", r.run.stdout);
+    assert!(s.state().unready_since.is_empty(), "{:?}", s.state());
+    let notes = r.strings("notes");
+    for want in [
+        format!(
+            "node {w1}: kube-state-metrics says not Ready, the API says Ready; the API decided"
+        ),
+        "the API's labels or taints mark it control plane; the API decided".to_string(),
+    ] {
+        assert!(notes.iter().any(|n| n.contains(&want)), "{want}\n{notes:?}");
+    }
+}

@@ -19,11 +19,7 @@ pub const SCALE_DOWN_DISABLED: [&str; 2] = [
     "cluster-autoscaler.kubernetes.io/scale-down-disabled",
     "k3s-scale.io/scale-down-disabled",
 ];
-/// Labels that mark a control-plane node (current and legacy names).
-pub const CONTROL_PLANE_LABELS: [&str; 2] = [
-    "node-role.kubernetes.io/control-plane",
-    "node-role.kubernetes.io/master",
-];
+pub use crate::plan::model::CONTROL_PLANE_LABELS;
 /// Set on a Node with the cordon of every drain k3s-scale starts, removed with the
 /// uncordon (or when a `drain --keep-cordoned` ends): a Node that still carries it when a
 /// run starts was left cordoned by a drain that never finished (the run was killed), and

@@ -171,6 +171,7 @@ pub fn add_pending(
         None => config_template.clone(),
     };
     facts.daemonset_overhead = daemonset_overhead(&cluster.daemon_sets()?, &template);
+    facts.pending_listed = true;
     Ok(())
 }
 

@@ -2,8 +2,9 @@
 //! (snapshot, state, config, now) and returns a plan by calling one function per rule
 //! (`rules`: counting, health guard, floor, scale-up, scale-down); `reconcile` plans drift
 //! repairs from the listings of Docker and Kubernetes; `snapshot` is what one Prometheus
-//! query tells; `names` hands out worker names; `worker_hosts` picks the Docker host of
-//! each new worker. May use `state` and `config` only.
+//! query tells, and `sources` lets the API's word on what exists now win over it; `names`
+//! hands out worker names; `worker_hosts` picks the Docker host of each new worker. May use
+//! `state` and `config` only.
 
 pub mod cluster;
 pub mod decide;
@@ -13,4 +14,5 @@ pub mod placement;
 pub mod reconcile;
 pub mod rules;
 pub mod snapshot;
+pub mod sources;
 pub mod worker_hosts;

@@ -235,12 +235,21 @@ impl Node {
 /// What the Kubernetes API adds to the resources Prometheus gives: the constraints. Listed
 /// only as far as a decision needs (Nodes; the pending pods by field selector; DaemonSets
 /// for a new worker's overhead), never every pod of the cluster.
+/// Labels (and taint keys) that mark a control-plane node (current and legacy names).
+pub const CONTROL_PLANE_LABELS: [&str; 2] = [
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+];
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterFacts {
     /// Every Node by name: labels, taints, cordon, Ready.
     pub nodes: BTreeMap<String, NodeFacts>,
     /// The pending (unbound) pods by `namespace/name`, with their constraints and requests.
     pub pending: BTreeMap<String, Pod>,
+    /// Whether `pending` is the API's full answer (listed this run), so a pod missing
+    /// from it is not pending now (`plan::sources`).
+    pub pending_listed: bool,
     /// What the DaemonSets would run on a new worker of this pool (their pods' requests).
     pub daemonset_overhead: Resources,
 }

@@ -243,6 +243,10 @@ pub fn decide_and_act(
         }
     }
     pending_facts(&mut snap, cell);
+    let disagreements = crate::plan::sources::prefer_api(&mut snap);
+    for d in &disagreements {
+        log::info!("{d}");
+    }
     let model = Rc::new(ClusterModel::build(&snap, cfg));
     let mut plan = decide_with(&snap, &model, state, cfg, now);
     let decided = plan.clone();
@@ -262,6 +266,7 @@ pub fn decide_and_act(
         report.blocked_by.push(note);
     }
     report.notes.extend(warnings);
+    report.notes.extend(disagreements);
     state.low_since = plan.low_since;
     remember(state, &plan);
     state

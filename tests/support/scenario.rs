@@ -137,6 +137,8 @@ pub struct Scenario {
     pub api: Arc<ApiServer>,
     pub prom: PromServer,
     loaded: Option<Vec<Sample>>,
+    /// Prometheus is no longer fed from the stand-in (`freeze_prometheus`).
+    frozen: bool,
     proxy: DockerProxy,
     pub pool: Pool,
     pub knobs: Knobs,
@@ -192,6 +194,7 @@ impl Scenario {
             api,
             prom,
             loaded: Some(loaded),
+            frozen: false,
             proxy,
             pool,
             knobs,
@@ -301,7 +304,7 @@ state:
     /// Loads what kube-state-metrics would export for the stand-in now, if it changed.
     /// Not while Prometheus is down.
     pub fn sync_prometheus(&mut self) {
-        if !self.prom.is_up() {
+        if self.frozen || !self.prom.is_up() {
             return;
         }
         let samples = ksm_samples(&self.api);
@@ -309,6 +312,26 @@ state:
             self.prom.load(&samples);
             self.loaded = Some(samples);
         }
+    }
+
+    /// kube-state-metrics stops exporting: Prometheus keeps what it last scraped (still
+    /// within its lookback) and no longer follows the stand-in.
+    pub fn freeze_prometheus(&mut self) {
+        self.sync_prometheus();
+        self.frozen = true;
+    }
+
+    /// kube-state-metrics exports again: Prometheus follows the stand-in from the next run.
+    pub fn thaw_prometheus(&mut self) {
+        self.frozen = false;
+    }
+
+    /// Prometheus holds these samples (a faulty exporter's) instead of the stand-in's,
+    /// and no longer follows the stand-in.
+    pub fn load_prometheus(&mut self, samples: &[Sample]) {
+        self.prom.load(samples);
+        self.loaded = Some(samples.to_vec());
+        self.frozen = true;
     }
 
     /// Prometheus goes down (killed); runs until `prometheus_up` find nothing listening.
