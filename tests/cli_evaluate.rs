@@ -22,7 +22,7 @@ struct Setup {
     /// Every real run lists the pool's workers in Docker and Kubernetes (reconcile): the
     /// Kubernetes stand-in answers, and the pool is unique so the machine's Docker holds
     /// nothing of it.
-    _api: ApiServer,
+    api: ApiServer,
 }
 
 impl Setup {
@@ -43,7 +43,14 @@ impl Setup {
         );
         std::fs::write(api.dir().join("token"), "test-token\n").unwrap();
         std::fs::write(dir.join("config.yaml"), text).unwrap();
-        Setup { dir, _api: api }
+        Setup { dir, api }
+    }
+
+    /// The stand-in lists the pods `c` shows unschedulable as pending, as a real API
+    /// would beside that kube-state-metrics (the run takes the API's word on them).
+    fn lists(self, c: &Cluster) -> Setup {
+        self.api.add_pods(c.api_pending_pods());
+        self
     }
 
     fn config(&self) -> PathBuf {
@@ -225,7 +232,7 @@ fn pending_pods_exit_10_sized_by_packing() {
     let s = Setup::new(&prom.url(), "5s", "");
     // The API refuses the pending-pod list (RBAC without `pods list`, say): the run goes
     // on by resources only.
-    s._api.fault(Fault::status("GET", "/api/v1/pods", 403));
+    s.api.fault(Fault::status("GET", "/api/v1/pods", 403));
     let (code, v) = s.dry_run_json();
     assert_eq!(code, 10, "{v}");
     assert_eq!(v["action"], "scale_up");
@@ -410,8 +417,12 @@ fn two_kube_state_metrics_instances_count_every_series_once() {
     assert!(!twice.is_empty());
     samples.extend(twice);
     let doubled = PromServer::start(&samples);
-    let (code_once, v_once) = Setup::new(&once.url(), "5s", "").dry_run_json();
-    let (code, v) = Setup::new(&doubled.url(), "5s", "").dry_run_json();
+    let (code_once, v_once) = Setup::new(&once.url(), "5s", "")
+        .lists(&pending())
+        .dry_run_json();
+    let (code, v) = Setup::new(&doubled.url(), "5s", "")
+        .lists(&pending())
+        .dry_run_json();
     assert_eq!(v["signals"]["pending_pods"], 3.0, "{v}");
     assert_eq!(v["signals"], v_once["signals"], "{v}\n{v_once}");
     assert_eq!((code, &v["count"]), (code_once, &v_once["count"]), "{v}");
@@ -424,7 +435,7 @@ fn two_kube_state_metrics_instances_count_every_series_once() {
 #[test]
 fn a_cooldown_blocks_the_scale_up_and_says_until_when() {
     let prom = PromServer::with_cluster(&pending());
-    let s = Setup::new(&prom.url(), "5s", "limits:\n  scale_up_cooldown: 60\n");
+    let s = Setup::new(&prom.url(), "5s", "limits:\n  scale_up_cooldown: 60\n").lists(&pending());
     let mut state = State::fresh();
     let last = ago(10);
     state.last_scale_up = Some(last);
@@ -446,7 +457,7 @@ fn a_cooldown_blocks_the_scale_up_and_says_until_when() {
 fn a_cooldown_or_booting_worker_from_2099_is_taken_as_now_and_named() {
     // A clock stepped back or a copied state: before, scale-up waited until 2099.
     let prom = PromServer::with_cluster(&pending());
-    let s = Setup::new(&prom.url(), "5s", "limits:\n  scale_up_cooldown: 60\n");
+    let s = Setup::new(&prom.url(), "5s", "limits:\n  scale_up_cooldown: 60\n").lists(&pending());
     let y2099 = Timestamp::parse("2099-01-01T00:00:00Z").unwrap();
     let mut state = State::fresh();
     state.last_scale_up = Some(y2099);
@@ -485,7 +496,7 @@ fn a_cooldown_or_booting_worker_from_2099_is_taken_as_now_and_named() {
 #[test]
 fn dry_run_writes_nothing_flag_or_config() {
     let prom = PromServer::with_cluster(&pending());
-    let s = Setup::new(&prom.url(), "5s", "");
+    let s = Setup::new(&prom.url(), "5s", "").lists(&pending());
     let before = s.files();
     assert_eq!(before, ["config.yaml"]);
     let r = s.run(&["--dry-run", "evaluate"]);
@@ -608,6 +619,10 @@ fn config_errors_exit_2_naming_the_key() {
         (
             "state:\n  path: /nonexistent/k3s-scale/s\nmetrics:\n  textfile: /nonexistent/k3s-scale/s\n",
             "metrics.textfile",
+        ),
+        (
+            "scaling:\n  provision_timeout: 0\n",
+            "scaling.provision_timeout",
         ),
     ];
     for (yaml, key) in cases {
@@ -884,7 +899,7 @@ fn an_oversized_pod_is_unhelpable_and_an_empty_worker_goes_at_a_middling_average
         .unschedulable()
         .requests(16.0, GIB);
     let prom = PromServer::with_cluster(&cluster);
-    let s = Setup::new(&prom.url(), "5s", "");
+    let s = Setup::new(&prom.url(), "5s", "").lists(&cluster);
     let mut state = State::fresh();
     state.low_since = Some(ago(3600));
     s.write_state(&state);

@@ -37,6 +37,7 @@ fn twenty_runs_at_once_one_acts_and_the_rest_exit_3_fifty_times() {
     let started = Instant::now();
     let mut rig = Rig::new();
     let mut prom = LiveProm::start(pending_cluster());
+    rig.lists(&pending_cluster());
     let slow = HttpProxy::start(&prom.addr(), SLOW_QUERY);
     let mut codes: BTreeMap<i32, usize> = BTreeMap::new();
     let (mut winner_walls, mut spreads, mut rep_walls) = (vec![], vec![], vec![]);

@@ -113,6 +113,7 @@ fn killed_during_the_prometheus_query() {
     let mut rng = Rng::from_env();
     let mut rig = Rig::new();
     let mut prom = LiveProm::start(pending_cluster());
+    rig.lists(&pending_cluster());
     let proxy = HttpProxy::start(&prom.addr(), HOLD);
     let cfg = rig.config(&Knobs {
         prom_url: proxy.url(),
@@ -153,6 +154,7 @@ fn killed_during_the_docker_creates() {
     let mut rng = Rng::from_env();
     let mut rig = Rig::new();
     let mut prom = LiveProm::start(pending_cluster());
+    rig.lists(&pending_cluster());
     let faults = DockerFaults::start(&rig.pool.dir.join("faults.sock"));
     let rules = vec![
         DockerRule {

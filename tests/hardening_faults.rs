@@ -231,6 +231,7 @@ fn faults_end_in_the_documented_exit_code_and_lose_nothing() {
     let mut pending = LiveProm::start(pending_cluster());
     let faults = DockerFaults::start(&rig.pool.dir.join("faults.sock"));
     rig.new_cluster();
+    rig.lists(&pending_cluster());
     // (fault, docker.host, proxy rules, cause in the error, whether the create was reached)
     type DockerRow = (
         &'static str,

@@ -153,6 +153,7 @@ fn secrets_never_reach_logs_output_state_metrics_labels_or_arguments() {
 
     // 1. A scale-up: bearer token, JSON logs.
     let pending = LiveProm::start(pending_cluster());
+    rig.lists(&pending_cluster());
     let prom = HttpProxy::start(&pending.addr(), Duration::from_millis(300));
     let cfg = rig.config(&Knobs {
         prom_url: prom.url(),
@@ -328,6 +329,7 @@ fn world_writable_config_and_secret_files_are_refused_with_exit_2() {
 
     // The join token is read when Docker is first needed: a run that gets that far.
     let pending = LiveProm::start(pending_cluster());
+    rig.lists(&pending_cluster());
     let cfg = rig.config(&Knobs {
         prom_url: pending.url(),
         token_file_mode: 0o666,
@@ -446,6 +448,7 @@ fn world_writable_config_and_secret_files_are_refused_with_exit_2() {
     let token_target = links.join("loose-token");
     write_file(&token_target, &format!("{}\n", rig.token), 0o666);
     let pending = LiveProm::start(pending_cluster());
+    rig.lists(&pending_cluster());
     let cfg = rig.config(&Knobs {
         prom_url: pending.url(),
         ..Knobs::default()
@@ -677,6 +680,7 @@ fn tls_is_verified_by_default_for_prometheus_and_the_apiserver() {
     make_certs(&certs);
     let ca = certs.join("ca.pem");
     let pending = LiveProm::start(pending_cluster());
+    rig.lists(&pending_cluster());
     let mut lines = Vec::new();
 
     // Prometheus over https, self-signed: refused without prometheus.ca_file.

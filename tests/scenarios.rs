@@ -418,7 +418,9 @@ fn a_worker_that_never_joins_is_removed_after_the_provision_timeout_and_backs_of
     let mut s = Scenario::new(Knobs {
         min_nodes: 0,
         scale_up_cooldown: "1s",
-        provision_timeout: "4s",
+        // The least the config allows: docker.timeout plus a 5 s join.
+        provision_timeout: "10s",
+        docker_timeout: "5s",
         failure_backoff: "4s",
         ..Knobs::default()
     });
@@ -1029,6 +1031,7 @@ fn a_node_deleted_by_hand_is_repaired_after_the_provision_timeout() {
     let mut s = Scenario::new(Knobs {
         min_nodes: 2,
         provision_timeout: "10s",
+        docker_timeout: "5s",
         ..Knobs::default()
     });
     let r = s.evaluate(&[]);

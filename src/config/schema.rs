@@ -212,6 +212,11 @@ pub struct DockerHost {
 }
 
 /// The name the one host of a single-host config goes by in labels and status.
+/// The least a k3s agent needs from its container's start to its Node's Ready (the image
+/// present, a fast host: ~5-20 s); `scaling.provision_timeout` must leave at least this
+/// beyond `docker.timeout`.
+pub const MIN_JOIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub const SINGLE_HOST_NAME: &str = "default";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -490,6 +495,7 @@ impl Config {
         }
         self.validate_prometheus()?;
         self.validate_docker()?;
+        self.validate_provision_timeout()?;
         let k = &self.kubernetes;
         if k.timeout.get().is_zero() {
             return Err(invalid("kubernetes.timeout", "must be above zero"));
@@ -594,6 +600,27 @@ impl Config {
                     "empty query",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// A worker is given up past `scaling.provision_timeout` from the moment its start was
+    /// recorded; its Docker calls alone may take `docker.timeout` before the agent even
+    /// runs. Shorter than that plus a join, every worker started is removed unjoined, and
+    /// every run starts and removes workers (0 did).
+    fn validate_provision_timeout(&self) -> Result<(), ConfigError> {
+        let floor = self.docker.timeout.get() + MIN_JOIN;
+        let p = self.scaling.provision_timeout.get();
+        if p < floor {
+            return Err(invalid(
+                "scaling.provision_timeout",
+                format!(
+                    "{} is below docker.timeout ({}) plus the {} s a k3s agent needs at                      least to join: every worker would be removed before it could be Ready",
+                    Secs(p),
+                    self.docker.timeout,
+                    MIN_JOIN.as_secs()
+                ),
+            ));
         }
         Ok(())
     }
@@ -924,6 +951,28 @@ mod tests {
     }
 
     #[test]
+    fn provision_timeout_leaves_room_for_the_docker_calls_and_a_join() {
+        // (config, accepted)
+        let cases = [
+            ("", true),
+            ("scaling:\n  provision_timeout: 35s\n", true),
+            ("scaling:\n  provision_timeout: 34s\n", false),
+            (
+                "scaling:\n  provision_timeout: 7s\ndocker:\n  timeout: 2s\n",
+                true,
+            ),
+            ("scaling:\n  provision_timeout: 0\n", false),
+        ];
+        for (text, ok) in cases {
+            let r = Config::parse(text);
+            assert_eq!(r.is_ok(), ok, "{text:?}: {r:?}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("docker.timeout (30s)"), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn invalid_values_name_their_key() {
         let cases = [
             (
@@ -977,6 +1026,18 @@ mod tests {
                 "prometheus.queries.cpuu",
             ),
             ("scaling:\n  max_step: 0\n", "scaling.max_step"),
+            (
+                "scaling:\n  provision_timeout: 0\n",
+                "scaling.provision_timeout",
+            ),
+            (
+                "scaling:\n  provision_timeout: 34s\n",
+                "scaling.provision_timeout",
+            ),
+            (
+                "scaling:\n  provision_timeout: 10s\ndocker:\n  timeout: 6s\n",
+                "scaling.provision_timeout",
+            ),
             ("docker:\n  name_prefix: Bad_Name\n", "docker.name_prefix"),
             ("docker:\n  network: 'a b'\n", "docker.network"),
             (

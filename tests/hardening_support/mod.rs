@@ -294,6 +294,12 @@ impl Rig {
         self.api = with_server(ApiServer::start());
     }
 
+    /// The stand-in lists the pods `c` shows unschedulable as pending, as a real API
+    /// would beside that kube-state-metrics (the run takes the API's word on them).
+    pub fn lists(&self, c: &Cluster) {
+        self.api.add_pods(c.api_pending_pods());
+    }
+
     /// Worker `n` of this pool.
     pub fn worker(&self, n: u64) -> String {
         self.pool.worker(n)

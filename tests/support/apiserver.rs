@@ -284,6 +284,14 @@ impl ApiServer {
     }
 
     /// Adds a pod whose process exits `d` after SIGTERM (capped by its grace period).
+    /// Adds each pod (e.g. `Cluster::api_pending_pods`, so the API lists what
+    /// Prometheus shows pending).
+    pub fn add_pods(&self, pods: Vec<Pod>) {
+        for p in pods {
+            self.add_pod(p);
+        }
+    }
+
     pub fn add_pod_exiting_after(&self, pod: Pod, d: Duration) {
         self.add_sim_pod(pod, Some(d), None);
     }

@@ -250,6 +250,28 @@ impl Cluster {
         self
     }
 
+    /// The unschedulable pods as the API lists them (pending, bound to no node, the
+    /// scheduler's `PodScheduled: False, Unschedulable`), for a stand-in that must agree
+    /// with this Prometheus: the run takes the API's list of pending pods over
+    /// kube-state-metrics' (plan/sources.rs).
+    pub fn api_pending_pods(&self) -> Vec<k8s_openapi::api::core::v1::Pod> {
+        self.pods
+            .iter()
+            .filter(|p| p.unschedulable)
+            .map(|p| {
+                let (cpu, memory) = p
+                    .containers
+                    .iter()
+                    .fold((0.0, 0.0), |(c, m), (pc, pm)| (c + pc, m + pm));
+                super::objects::pod(&p.name)
+                    .ns(&p.namespace)
+                    .requests((cpu * 1000.0).round() as u32, memory as u64)
+                    .unschedulable()
+                    .build()
+            })
+            .collect()
+    }
+
     /// A pod in namespace `default`, phase Running, not yet placed (use `on`).
     pub fn pod(mut self, name: &str) -> Cluster {
         self.pods.push(Pod {

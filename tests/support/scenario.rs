@@ -46,6 +46,8 @@ pub struct Knobs {
     pub delay_after_scale_up: &'static str,
     pub failure_backoff: &'static str,
     pub provision_timeout: &'static str,
+    /// `docker.timeout`: `provision_timeout` must be at least this plus a join (5 s).
+    pub docker_timeout: &'static str,
     pub drain_timeout: &'static str,
     /// `kubernetes.skip_nodes_with_system_pods`.
     pub skip_nodes_with_system_pods: bool,
@@ -63,6 +65,7 @@ impl Default for Knobs {
             delay_after_scale_up: "2s",
             failure_backoff: "2s",
             provision_timeout: "30s",
+            docker_timeout: "20s",
             drain_timeout: "2s",
             skip_nodes_with_system_pods: true,
         }
@@ -226,7 +229,7 @@ scaling:
   provision_timeout: {provision}
 docker:
   host: unix://{dir}/docker.sock
-  timeout: 20s
+  timeout: {docker_timeout}
   image: {image}
   network: none
   name_prefix: {pool}
@@ -262,6 +265,7 @@ state:
             after_up = k.delay_after_scale_up,
             backoff = k.failure_backoff,
             provision = k.provision_timeout,
+            docker_timeout = k.docker_timeout,
             cpus = f64::from(WORKER_CPU_MILLIS) / 1000.0,
             memory = WORKER_MEMORY,
             kubeconfig = self.api.kubeconfig().display(),
