@@ -155,7 +155,8 @@ impl Cluster for KubeCluster {
     }
 
     fn uncordon(&self, node: &str) -> Result<(), KubeError> {
-        // null removes a key in a strategic-merge patch of a map, as in a JSON merge patch.
+        // null removes a key in a strategic-merge patch of a map, as in a JSON merge patch
+        // (apimachinery pkg/util/strategicpatch/patch.go, mergeMap).
         let patch = serde_json::json!({
             "metadata": { "annotations": drain_marks_removed() },
             "spec": { "unschedulable": false },
