@@ -641,3 +641,103 @@ fn a_drain_killed_half_way_is_undone_when_the_next_run_keeps_the_node() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// An operator's cordon is theirs (issue 23 point 4): a worker cordoned by hand before
+/// k3s-scale drains it, the drain killed half-way, and the next run (which keeps the node)
+/// repairs the unfinished drain by clearing its marks only: the node stays cordoned. Fails
+/// without the before-mark: the next run took the cordon for the killed drain's and
+/// uncordoned the node.
+#[test]
+fn an_operators_cordon_survives_a_killed_drain_and_the_next_runs_repair() {
+    use k3s_scale::kube::drain::{drain_mark, marked_cordoned_before};
+    const ROUNDS: usize = 10;
+    let started = Instant::now();
+    let mut rng = Rng::from_env();
+    let mut rig = Rig::new();
+    let worker = rig.worker(1);
+    let prom = LiveProm::start(idle_cluster(&worker));
+    let cfg = rig.config(&Knobs {
+        prom_url: prom.url(),
+        ..Knobs::default()
+    });
+    rig.run_worker_container(1);
+    for i in 1..=ROUNDS {
+        // `kubectl cordon` by the operator, before any run touched the node.
+        rig.api.add_node(
+            support::objects::node(&worker)
+                .label(hardening_support::NODE_POOL_LABEL, &rig.pool.name)
+                .cordoned()
+                .build(),
+        );
+        rig.add_pods(&worker, 3, Duration::from_millis(50));
+        rig.write_state(&State {
+            low_since: Some(Timestamp::from_millis(
+                Timestamp::now().as_millis() - 3_600_000,
+            )),
+            next_worker_index: 2,
+            ..State::fresh()
+        });
+        rig.api
+            .fault(Fault::latency("POST", "/eviction", Duration::from_secs(2)));
+        let cordons = rig.api.count("PATCH", &format!("/nodes/{worker}"));
+        let mut child = ChildGuard::new(spawn(&cfg, &["evaluate"]));
+        let deadline = Instant::now() + WAIT;
+        while rig.api.count("PATCH", &format!("/nodes/{worker}")) == cordons {
+            assert!(Instant::now() < deadline, "round {i}: never cordoned");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(rng.below(HOLD * 2));
+        child.kill9();
+        rig.api.clear_faults();
+        let node = rig.api.node(&worker).unwrap();
+        assert!(drain_mark(&node).is_some(), "round {i}: the drain mark");
+        assert!(
+            marked_cordoned_before(&node),
+            "round {i}: the cordon's patch says the node was cordoned before"
+        );
+        // The next run keeps the node (not idle long enough) and repairs the drain.
+        rig.write_state(&State {
+            next_worker_index: 2,
+            ..State::fresh()
+        });
+        let r = run(&cfg, &["evaluate", "--output", "json"]);
+        assert_eq!(r.code, 0, "round {i}: {r:?}");
+        let repairs = r.json()["repairs"].to_string();
+        assert!(
+            repairs.contains(&format!("clear the drain marks of {worker}"))
+                && !repairs.contains(&format!("uncordon {worker}")),
+            "round {i}: {repairs}"
+        );
+        assert_eq!(
+            rig.api.is_cordoned(&worker),
+            Some(true),
+            "round {i}: the operator's cordon stays"
+        );
+        let node = rig.api.node(&worker).unwrap();
+        assert!(
+            drain_mark(&node).is_none() && !marked_cordoned_before(&node),
+            "round {i}: marks removed: {:?}",
+            node.metadata.annotations
+        );
+        // A third run finds nothing left to repair, and still does not uncordon it.
+        let r = run(&cfg, &["evaluate", "--output", "json"]);
+        assert_eq!(r.code, 0, "round {i}: {r:?}");
+        let repairs = r.json()["repairs"].clone();
+        assert!(
+            repairs.as_array().is_none_or(|a| a.is_empty()),
+            "round {i}: {repairs}"
+        );
+        assert_eq!(rig.api.is_cordoned(&worker), Some(true), "round {i}");
+        assert_eq!(
+            rig.api.count("DELETE", "/pods/"),
+            0,
+            "round {i}: no pod deleted"
+        );
+        assert!(rig.unknown_objects().is_empty(), "round {i}");
+    }
+    println!(
+        "crash [drain of a hand-cordoned node]: {ROUNDS} drains killed after the cordon; the \
+         node stayed cordoned and its marks were cleared by the next run every time; {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

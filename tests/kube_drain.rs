@@ -335,6 +335,75 @@ fn a_node_cordoned_before_stays_cordoned_after_a_failure() {
         drain_node(&c, "w1", &options(&server, MoveMode::Evict), Recheck::Pods).expect_err("fails");
     assert!(f.node_left.starts_with("left cordoned"), "{}", f.node_left);
     assert_eq!(server.is_cordoned("w1"), Some(true));
+    // No drain mark left behind: the next run's reconcile would take the operator's
+    // cordon for a killed drain's and uncordon it.
+    assert_eq!(marks(&server, "w1"), Vec::<String>::new());
+}
+
+/// The drain marks on the Node (issue 23 point 4).
+fn marks(server: &ApiServer, name: &str) -> Vec<String> {
+    use k3s_scale::kube::drain::{CORDONED_BEFORE_ANNOTATION, DRAINING_ANNOTATION};
+    let annotations = server
+        .node(name)
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    [DRAINING_ANNOTATION, CORDONED_BEFORE_ANNOTATION]
+        .into_iter()
+        .filter(|k| annotations.contains_key(*k))
+        .map(String::from)
+        .collect()
+}
+
+// Relies on: node patch (null deletes an annotation); the request log.
+/// The cordon of a drain that finds the node cordoned by someone records it in the same
+/// patch as the drain mark: a run killed mid-drain leaves that said on the Node.
+#[test]
+fn the_cordon_of_a_hand_cordoned_node_records_that_it_was_cordoned_before() {
+    use k3s_scale::kube::drain::{CORDONED_BEFORE_ANNOTATION, DRAINING_ANNOTATION};
+    let server = ApiServer::start();
+    server.add_node(node("w1").cordoned().build());
+    server.add_node(node("w2").build());
+    let c = cluster(&server);
+    c.cordon("w1", true).unwrap();
+    c.cordon("w2", false).unwrap();
+    assert_eq!(
+        marks(&server, "w1"),
+        [DRAINING_ANNOTATION, CORDONED_BEFORE_ANNOTATION]
+    );
+    assert_eq!(marks(&server, "w2"), [DRAINING_ANNOTATION]);
+    assert_eq!(server.count("PATCH", "/nodes/w1"), 1, "one write");
+    c.clear_drain_mark("w1").unwrap();
+    assert_eq!(server.is_cordoned("w1"), Some(true));
+    assert_eq!(marks(&server, "w1"), Vec::<String>::new());
+    c.uncordon("w2").unwrap();
+    assert_eq!(server.is_cordoned("w2"), Some(false));
+    assert_eq!(marks(&server, "w2"), Vec::<String>::new());
+}
+
+// Relies on: node patch (null deletes an annotation).
+/// A drain killed on a node an operator had cordoned left both marks; a later drain of it
+/// (`drain NODE` before any evaluate repaired it) that fails keeps the operator's cordon.
+#[test]
+fn a_killed_drains_marks_on_a_hand_cordoned_node_keep_it_cordoned() {
+    use k3s_scale::kube::drain::{CORDONED_BEFORE_ANNOTATION, DRAINING_ANNOTATION};
+    let server = ApiServer::start();
+    server.add_node(
+        node("w1")
+            .cordoned()
+            .annotate(DRAINING_ANNOTATION, "2026-11-27T00:00:00Z")
+            .annotate(CORDONED_BEFORE_ANNOTATION, "true")
+            .build(),
+    );
+    server.add_pod(pod("stubborn").on("w1").build());
+    server.fault(Fault::status("POST", "/eviction", 503));
+    let c = cluster(&server);
+    let f =
+        drain_node(&c, "w1", &options(&server, MoveMode::Evict), Recheck::Pods).expect_err("fails");
+    assert!(f.node_left.starts_with("left cordoned"), "{}", f.node_left);
+    assert_eq!(server.is_cordoned("w1"), Some(true));
+    assert_eq!(marks(&server, "w1"), Vec::<String>::new());
 }
 
 // Relies on: strategic-merge patches applied as JSON merge patches (null deletes a key).
@@ -468,6 +537,32 @@ fn drain_named_keeps_a_worker_cordoned_when_asked() {
     assert!(server.secret_exists("kube-system", "w1.node-password.k3s"));
     assert!(containers.exists("w1") && containers.removed().is_empty());
     assert!(server.pod("default", "web").is_none(), "drained");
+}
+
+// Relies on: node patch (null deletes an annotation) and eviction; nothing is deleted.
+/// `drain NODE` of a worker an operator had cordoned, whose container then cannot be
+/// stopped: the drain gives up on the removal and undoes only its own cordon, which here
+/// is none: the node stays cordoned, without drain marks.
+#[test]
+fn drain_named_leaves_an_operators_cordon_when_the_removal_fails() {
+    let server = ApiServer::start();
+    server.add_node(node("w1").cordoned().build());
+    server.add_pod_exiting_after(pod("web").on("w1").build(), QUICK);
+    let containers = FakeContainers::with(&["w1"]);
+    containers.fail_stop();
+    let mut d = drainer(&server, &containers, MoveMode::Evict);
+
+    let rep = d.drain_named("w1", &DrainRequest::default());
+
+    assert_eq!(rep.exit_code, 5, "{rep:?}");
+    let error = rep.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("left cordoned (it was cordoned before the drain)"),
+        "{error}"
+    );
+    assert_eq!(server.is_cordoned("w1"), Some(true));
+    assert_eq!(marks(&server, "w1"), Vec::<String>::new());
+    assert!(containers.exists("w1") && containers.removed().is_empty());
 }
 
 // Relies on: node patch and eviction; nothing is deleted.

@@ -142,8 +142,8 @@ fn exercise_everything(server: &ApiServer) {
         .remove_worker(&["w1".to_string()], false, &mut Report::new(false))
         .expect("removed");
     assert_eq!(removal.removed.as_deref(), Some("w1"));
-    cluster.set_unschedulable("w2", true).unwrap();
-    cluster.set_unschedulable("w2", false).unwrap();
+    cluster.cordon("w2", false).unwrap();
+    cluster.uncordon("w2").unwrap();
     // Events: pending pods listed, an Event created, then (past the rate window) patched.
     let notice = Notice {
         about: About::PendingPods { except: Vec::new() },

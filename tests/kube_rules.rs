@@ -437,6 +437,53 @@ fn node_rules() {
     }
 }
 
+/// Whose cordon a drain finds (issue 23 point 4): a cordon without our drain mark is an
+/// operator's, one with the mark is a killed drain's, the operator's again when that drain
+/// recorded that it found the node cordoned.
+#[test]
+fn whose_cordon_a_drain_finds() {
+    use drain::{CORDONED_BEFORE_ANNOTATION as BEFORE, DRAINING_ANNOTATION as MARK};
+    let since = "2026-11-27T00:00:00Z";
+    let cases = [
+        ("schedulable: nobody's", node("w1").build(), false),
+        ("cordoned by hand", node("w1").cordoned().build(), true),
+        (
+            "cordoned by a killed drain",
+            node("w1").cordoned().annotate(MARK, since).build(),
+            false,
+        ),
+        (
+            "cordoned by hand, then a drain was killed",
+            node("w1")
+                .cordoned()
+                .annotate(MARK, since)
+                .annotate(BEFORE, "true")
+                .build(),
+            true,
+        ),
+        (
+            "marks left, but uncordoned since: nobody's",
+            node("w1")
+                .annotate(MARK, since)
+                .annotate(BEFORE, "true")
+                .build(),
+            false,
+        ),
+        (
+            "a before-mark that is not \"true\" is no before-mark",
+            node("w1")
+                .cordoned()
+                .annotate(MARK, since)
+                .annotate(BEFORE, "false")
+                .build(),
+            false,
+        ),
+    ];
+    for (what, n, want) in cases {
+        assert_eq!(drain::cordoned_by_someone_else(&n), want, "{what}");
+    }
+}
+
 #[test]
 fn grace_is_the_pods_own_capped() {
     let max = Duration::from_secs(60);

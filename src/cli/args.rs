@@ -163,7 +163,8 @@ pub enum Command {
     /// honoured, blocked evictions retried until drain.timeout). A k3s-scale worker is then
     /// removed: container stopped, Node deleted, container and volume removed. Any other node (and a
     /// worker with --keep-cordoned) is left cordoned and nothing is deleted. If the drain
-    /// fails the node is uncordoned. Exit 11 removed, 0 drained, 5 failed or refused,
+    /// fails the node is uncordoned, unless it was cordoned before the drain (that cordon
+    /// stays). Exit 11 removed, 0 drained, 5 failed or refused,
     /// 2 no such node.
     Drain {
         /// The node, e.g. k3s-worker-3

@@ -136,21 +136,37 @@ impl Cluster for KubeCluster {
         .map(|l| l.items)
     }
 
-    fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
-        let what = if unschedulable { "cordon" } else { "uncordon" };
-        // The strategic-merge patch kubectl cordon sends, and the drain mark in the same
-        // write (null removes it), so no cordon of ours is ever left unmarked.
-        let mark = unschedulable.then(|| crate::state::time::Timestamp::now().to_string());
+    fn cordon(&self, node: &str, cordoned_before: bool) -> Result<(), KubeError> {
+        // The strategic-merge patch of spec.unschedulable that kubectl cordon sends
+        // (kubectl pkg/drain/cordon.go, CordonHelper.PatchOrReplaceWithContext), with the
+        // drain marks in the same write, so no cordon of ours is ever left unmarked and no
+        // one else's is ever taken for ours. Sent even on a node already cordoned (kubectl
+        // would skip it, UpdateIfRequired): the marks must be there.
+        let since = crate::state::time::Timestamp::now().to_string();
+        let before = cordoned_before.then_some("true");
         let patch = serde_json::json!({
-            "metadata": { "annotations": { crate::kube::drain::DRAINING_ANNOTATION: mark } },
-            "spec": { "unschedulable": unschedulable },
+            "metadata": { "annotations": {
+                crate::kube::drain::DRAINING_ANNOTATION: since,
+                crate::kube::drain::CORDONED_BEFORE_ANNOTATION: before,
+            } },
+            "spec": { "unschedulable": true },
         });
-        self.patch_node(&format!("{what} node {node}"), node, patch)
+        self.patch_node(&format!("cordon node {node}"), node, patch)
+    }
+
+    fn uncordon(&self, node: &str) -> Result<(), KubeError> {
+        // null removes a key in a strategic-merge patch of a map, as in a JSON merge patch
+        // (apimachinery pkg/util/strategicpatch/patch.go, mergeMap).
+        let patch = serde_json::json!({
+            "metadata": { "annotations": drain_marks_removed() },
+            "spec": { "unschedulable": false },
+        });
+        self.patch_node(&format!("uncordon node {node}"), node, patch)
     }
 
     fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError> {
         let patch = serde_json::json!({
-            "metadata": { "annotations": { crate::kube::drain::DRAINING_ANNOTATION: null } },
+            "metadata": { "annotations": drain_marks_removed() },
         });
         self.patch_node(&format!("unmark node {node}"), node, patch)
     }
@@ -272,6 +288,14 @@ impl KubeCluster {
 
 /// Unbound pods that are still Pending (a finished pod that never ran is left out).
 pub const PENDING_FIELDS: &str = "spec.nodeName=,status.phase=Pending";
+
+/// The annotations part of a patch that removes both drain marks.
+fn drain_marks_removed() -> serde_json::Value {
+    serde_json::json!({
+        crate::kube::drain::DRAINING_ANNOTATION: null,
+        crate::kube::drain::CORDONED_BEFORE_ANNOTATION: null,
+    })
+}
 
 /// A delete of something already gone did what was asked: Ok(false).
 fn gone_ok<T>(r: Result<T, KubeError>) -> Result<bool, KubeError> {

@@ -23,8 +23,14 @@ pub use crate::plan::model::CONTROL_PLANE_LABELS;
 /// Set on a Node with the cordon of every drain k3s-scale starts, removed with the
 /// uncordon (or when a `drain --keep-cordoned` ends): a Node that still carries it when a
 /// run starts was left cordoned by a drain that never finished (the run was killed), and
-/// reconcile uncordons it. Drains run under the run lock, so none is in progress then.
+/// reconcile undoes that drain's cordon (only its own, see `CORDONED_BEFORE_ANNOTATION`).
+/// Drains run under the run lock, so none is in progress then.
 pub const DRAINING_ANNOTATION: &str = "k3s-scale.io/draining-since";
+/// Set ("true") in the same write as `DRAINING_ANNOTATION` when the Node was already
+/// cordoned before the drain (by a person, or a tool other than k3s-scale): that cordon is
+/// theirs, so whatever becomes of the drain, only the marks are removed and the Node stays
+/// cordoned. Removed with the drain mark.
+pub const CORDONED_BEFORE_ANNOTATION: &str = "k3s-scale.io/cordoned-before-drain";
 /// The grace period the apiserver applies when a pod sets none.
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
 
@@ -381,6 +387,20 @@ pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) 
 /// When an unfinished k3s-scale drain cordoned this Node, if one did (`DRAINING_ANNOTATION`).
 pub fn drain_mark(node: &Node) -> Option<&str> {
     annotation(&node.metadata, DRAINING_ANNOTATION)
+}
+
+/// Whether the drain whose mark this Node carries found it already cordoned
+/// (`CORDONED_BEFORE_ANNOTATION`): its cordon is not k3s-scale's to undo.
+pub fn marked_cordoned_before(node: &Node) -> bool {
+    annotation(&node.metadata, CORDONED_BEFORE_ANNOTATION) == Some("true")
+}
+
+/// Whether a drain about to start finds the Node cordoned by someone else, so that it
+/// must leave it cordoned whatever happens. A cordon without our drain mark is someone's;
+/// one with the mark is a killed drain's, someone's only if that drain found it so.
+pub fn cordoned_by_someone_else(node: &Node) -> bool {
+    let cordoned = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+    cordoned && (drain_mark(node).is_none() || marked_cordoned_before(node))
 }
 
 /// Why this Node may never be removed by k3s-scale, if so. (Whether a container backs it

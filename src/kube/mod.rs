@@ -206,10 +206,14 @@ pub trait Cluster {
     fn node(&self, name: &str) -> Result<Option<Node>, KubeError>;
     /// Every Node (for drift repair).
     fn nodes(&self) -> Result<Vec<Node>, KubeError>;
-    /// Cordons (`true`) or uncordons (`false`) the node for a drain: the cordon marks the
-    /// node with `drain::DRAINING_ANNOTATION`, the uncordon removes the mark.
-    fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError>;
-    /// Removes the drain mark and leaves the node cordoned (a drain that keeps it so).
+    /// Cordons the node for a drain and marks it, in the same write, with
+    /// `drain::DRAINING_ANNOTATION` and, when `cordoned_before` (someone else's cordon was
+    /// there already), `drain::CORDONED_BEFORE_ANNOTATION`.
+    fn cordon(&self, node: &str, cordoned_before: bool) -> Result<(), KubeError>;
+    /// Uncordons the node and removes both drain marks: only for a cordon of k3s-scale's.
+    fn uncordon(&self, node: &str) -> Result<(), KubeError>;
+    /// Removes both drain marks and leaves the node cordoned (a drain that keeps it so, or
+    /// one that found it cordoned by someone else).
     fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError>;
     /// Every pod bound to the node, in every namespace.
     fn pods_on(&self, node: &str) -> Result<Vec<Pod>, KubeError>;
@@ -261,8 +265,11 @@ impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
     fn nodes(&self) -> Result<Vec<Node>, KubeError> {
         (**self).nodes()
     }
-    fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
-        (**self).set_unschedulable(node, unschedulable)
+    fn cordon(&self, node: &str, cordoned_before: bool) -> Result<(), KubeError> {
+        (**self).cordon(node, cordoned_before)
+    }
+    fn uncordon(&self, node: &str) -> Result<(), KubeError> {
+        (**self).uncordon(node)
     }
     fn clear_drain_mark(&self, node: &str) -> Result<(), KubeError> {
         (**self).clear_drain_mark(node)

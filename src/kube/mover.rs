@@ -1,6 +1,7 @@
 //! The drain of one node, under one deadline: cordon, list its pods, move them (eviction,
 //! several at once; a PDB's 429 retried until the deadline; wait until each pod is gone),
-//! and on any failure uncordon the node and report every pod not moved and why.
+//! and on any failure undo its own cordon (never one that was there before) and report
+//! every pod not moved and why.
 
 use crate::config;
 use crate::kube::drain::{self, PodBlocker, Skip, pod_key};
@@ -129,9 +130,13 @@ pub enum Recheck {
 pub struct Drained {
     pub moved: Vec<String>,
     pub skipped: Vec<(String, Skip)>,
+    /// The node was cordoned by someone else before the drain: anything that gives up on
+    /// it afterwards leaves it cordoned (`restore_cordon`).
+    pub cordoned_before: bool,
 }
 
-/// A drain that did not finish. The node was uncordoned (unless it was cordoned before).
+/// A drain that did not finish. The node was uncordoned (unless it was cordoned before:
+/// then only the drain marks were removed).
 #[derive(Debug, Clone)]
 pub struct DrainFailure {
     pub node: String,
@@ -173,8 +178,9 @@ impl fmt::Display for DrainFailure {
 }
 
 /// Cordons `node`, moves its pods off and waits until they are gone, all before
-/// `opts.timeout` has passed. On failure the node is uncordoned again (if this drain
-/// cordoned it) and the failure lists every pod not moved.
+/// `opts.timeout` has passed. On failure the node is uncordoned again if this drain
+/// cordoned it (a cordon someone else set stays, only the drain marks go) and the failure
+/// lists every pod not moved.
 pub fn drain_node(
     cluster: &dyn Cluster,
     node: &str,
@@ -189,13 +195,9 @@ pub fn drain_node(
         not_moved,
         node_left,
     };
-    // Cordoned by someone else before this drain: left so. A cordon that still carries
-    // our drain mark is a killed run's, not someone's wish.
-    let was_cordoned = match cluster.node(node) {
-        Ok(Some(n)) => {
-            n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
-                && drain::drain_mark(&n).is_none()
-        }
+    // Cordoned by someone else before this drain: left so, whatever becomes of it.
+    let cordoned_before = match cluster.node(node) {
+        Ok(Some(n)) => drain::cordoned_by_someone_else(&n),
         Ok(None) => {
             return Err(fail(
                 Some(format!("no node named {node}")),
@@ -213,18 +215,8 @@ pub fn drain_node(
             ));
         }
     };
-    let restore = || -> String {
-        if was_cordoned {
-            return "left cordoned (it was cordoned before the drain)".into();
-        }
-        match cluster.set_unschedulable(node, false) {
-            Ok(()) => "uncordoned".into(),
-            Err(e) => {
-                format!("LEFT CORDONED: the uncordon failed ({e}); run `kubectl uncordon {node}`")
-            }
-        }
-    };
-    if let Err(e) = cluster.set_unschedulable(node, true) {
+    let restore = || restore_cordon(cluster, node, cordoned_before);
+    if let Err(e) = cluster.cordon(node, cordoned_before) {
         // A timed-out patch may still have been applied: put it back either way.
         return Err(fail(Some(e.to_string()), vec![], vec![], restore()));
     }
@@ -267,9 +259,30 @@ pub fn drain_node(
         Ok(Drained {
             moved,
             skipped: plan.skipped,
+            cordoned_before,
         })
     } else {
         Err(fail(None, moved, not_moved, restore()))
+    }
+}
+
+/// Undoes a drain's cordon, and only its own: a node that was cordoned before the drain
+/// keeps that cordon and loses only the drain marks. Says how the node was left.
+pub fn restore_cordon(cluster: &dyn Cluster, node: &str, cordoned_before: bool) -> String {
+    if cordoned_before {
+        return match cluster.clear_drain_mark(node) {
+            Ok(()) => "left cordoned (it was cordoned before the drain)".into(),
+            Err(e) => format!(
+                "left cordoned (it was cordoned before the drain); its drain marks could not \
+                 be removed ({e}), the next evaluate removes them and leaves it cordoned"
+            ),
+        };
+    }
+    match cluster.uncordon(node) {
+        Ok(()) => "uncordoned".into(),
+        Err(e) => {
+            format!("LEFT CORDONED: the uncordon failed ({e}); run `kubectl uncordon {node}`")
+        }
     }
 }
 

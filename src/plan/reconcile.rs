@@ -53,8 +53,11 @@ impl ContainerState {
 pub struct WorkerNode {
     pub name: String,
     pub ready: bool,
-    /// Still cordoned by a drain that never finished (`drain::DRAINING_ANNOTATION`).
+    /// Still marked by a drain that never finished (`drain::DRAINING_ANNOTATION`).
     pub drain_left: bool,
+    /// That drain found the node cordoned by someone else
+    /// (`drain::CORDONED_BEFORE_ANNOTATION`): the cordon is theirs, not the drain's.
+    pub cordoned_before_drain: bool,
     /// Its Node label `k3s-scale.io/host`; None on workers started before it existed.
     pub host: Option<String>,
 }
@@ -81,8 +84,10 @@ pub enum Repair {
     /// A provisioning entry with no container behind it: drop it.
     StaleEntry { name: String },
     /// A Node that a drain cordoned and never finished with (its run was killed): the
-    /// run lock is held, so no drain is in progress; uncordon it (and remove the mark).
-    UnfinishedDrain { name: String },
+    /// run lock is held, so no drain is in progress; undo that drain's cordon: uncordon it
+    /// and remove the marks, or, when it was `cordoned_before` the drain (by an operator),
+    /// remove the marks only and leave their cordon.
+    UnfinishedDrain { name: String, cordoned_before: bool },
     /// A container of the pool without a Node that the state does not list (the state
     /// was reset or lost): listed as provisioning since it was created, so it counts
     /// toward max_nodes, holds back further scale-ups while it boots, and is removed if
@@ -97,7 +102,7 @@ impl Repair {
             | Repair::OrphanNode { name }
             | Repair::DeadContainer { name, .. }
             | Repair::StaleEntry { name }
-            | Repair::UnfinishedDrain { name }
+            | Repair::UnfinishedDrain { name, .. }
             | Repair::Adopt { name, .. } => name,
         }
     }
@@ -146,8 +151,18 @@ impl Repair {
             Repair::StaleEntry { name } => {
                 format!("forget {name}: provisioning entry with no container (its volume goes too)")
             }
-            Repair::UnfinishedDrain { name } => format!(
+            Repair::UnfinishedDrain {
+                name,
+                cordoned_before: false,
+            } => format!(
                 "uncordon {name}: a drain that never finished (its run was killed) left it cordoned"
+            ),
+            Repair::UnfinishedDrain {
+                name,
+                cordoned_before: true,
+            } => format!(
+                "clear the drain marks of {name}: a drain that never finished (its run was \
+                 killed) left them; it stays cordoned, as it was before the drain"
             ),
             Repair::Adopt { name, since } => format!(
                 "adopt {name}: container without a Node that the state did not list; \
@@ -271,9 +286,7 @@ pub fn plan_repairs(
                 .get(n.name.as_str())
                 .is_some_and(|c| matches!(c.state, ContainerState::Exited | ContainerState::Dead))
         {
-            repairs.push(Repair::UnfinishedDrain {
-                name: n.name.clone(),
-            });
+            repairs.push(unfinished_drain(n));
         }
     }
     for p in &state.provisioning {
@@ -287,6 +300,15 @@ pub fn plan_repairs(
         }
     }
     repairs
+}
+
+/// The repair of a drain a killed run left: it undoes only the drain's own cordon. A
+/// node cordoned before the drain (by an operator) stays cordoned; only the marks go.
+fn unfinished_drain(n: &WorkerNode) -> Repair {
+    Repair::UnfinishedDrain {
+        name: n.name.clone(),
+        cordoned_before: n.cordoned_before_drain,
+    }
 }
 
 /// Provisioning entries whose Node the API already reports Ready: they are done booting,
@@ -342,6 +364,7 @@ mod tests {
             name: name.into(),
             ready,
             drain_left: false,
+            cordoned_before_drain: false,
             host: None,
         }
     }
@@ -464,7 +487,30 @@ mod tests {
                 vec![],
                 vec![Repair::UnfinishedDrain {
                     name: "w-10".into(),
+                    cordoned_before: false,
                 }],
+            ),
+            (
+                "cordoned by an operator before a drain that never finished: marks cleared, \
+                 cordon kept",
+                vec![c("w-14", Running, 5000)],
+                vec![WorkerNode {
+                    drain_left: true,
+                    cordoned_before_drain: true,
+                    ..n("w-14", true)
+                }],
+                vec![],
+                vec![Repair::UnfinishedDrain {
+                    name: "w-14".into(),
+                    cordoned_before: true,
+                }],
+            ),
+            (
+                "cordoned by an operator, no drain mark: nothing to repair",
+                vec![c("w-15", Running, 5000)],
+                vec![n("w-15", true)],
+                vec![],
+                vec![],
             ),
             (
                 "removal killed after its container stopped, Node still Ready: left alone, \

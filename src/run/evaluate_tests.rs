@@ -139,6 +139,7 @@ fn one_run_seen(
                 name: n.clone(),
                 ready: true,
                 drain_left: false,
+                cordoned_before_drain: false,
                 host: None,
             })
             .collect(),

@@ -191,6 +191,7 @@ impl Actuator for Executor {
             .filter_map(|n| {
                 let ready = is_ready(&n);
                 let drain_left = crate::kube::drain::drain_mark(&n).is_some();
+                let cordoned_before_drain = crate::kube::drain::marked_cordoned_before(&n);
                 let host = n
                     .metadata
                     .labels
@@ -201,6 +202,7 @@ impl Actuator for Executor {
                     name,
                     ready,
                     drain_left,
+                    cordoned_before_drain,
                     host,
                 })
             })
@@ -251,13 +253,24 @@ impl Actuator for Executor {
                 self.delete_node(name)?;
                 self.remove_container(name)
             }
-            Repair::UnfinishedDrain { name } => self
+            // Only the drain's own cordon is undone: an operator's stays, marks cleared.
+            Repair::UnfinishedDrain {
+                name,
+                cordoned_before: true,
+            } => self
                 .cluster
-                .set_unschedulable(name, false)
+                .clear_drain_mark(name)
                 .map_err(|e| ActionFailure {
                     done: Vec::new(),
-                    message: format!("uncordon {name}: {e}"),
+                    message: format!("clear the drain marks of {name}: {e}"),
                 }),
+            Repair::UnfinishedDrain {
+                name,
+                cordoned_before: false,
+            } => self.cluster.uncordon(name).map_err(|e| ActionFailure {
+                done: Vec::new(),
+                message: format!("uncordon {name}: {e}"),
+            }),
             Repair::StaleEntry { name } => self.remove_container(name),
             Repair::Adopt { .. } => Ok(()),
         }

@@ -8,7 +8,7 @@
 use crate::config::Config;
 use crate::kube::drain::{self, Blocker, Budgets, PodBlocker, PodPlan};
 use crate::kube::facts::Volumes;
-use crate::kube::mover::{DrainOptions, MoveMode, Recheck, drain_node};
+use crate::kube::mover::{DrainOptions, MoveMode, Recheck, drain_node, restore_cordon};
 use crate::kube::{Cluster, KubeCluster, KubeError, is_ready};
 use crate::plan::cluster::ClusterModel;
 use crate::plan::placement::fit_elsewhere;
@@ -311,15 +311,13 @@ impl ScaleDown {
     /// After a drain, in the order that keeps the worker from coming back: stop its
     /// container (a k3s agent whose Node is deleted while it runs registers it again:
     /// k3s-io/k3s#5404, #945), delete its Node, then remove container and volume. A
-    /// failure before the container stops uncordons the node and keeps everything; after
-    /// it, the stopped container (and its NotReady Node, if still there) is what the next
-    /// run's reconcile removes (a dead container, see reconcile.rs).
-    fn remove_drained(&mut self, worker: &str) -> Result<(), String> {
+    /// failure before the container stops undoes the drain's cordon (only its own: one
+    /// set before the drain stays) and keeps everything; after it, the stopped container
+    /// (and its NotReady Node, if still there) is what the next run's reconcile removes (a
+    /// dead container, see reconcile.rs).
+    fn remove_drained(&mut self, worker: &str, cordoned_before: bool) -> Result<(), String> {
         if let Err(e) = self.containers.stop(worker) {
-            let left = match self.cluster.set_unschedulable(worker, false) {
-                Ok(()) => "uncordoned".to_string(),
-                Err(u) => format!("LEFT CORDONED (uncordon failed: {u})"),
-            };
+            let left = restore_cordon(self.cluster.as_ref(), worker, cordoned_before);
             return Err(format!(
                 "{worker} was drained but its container could not be stopped ({e}); node {left}, \
                  Node and container kept"
@@ -445,14 +443,15 @@ impl ScaleDown {
                     if let Err(e) = self.cluster.clear_drain_mark(node) {
                         log::warn!(
                             "{node} stays cordoned, but its drain mark could not be removed ({e}); \
-                             the next evaluate would uncordon it if it is a k3s-scale worker"
+                             the next evaluate would uncordon it if it is a k3s-scale worker \
+                             that was not cordoned before the drain"
                         );
                     }
                     rep.node_left = Some("cordoned".into());
                     rep.exit_code = 0;
                     return rep;
                 }
-                match self.remove_drained(node) {
+                match self.remove_drained(node, d.cordoned_before) {
                     Ok(()) => {
                         rep.removed = true;
                         rep.exit_code = 11;
@@ -514,7 +513,7 @@ impl ScaleDown {
                 });
             }
         };
-        if let Err(message) = self.remove_drained(&worker) {
+        if let Err(message) = self.remove_drained(&worker, drained.cordoned_before) {
             report.evicted = drained.moved.clone();
             return Err(ActionFailure {
                 done: drained.moved,

@@ -282,6 +282,7 @@ impl World {
                     name: n.name.clone(),
                     ready: true,
                     drain_left: false,
+                    cordoned_before_drain: false,
                     host: None,
                 });
                 facts.nodes.insert(

@@ -5,7 +5,8 @@
 //! `Status` bodies, and nothing else:
 //!
 //! - nodes: list, get, patch (merge and strategic-merge patch, applied as a JSON merge
-//!   patch: enough for spec.unschedulable), delete (immediate, like a Node without
+//!   patch: enough for spec.unschedulable and annotations, where null removes a key in
+//!   both, apimachinery pkg/util/strategicpatch/patch.go mergeMap), delete (immediate, like a Node without
 //!   finalizers; its pods stay until the caller removes them, as pod GC would later). As
 //!   k3s's server does, a Node's delete also deletes its `kube-system/<node>.node-password.k3s`
 //!   secret (k3s-io/k3s pkg/node/controller.go onRemove -> nodepassword.Delete; newer k3s:
