@@ -2,7 +2,8 @@
 //! command, env, labels, privileges, tmpfs, ulimits, volume, network, restart policy,
 //! limits, kubelet reservation), that a failed start leaves nothing behind and exits 5,
 //! that the join token goes nowhere but the container env, that `up` respects max_nodes,
-//! that foreign containers are never touched, and the list/stop/remove operations.
+//! that foreign containers are never touched, that a worker created but never started is
+//! removed by the next run's reconcile, and the list/stop/remove operations.
 //! Each test owns a unique pool label; its `Pool` guard removes what it made.
 
 #[path = "support/docker.rs"]
@@ -625,6 +626,99 @@ fn name_conflict_leaves_the_other_container_alone_and_exits_5() {
         2,
         "the name is burnt, not retried"
     );
+}
+
+/// A worker container as a run leaves it when the daemon restarted (or the run was
+/// killed) between its create and its start: this pool's labels, its volume, never
+/// started. `user_volume`, if given, is mounted too (someone else's, never to be removed).
+fn created_never_started(w: &World, n: u64, user_volume: Option<&str>) {
+    let name = w.pool.worker(n);
+    let labels = [
+        "io.k3s-scale.managed=true".to_string(),
+        format!("io.k3s-scale.pool={}", w.pool.name),
+        format!("io.k3s-scale.worker={name}"),
+        format!("io.k3s-scale.index={n}"),
+        format!("{OWNER_LABEL}={}", w.pool.name),
+    ];
+    let vol = format!("{name}-data");
+    let mut args = vec!["volume", "create"];
+    for l in &labels {
+        args.extend(["--label", l]);
+    }
+    args.push(&vol);
+    docker_ok(&args);
+    let data = format!("type=volume,src={vol},dst=/var/lib/rancher/k3s");
+    let user = user_volume.map(|v| format!("type=volume,src={v},dst=/user"));
+    let mut args = vec!["create", "--name", &name, "--network", "none"];
+    for l in &labels {
+        args.extend(["--label", l]);
+    }
+    args.extend(["--mount", &data]);
+    if let Some(u) = &user {
+        args.extend(["--mount", u]);
+    }
+    args.push(test_image());
+    docker_ok(&args);
+    assert_eq!(inspect("container", &name)["State"]["Status"], "created");
+}
+
+#[test]
+fn a_created_but_never_started_worker_is_removed_and_the_run_decides_afresh() {
+    let mut w = World::new(&["perm-1"]);
+    // Two left so: worker 5 without a Node, worker 6 whose NotReady Node somehow
+    // registered. Worker 5 also has a volume of someone else's mounted.
+    let user = format!("{}-user", w.pool.name);
+    w.pool.foreign_volume(&user, &[]);
+    created_never_started(&w, 5, Some(&user));
+    created_never_started(&w, 6, None);
+    let (w5, w6) = (w.pool.worker(5), w.pool.worker(6));
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": w6, "labels": {"k3s-scale.io/pool": w.pool.name}},
+        "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]},
+    }))
+    .unwrap();
+    w.api.add_node(node);
+    // perm-1 and one worker: before, worker 5 was adopted as booting for the provision
+    // timeout and counted, so nothing started and both containers stayed.
+    let cfg = w.config(&Conf {
+        min_nodes: 2,
+        ..Conf::default()
+    });
+    let (code, out, err) = w.run(&cfg, &["evaluate", "--output", "json"], &[]);
+    assert_eq!(code, 10, "a worker is started afresh\n{out}\n{err}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    let mut repairs = strings(&report["repairs"]);
+    repairs.sort(); // in Docker's listing order
+    assert_eq!(
+        repairs,
+        [
+            format!("remove {w5} and its volume: container was created but never started"),
+            format!(
+                "remove {w6} and its volume: container was created but never started; \
+                 delete its Node"
+            ),
+        ],
+        "{report}"
+    );
+    let started = strings(&report["started"]);
+    assert_eq!(started.len(), 1, "{report}");
+    assert!(!started.contains(&w5) && !started.contains(&w6), "{report}");
+    assert_eq!(
+        w.pool.containers(),
+        started,
+        "both removed, the new one there"
+    );
+    assert_eq!(w.pool.volumes(), [format!("{}-data", started[0])]);
+    assert!(exists("volume", &user), "someone else's volume stays");
+    assert!(w.api.node(&w6).is_none(), "its Node deleted");
+    let state = w.state();
+    assert_eq!(state["totals"]["repairs"], 2, "{state}");
+    assert_eq!(
+        state["totals"]["failed_scale_ups"], 0,
+        "no back-off: {state}"
+    );
+    assert_eq!(state["acting"], Value::Null, "{state}");
+    let _ = docker(&["volume", "rm", &user]);
 }
 
 #[test]

@@ -81,6 +81,12 @@ pub enum Repair {
         state: ContainerState,
         node_registered: bool,
     },
+    /// A container of the pool that was created and never started (the Docker daemon
+    /// restarted, or the run was killed, between its create and its start): remove it and
+    /// its volume (it never ran, so the volume holds nothing), and its Node if one
+    /// registered; the run then decides afresh. Not counted as a failed scale-up: the run
+    /// that created it met (and counted) the failure, or was killed before it could.
+    NeverStarted { name: String, node_registered: bool },
     /// A provisioning entry with no container behind it: drop it.
     StaleEntry { name: String },
     /// A Node that a drain cordoned and never finished with (its run was killed): the
@@ -101,6 +107,7 @@ impl Repair {
             Repair::NeverReady { name, .. }
             | Repair::OrphanNode { name }
             | Repair::DeadContainer { name, .. }
+            | Repair::NeverStarted { name, .. }
             | Repair::StaleEntry { name }
             | Repair::UnfinishedDrain { name, .. }
             | Repair::Adopt { name, .. } => name,
@@ -148,6 +155,17 @@ impl Repair {
                     ""
                 }
             ),
+            Repair::NeverStarted {
+                name,
+                node_registered,
+            } => format!(
+                "remove {name} and its volume: container was created but never started{}",
+                if *node_registered {
+                    "; delete its Node"
+                } else {
+                    ""
+                }
+            ),
             Repair::StaleEntry { name } => {
                 format!("forget {name}: provisioning entry with no container (its volume goes too)")
             }
@@ -177,7 +195,9 @@ impl Repair {
 /// Destructive repairs only ever act on what k3s-scale knows it started and on what is
 /// visibly dead, never on a Ready worker: a wrong Docker host or kubeconfig (the listings
 /// then disagree about everything) must not turn into deleting healthy nodes.
-/// - `NeverReady` only for workers in the state's provisioning list;
+/// - `NeverReady` only for workers in the state's provisioning list (or adopted ones past
+///   the timeout);
+/// - `NeverStarted` only for a container Docker lists as `created`: it never ran;
 /// - `OrphanNode` only for a Node that is NotReady (its kubelet is gone with the container);
 /// - permanent nodes are never touched;
 /// - nothing is concluded from the absence of a container on a Docker host that could not
@@ -223,6 +243,11 @@ pub fn plan_repairs(
                 state: c.state,
                 node_registered: registered,
             });
+            handled.insert(c.name.as_str());
+            continue;
+        }
+        if let Some(r) = never_started(c, registered) {
+            repairs.push(r);
             handled.insert(c.name.as_str());
             continue;
         }
@@ -309,6 +334,22 @@ fn unfinished_drain(n: &WorkerNode) -> Repair {
         name: n.name.clone(),
         cordoned_before: n.cordoned_before_drain,
     }
+}
+
+/// A container Docker lists as `created`, never started. Reconcile runs before this run
+/// creates anything and under the run lock, so it is never one a run is starting right
+/// now: a run died, or the daemon restarted, between the create and the start (a daemon
+/// restart starts only the containers that were running). Removed rather than started:
+/// its provisioning entry may be gone or stale (the failed start dropped it), so starting
+/// it would bring up a worker the state does not know about, on a token and a spec that
+/// may have changed since; removed, the decision starts a fresh one if one is still
+/// needed. Left as it is, it would be adopted as booting for the whole provision timeout
+/// while no kubelet is coming, holding back scale-ups and counting toward max_nodes.
+fn never_started(c: &WorkerContainer, node_registered: bool) -> Option<Repair> {
+    (c.state == ContainerState::Created).then(|| Repair::NeverStarted {
+        name: c.name.clone(),
+        node_registered,
+    })
 }
 
 /// Provisioning entries whose Node the API already reports Ready: they are done booting,
@@ -590,6 +631,53 @@ mod tests {
                     },
                 ],
             ),
+            (
+                "created, never started, unknown to the state: removed, not adopted",
+                vec![c("w-14", Created, 30)],
+                vec![],
+                vec![],
+                vec![Repair::NeverStarted {
+                    name: "w-14".into(),
+                    node_registered: false,
+                }],
+            ),
+            (
+                "created, never started, still provisioning (run killed before the start): removed",
+                vec![c("w-15", Created, 30)],
+                vec![],
+                vec![booting("w-15", 30)],
+                vec![Repair::NeverStarted {
+                    name: "w-15".into(),
+                    node_registered: false,
+                }],
+            ),
+            (
+                "created, never started, past the provision timeout: removed as never started",
+                vec![c("w-16", Created, 5000)],
+                vec![],
+                vec![booting("w-16", 5000)],
+                vec![Repair::NeverStarted {
+                    name: "w-16".into(),
+                    node_registered: false,
+                }],
+            ),
+            (
+                "created, never started, a NotReady Node of its name registered: both removed",
+                vec![c("w-17", Created, 30)],
+                vec![n("w-17", false)],
+                vec![],
+                vec![Repair::NeverStarted {
+                    name: "w-17".into(),
+                    node_registered: true,
+                }],
+            ),
+            (
+                "created, never started, but a Ready Node of its name: left alone",
+                vec![c("w-18", Created, 30)],
+                vec![n("w-18", true)],
+                vec![],
+                vec![],
+            ),
         ];
         for (name, containers, nodes, prov, expected) in cases {
             let state = State {
@@ -601,6 +689,31 @@ mod tests {
                 expected,
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn only_a_created_container_is_never_started() {
+        use ContainerState::*;
+        // (state, registered, expected)
+        let cases = [
+            (Created, false, true),
+            (Created, true, true),
+            (Running, false, false),
+            (Restarting, false, false),
+            (Paused, false, false),
+            (Exited, false, false),
+            (Dead, false, false),
+            (Removing, false, false),
+            (Unknown, false, false),
+        ];
+        for (state, registered, expected) in cases {
+            let got = never_started(&c("w-1", state, 10), registered);
+            let want = expected.then(|| Repair::NeverStarted {
+                name: "w-1".into(),
+                node_registered: registered,
+            });
+            assert_eq!(got, want, "{state:?} registered={registered}");
         }
     }
 
@@ -676,5 +789,15 @@ mod tests {
         record(&mut state, &[adopt], NOW);
         assert_eq!(state.provisioning, vec![booting("w-9", 30)]);
         assert_eq!(state.totals.repairs, 3);
+
+        // Never started: the entry goes, no back-off (the run decides afresh).
+        let never = Repair::NeverStarted {
+            name: "w-9".into(),
+            node_registered: false,
+        };
+        record(&mut state, &[never], NOW);
+        assert!(state.provisioning.is_empty());
+        assert_eq!(state.totals.repairs, 4);
+        assert_eq!(state.totals.failed_scale_ups, 1);
     }
 }

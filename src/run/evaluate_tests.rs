@@ -268,6 +268,114 @@ fn an_unfinished_scale_down_is_judged_by_what_is_listed() {
     );
 }
 
+/// Logs each repair it is asked to carry out, in `log` with the state's saves.
+struct Repairer {
+    log: Rc<RefCell<Vec<String>>>,
+}
+
+impl Actuator for Repairer {
+    fn repair(&mut self, repair: &Repair) -> Result<(), ActionFailure> {
+        self.log
+            .borrow_mut()
+            .push(format!("repair {}", repair.name()));
+        Ok(())
+    }
+    fn start_workers(&mut self, names: &[String]) -> Result<(), ActionFailure> {
+        self.log
+            .borrow_mut()
+            .push(format!("start {}", names.join(",")));
+        Ok(())
+    }
+    fn remove_worker(
+        &mut self,
+        _: &[String],
+        _: bool,
+        _: &mut Report,
+    ) -> Result<Removal, ActionFailure> {
+        unreachable!("nothing to remove")
+    }
+}
+
+#[test]
+fn a_never_started_container_is_written_ahead_of_its_removal() {
+    // A container created and never started (the daemon restarted between create and
+    // start): its removal is on disk before the first outside call, and a state that
+    // cannot be written removes nothing.
+    let cfg = config();
+    let observed = || Observed {
+        containers: vec![crate::plan::reconcile::WorkerContainer {
+            name: "k3s-worker-4".into(),
+            state: crate::plan::reconcile::ContainerState::Created,
+            created: Some(NOW),
+            host: "local".into(),
+        }],
+        nodes: Vec::new(),
+        facts: None,
+        hosts: vec![crate::run::HostSeen {
+            name: "local".into(),
+            up: true,
+            error: None,
+        }],
+    };
+    for disk_ok in [true, false] {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let ctx = Context {
+            config: &cfg,
+            state_path: PathBuf::from("/nonexistent/state.json"),
+            dry_run: false,
+            now: NOW,
+        };
+        let actuator_log = log.clone();
+        let mut make = move || -> Result<Box<dyn Actuator>, RunError> {
+            Ok(Box::new(Repairer {
+                log: actuator_log.clone(),
+            }))
+        };
+        let mut cell = ActuatorCell::new(&mut make);
+        let mut report = Report::new(false);
+        let mut state = State::fresh();
+        let save_log = log.clone();
+        let mut save = |s: &State| {
+            let acting = s
+                .acting
+                .as_ref()
+                .map(|a| format!("{} {}", a.kind, a.about.join(",")));
+            save_log.borrow_mut().push(format!("save {acting:?}"));
+            if disk_ok { Ok(()) } else { Err(disk_full()) }
+        };
+        let r = decide_and_act(
+            &ctx,
+            &mut state,
+            idle_snapshot(&[], 50.0),
+            Ok(Some(observed())),
+            &mut cell,
+            &mut report,
+            &mut save,
+        );
+        let log = log.borrow().clone();
+        let ahead = "save Some(\"repair k3s-worker-4\")".to_string();
+        if disk_ok {
+            r.expect("run");
+            assert_eq!(
+                log[..2],
+                [ahead, "repair k3s-worker-4".to_string()],
+                "{log:?}"
+            );
+            assert_eq!(state.acting, None);
+            assert_eq!(state.totals.repairs, 1);
+            assert_eq!(state.totals.failed_scale_ups, 0, "no back-off");
+        } else {
+            let e = r.expect_err("the state cannot be written");
+            assert_eq!(e.exit_code(), 6, "{e}");
+            assert_eq!(
+                log,
+                [ahead.clone(), "save None".to_string()],
+                "nothing removed"
+            );
+        }
+    }
+}
+
 proptest! {
     /// For any sequence of runs where every state write fails, the number of workers
     /// never drops.

@@ -240,6 +240,14 @@ impl Actuator for Executor {
                 name,
                 node_registered,
                 ..
+            }
+            // Never started: `remove_worker` takes the container and only the volume of
+            // this pool labelled as this worker's (the one its spec created), never another
+            // volume mounted into it; the container is removed without `v`, so nothing
+            // else goes with it.
+            | Repair::NeverStarted {
+                name,
+                node_registered,
             } => {
                 self.remove_container(name)?;
                 if *node_registered {
