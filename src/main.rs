@@ -14,6 +14,11 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.verbose, cli.quiet, cli.log_format);
+    // SIGTERM/SIGINT ask the run to stop between two outside calls (state::stop); without
+    // the listener a signal would end it mid-drain with nothing recorded.
+    if let Err(e) = k3s_scale::state::stop::listen() {
+        log::warn!("cannot listen for SIGTERM/SIGINT ({e}): a signal ends the run at once");
+    }
     // A panic is a bug; it still ends with the documented "unexpected" code, not 101 or
     // an abort's 134. The release build aborts on panic (Cargo.toml: no unwinding code,
     // less to map), so this hook is the one place it can be turned into exit 1; debug and

@@ -36,6 +36,7 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
     match &cli.command {
         Command::Evaluate { output } => {
             let cfg = load_config(cli)?;
+            start_deadline(&cfg);
             let started = std::time::Instant::now();
             let dry_run = cli.dry_run || cfg.dry_run;
             let ctx = Context {
@@ -103,6 +104,7 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
         Command::Man => print_bytes(&crate::cli::completions::man_page()),
         Command::Up { count, output } => {
             let cfg = load_config(cli)?;
+            start_deadline(&cfg);
             let dry_run = cli.dry_run || cfg.dry_run;
             let ctx = Context {
                 config: &cfg,
@@ -153,7 +155,9 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             command: ConfigCommand::Check,
         } => {
             let path = Config::locate(cli.config.as_deref())?;
-            let cfg = Config::load(&path)?;
+            let mut cfg = Config::load(&path)?;
+            // The values that apply, defaults derived from other keys included.
+            cfg.scaling.run_timeout = Some(crate::config::units::Secs(cfg.run_timeout()));
             println!("# {} is valid; effective config:", path.display());
             print!(
                 "{}",
@@ -192,6 +196,11 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             }
         }
     }
+}
+
+/// A run that acts ends by `scaling.run_timeout` from now (`state::stop`).
+fn start_deadline(cfg: &Config) {
+    crate::state::stop::set_deadline(Some(std::time::Instant::now() + cfg.run_timeout()));
 }
 
 /// Writes generated text to stdout; a reader that went away early (`| head`) is no error.
@@ -409,6 +418,7 @@ fn drain(
     output: OutputFormat,
 ) -> Result<u8, RunError> {
     let cfg = load_config(cli)?;
+    start_deadline(&cfg);
     req.dry_run = cli.dry_run || cfg.dry_run;
     if !crate::config::is_dns_subdomain(node) {
         return Err(RunError::Usage(format!(
@@ -470,6 +480,10 @@ fn drain(
         } else {
             state.totals.evicted_pods += evicted;
             match &rep.error {
+                Some(e) if rep.exit_code == 8 => {
+                    state.count_error("stopped");
+                    state.record(now, "stopped", e.clone());
+                }
                 Some(e) => {
                     state.count_error("action");
                     state.record(now, "drain_failed", e.clone());

@@ -163,7 +163,20 @@ pub struct Scaling {
     /// `--scale-down-unready-time`, 20 min by default); until then it is neither capacity
     /// nor a candidate.
     pub scale_down_unready_time: Secs,
+    /// A whole run's deadline: past it no new outside call starts, the state is saved and
+    /// the run exits 5 naming the step. Unset: `drain.timeout` plus `RUN_MARGIN`
+    /// (`Config::run_timeout`; `config check` prints the value that applies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_timeout: Option<Secs>,
 }
+
+/// What a run may take beyond its drain when `scaling.run_timeout` is unset: the query,
+/// the listings, a worker's stop and removal.
+pub const RUN_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The longest `scaling.run_timeout`: systemd/k3s-scale.service's `TimeoutStartSec`, past
+/// which systemd stops the run from outside.
+pub const MAX_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -313,6 +326,7 @@ impl Default for Scaling {
             failure_backoff: Secs::from_secs(180),
             provision_timeout: Secs::from_secs(900),
             scale_down_unready_time: Secs::from_secs(1200),
+            run_timeout: None,
         }
     }
 }
@@ -428,6 +442,14 @@ impl Config {
         Ok(config)
     }
 
+    /// The run's deadline from its start (`scaling.run_timeout`, or its default).
+    pub fn run_timeout(&self) -> std::time::Duration {
+        self.scaling.run_timeout.map_or(
+            (self.drain.timeout.get() + RUN_MARGIN).min(MAX_RUN_TIMEOUT),
+            |t| t.get(),
+        )
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let t = &self.thresholds;
         for (key, v) in [
@@ -496,6 +518,7 @@ impl Config {
         self.validate_prometheus()?;
         self.validate_docker()?;
         self.validate_provision_timeout()?;
+        self.validate_run_timeout()?;
         let k = &self.kubernetes;
         if k.timeout.get().is_zero() {
             return Err(invalid("kubernetes.timeout", "must be above zero"));
@@ -615,10 +638,41 @@ impl Config {
             return Err(invalid(
                 "scaling.provision_timeout",
                 format!(
-                    "{} is below docker.timeout ({}) plus the {} s a k3s agent needs at                      least to join: every worker would be removed before it could be Ready",
+                    "{} is below docker.timeout ({}) plus the {} s a k3s agent needs at \
+                     least to join: every worker would be removed before it could be Ready",
                     Secs(p),
                     self.docker.timeout,
                     MIN_JOIN.as_secs()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A run must have room for its query and a whole drain (else every drain would be
+    /// cut short by the run's deadline), and end before systemd's backstop stops it.
+    fn validate_run_timeout(&self) -> Result<(), ConfigError> {
+        let Some(t) = self.scaling.run_timeout else {
+            return Ok(());
+        };
+        let floor = self.drain.timeout.get() + self.prometheus.timeout.get();
+        if t.get() < floor {
+            return Err(invalid(
+                "scaling.run_timeout",
+                format!(
+                    "{t} is below drain.timeout ({}) plus prometheus.timeout ({}): a drain \
+                     would be cut short by the run's deadline",
+                    self.drain.timeout, self.prometheus.timeout
+                ),
+            ));
+        }
+        if t.get() > MAX_RUN_TIMEOUT {
+            return Err(invalid(
+                "scaling.run_timeout",
+                format!(
+                    "{t} is above {}, systemd/k3s-scale.service's TimeoutStartSec, past which \
+                     systemd stops the run from outside",
+                    Secs(MAX_RUN_TIMEOUT)
                 ),
             ));
         }
@@ -968,6 +1022,39 @@ mod tests {
             assert_eq!(r.is_ok(), ok, "{text:?}: {r:?}");
             if let Err(e) = r {
                 assert!(e.to_string().contains("docker.timeout (30s)"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn run_timeout_leaves_room_for_a_drain_and_ends_before_systemd_stops_it() {
+        // (config, Ok(effective run_timeout in s) or Err(words the error has))
+        let cases: [(&str, Result<u64, &str>); 7] = [
+            ("", Ok(180)),
+            ("drain:\n  timeout: 5m\n", Ok(360)),
+            ("drain:\n  timeout: 15m\n", Ok(900)),
+            ("scaling:\n  run_timeout: 2m5s\n", Ok(125)),
+            (
+                "scaling:\n  run_timeout: 2m4s\n",
+                Err("below drain.timeout (2m) plus prometheus.timeout (5s)"),
+            ),
+            ("scaling:\n  run_timeout: 15m\n", Ok(900)),
+            ("scaling:\n  run_timeout: 16m\n", Err("TimeoutStartSec")),
+        ];
+        for (text, want) in cases {
+            let r = Config::parse(text);
+            match (want, r) {
+                (Ok(secs), Ok(c)) => {
+                    assert_eq!(c.run_timeout().as_secs(), secs, "{text:?}");
+                }
+                (Err(words), Err(e)) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains("scaling.run_timeout") && e.contains(words),
+                        "{e}"
+                    );
+                }
+                (want, got) => panic!("{text:?}: wanted {want:?}, got {got:?}"),
             }
         }
     }

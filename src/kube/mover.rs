@@ -1,11 +1,12 @@
 //! The drain of one node, under one deadline: cordon, list its pods, move them (eviction,
 //! several at once; a PDB's 429 retried until the deadline; wait until each pod is gone),
 //! and on any failure undo its own cordon (never one that was there before) and report
-//! every pod not moved and why.
+//! every pod not moved and why. Asked to stop (`state::stop`), it sends no new request.
 
 use crate::config;
 use crate::kube::drain::{self, PodBlocker, Skip, pod_key};
 use crate::kube::{Cluster, KubeError, failure_in_body, timed};
+use crate::state::stop::{self, Stop};
 use ::kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::Eviction;
@@ -19,6 +20,9 @@ use tokio::task::JoinSet;
 /// How often to look whether an evicted pod is gone. kubectl drain polls every 1 s; half
 /// that, because a one-shot run waits on it and a GET of one pod is cheap.
 pub const GONE_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often a drain looks whether the run was asked to stop (`state::stop`).
+const STOP_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What the apiserver says when a pod is covered by several PDBs: a misconfiguration that
 /// no retry fixes. kubernetes pkg/registry/core/pod/storage/eviction.go returns a Status
@@ -187,7 +191,8 @@ pub fn drain_node(
     opts: &DrainOptions,
     recheck: Recheck,
 ) -> Result<Drained, DrainFailure> {
-    let deadline = Instant::now() + opts.timeout;
+    // Never past the run's own deadline (`scaling.run_timeout`).
+    let deadline = stop::within(Instant::now() + opts.timeout);
     let fail = |cause: Option<String>, moved, not_moved, node_left| DrainFailure {
         node: node.to_string(),
         cause,
@@ -216,11 +221,18 @@ pub fn drain_node(
         }
     };
     let restore = || restore_cordon(cluster, node, cordoned_before);
+    let stopped = |why: Stop| Some(format!("stopped: {why}"));
+    if let Some(why) = stop::why() {
+        return Err(fail(stopped(why), vec![], vec![], "untouched".into()));
+    }
     if let Err(e) = cluster.cordon(node, cordoned_before) {
         // A timed-out patch may still have been applied: put it back either way.
         return Err(fail(Some(e.to_string()), vec![], vec![], restore()));
     }
     log::info!("cordoned {node}");
+    if let Some(why) = stop::why() {
+        return Err(fail(stopped(why), vec![], vec![], restore()));
+    }
     let pods = match cluster.pods_on(node) {
         Ok(p) => p,
         Err(e) => return Err(fail(Some(e.to_string()), vec![], vec![], restore())),
@@ -240,6 +252,14 @@ pub fn drain_node(
     for (p, why) in &plan.skipped {
         log::info!("leaving {p} on {node}: {why}");
     }
+    if let Some(why) = stop::why() {
+        let not_moved = plan
+            .to_move
+            .iter()
+            .map(|p| (pod_key(p), "not evicted: the drain stopped".to_string()))
+            .collect();
+        return Err(fail(stopped(why), vec![], not_moved, restore()));
+    }
     let results = cluster.move_pods(&plan.to_move, &opts.moving(deadline));
     let moved: Vec<String> = results
         .iter()
@@ -256,15 +276,25 @@ pub fn drain_node(
         })
         .collect();
     if not_moved.is_empty() {
-        Ok(Drained {
+        return Ok(Drained {
             moved,
             skipped: plan.skipped,
             cordoned_before,
-        })
-    } else {
-        Err(fail(None, moved, not_moved, restore()))
+        });
+    }
+    match stop::why() {
+        // Asked to stop before any pod left: the node is as it was.
+        Some(why) if moved.is_empty() => Err(fail(stopped(why), moved, not_moved, restore())),
+        // Pods were evicted: no more calls now; the cordon and the drain mark stay, and
+        // the next run's repair (an unfinished drain) undoes this drain's cordon.
+        Some(why) => Err(fail(stopped(why), moved, not_moved, LEFT_FOR_REPAIR.into())),
+        None => Err(fail(None, moved, not_moved, restore())),
     }
 }
+
+/// How a drain stopped after evictions leaves its node.
+pub const LEFT_FOR_REPAIR: &str = "left cordoned with its drain mark (pods were evicted); the \
+     next run's repair of the unfinished drain undoes this drain's cordon";
 
 /// Undoes a drain's cordon, and only its own: a node that was cordoned before the drain
 /// keeps that cordon and loses only the drain marks. Says how the node was left.
@@ -317,6 +347,20 @@ pub(crate) async fn move_pods(
         };
         set.spawn(async move { (i, mover.run(pod).await) });
     }
+    // A stop of the run (a signal, its deadline) stops the movers as a fatal refusal does:
+    // the requests in flight finish, no new eviction is sent.
+    let watcher = {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(why) = stop::why() {
+                    stop_tx.send_replace(Some(why.to_string()));
+                    return;
+                }
+                tokio::time::sleep(STOP_POLL_INTERVAL).await;
+            }
+        })
+    };
     let mut fates: Vec<Option<Fate>> = vec![None; keys.len()];
     while let Some(done) = set.join_next().await {
         match done {
@@ -324,6 +368,7 @@ pub(crate) async fn move_pods(
             Err(e) => log::error!("a pod mover failed: {e}"),
         }
     }
+    watcher.abort();
     keys.into_iter()
         .zip(fates)
         .map(|(pod, fate)| PodMove {
@@ -506,8 +551,13 @@ impl Mover {
         }
     }
 
+    /// Why the drain stopped: a refusal no retry fixes, or the run asked to stop (read
+    /// here too, not only through the watcher, so that no eviction starts after it).
     fn stopped(&self) -> Option<String> {
-        self.stop.borrow().clone()
+        self.stop
+            .borrow()
+            .clone()
+            .or_else(|| stop::why().map(|w| w.to_string()))
     }
 
     fn time_left(&self) -> Option<Duration> {

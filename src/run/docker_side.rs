@@ -156,6 +156,11 @@ impl Actuator for DockerActuator {
                 }
                 ActionFailure { done, message }
             };
+            // Asked to stop (or out of time): the worker before this one was finished,
+            // this one is not begun.
+            if let Some(why) = crate::state::stop::why() {
+                return Err(fail(done, format!("not started: {why}")));
+            }
             let capacity = match self.capacity_of(host) {
                 Ok(c) => c,
                 Err(f) => return Err(fail(done, f.message)),

@@ -5,6 +5,7 @@ use crate::docker::DockerError;
 use crate::signals::PromError;
 use crate::state::StateError;
 use crate::state::lock::LockError;
+use crate::state::stop::Stop;
 use std::fmt;
 
 #[derive(Debug)]
@@ -22,6 +23,13 @@ pub enum RunError {
     Unsaved {
         done: Vec<String>,
         error: StateError,
+    },
+    /// The run was asked to stop (a signal) or ran out of `scaling.run_timeout`; the call
+    /// in flight was finished, no other started, and the state saved. `during` says which
+    /// step was cut short and what of it was done.
+    Stopped {
+        why: Stop,
+        during: String,
     },
     Internal(String),
 }
@@ -42,6 +50,12 @@ impl RunError {
             RunError::Action(_) => 5,
             RunError::State(_) => 6,
             RunError::Unsaved { .. } => 7,
+            // A deadline is the run's own limit running out, as a drain's timeout is: 5.
+            RunError::Stopped {
+                why: Stop::Deadline,
+                ..
+            } => 5,
+            RunError::Stopped { .. } => 8,
         }
     }
 
@@ -57,6 +71,11 @@ impl RunError {
             RunError::Metrics(_) => "metrics",
             RunError::Action(_) => "action",
             RunError::State(_) | RunError::Unsaved { .. } => "state",
+            RunError::Stopped {
+                why: Stop::Deadline,
+                ..
+            } => "timeout",
+            RunError::Stopped { .. } => "stopped",
         }
     }
 }
@@ -75,6 +94,7 @@ impl fmt::Display for RunError {
                  exists from Docker and the API",
                 done.join("; ")
             ),
+            RunError::Stopped { why, during } => write!(f, "{why} during {during}"),
         }
     }
 }

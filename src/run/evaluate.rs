@@ -14,6 +14,7 @@ use crate::run::error::RunError;
 use crate::run::report::Report;
 use crate::signals::MetricsSource;
 use crate::state::lock::RunLock;
+use crate::state::stop::{self, Stop};
 use crate::state::time::Timestamp;
 use crate::state::{
     Provisioning, State, StateError, finish_unfinished, record_failed_scale_down,
@@ -236,7 +237,11 @@ pub fn decide_and_act(
         Err(e) => {
             state.totals.runs += 1;
             state.count_error(e.kind());
-            state.record(now, "error", e.to_string());
+            let kind = match e {
+                RunError::Stopped { .. } => "stopped",
+                _ => "error",
+            };
+            state.record(now, kind, e.to_string());
             save(state)?;
             report.repairs = repairs;
             return Err(e);
@@ -277,7 +282,19 @@ pub fn decide_and_act(
     }
     state.totals.runs += 1;
 
+    // Asked to stop (or out of time) before acting: nothing more starts.
+    let stopped = (plan.action != Action::None).then(stop::why).flatten();
     let result = match plan.action {
+        _ if stopped.is_some() => Err(RunError::Stopped {
+            why: stopped.expect("checked"),
+            during: format!(
+                "the run, before its {} (nothing was done)",
+                match plan.action {
+                    Action::ScaleUp => "scale-up",
+                    _ => "scale-down",
+                }
+            ),
+        }),
         Action::None => Ok(()),
         Action::ScaleUp => scale_up_with(ctx, state, plan.count, cell, report, save).map(|()| {
             // The pods these workers are for: still pending once they joined, they are
@@ -302,12 +319,17 @@ pub fn decide_and_act(
     });
     if let Err(e) = &result {
         state.count_error(e.kind());
+        if matches!(e, RunError::Stopped { .. }) {
+            state.record(now, "stopped", e.to_string());
+        }
     }
     if !ctx.dry_run {
         let failure = result.as_ref().err().map(|e| e.to_string());
         let notes = notices(&plan, report, failure.as_deref());
         // Only where the run already has its clients: Events never connect on their own.
+        // A run asked to stop (or out of time) makes no further call, Events included.
         if !notes.is_empty()
+            && stop::why().is_none()
             && let Some(actuator) = cell.made()
         {
             actuator.write_events(&notes, &mut state.posted, now);
@@ -463,10 +485,36 @@ fn scale_up_with(
             if !f.done.is_empty() {
                 record_scale_up(state, now, &f.done);
             }
+            // A stop is no failure of the workers: no back-off, the next run decides anew.
+            if let Some(why) = stop::why() {
+                log::warn!("{}", f.message);
+                return Err(stopped_scale_up(why, &names, &f.done));
+            }
             // The back-off runs from when the failure happened, not from the run's start.
             record_failed_scale_up(state, now.max(Timestamp::now()), &f.message);
             Err(RunError::Action(f.message))
         }
+    }
+}
+
+/// A scale-up cut short by a stop: which workers started, which did not.
+fn stopped_scale_up(why: Stop, names: &[String], started: &[String]) -> RunError {
+    let not: Vec<&str> = names
+        .iter()
+        .filter(|n| !started.contains(n))
+        .map(String::as_str)
+        .collect();
+    let started = if started.is_empty() {
+        "none".to_string()
+    } else {
+        started.join(", ")
+    };
+    RunError::Stopped {
+        why,
+        during: format!(
+            "the scale-up: started {started}; not started: {}",
+            not.join(", ")
+        ),
     }
 }
 
@@ -581,11 +629,25 @@ fn reconcile_run(
     }
     let mut done = Vec::new();
     let mut failed = None;
-    for r in &repairs {
+    let mut stopped = None;
+    for (i, r) in repairs.iter().enumerate() {
         let text = r.describe();
         if ctx.dry_run {
             listed.push(text);
             continue;
+        }
+        if let Some(why) = stop::why() {
+            let left: Vec<&str> = repairs[i..].iter().map(|r| r.name()).collect();
+            stopped = Some(RunError::Stopped {
+                why,
+                during: format!(
+                    "the repairs: {} of {} tried, none started for {}",
+                    i,
+                    repairs.len(),
+                    left.join(", ")
+                ),
+            });
+            break;
         }
         match actuator.repair(r) {
             Ok(()) => {
@@ -611,6 +673,9 @@ fn reconcile_run(
     if !ctx.dry_run {
         state.acting = None;
         reconcile::record(state, &done, ctx.now);
+    }
+    if let Some(e) = stopped {
+        return Err(e);
     }
     Ok(failed)
 }
@@ -683,6 +748,13 @@ fn scale_down(
         Err(f) => {
             if !ctx.dry_run {
                 state.totals.evicted_pods += f.done.len() as u64;
+                // Stopped, not failed: no back-off (the drain says how it left the node).
+                if let Some(why) = stop::why() {
+                    return Err(RunError::Stopped {
+                        why,
+                        during: format!("the {}", f.message),
+                    });
+                }
                 // A drain can take drain.timeout: the back-off runs from its end.
                 record_failed_scale_down(state, now.max(Timestamp::now()), &f.message);
             }

@@ -8,7 +8,9 @@
 use crate::config::Config;
 use crate::kube::drain::{self, Blocker, Budgets, PodBlocker, PodPlan};
 use crate::kube::facts::Volumes;
-use crate::kube::mover::{DrainOptions, MoveMode, Recheck, drain_node, restore_cordon};
+use crate::kube::mover::{
+    DrainOptions, LEFT_FOR_REPAIR, MoveMode, Recheck, drain_node, restore_cordon,
+};
 use crate::kube::{Cluster, KubeCluster, KubeError, is_ready};
 use crate::plan::cluster::ClusterModel;
 use crate::plan::placement::fit_elsewhere;
@@ -316,6 +318,14 @@ impl ScaleDown {
     /// (and its NotReady Node, if still there) is what the next run's reconcile removes (a
     /// dead container, see reconcile.rs).
     fn remove_drained(&mut self, worker: &str, cordoned_before: bool) -> Result<(), String> {
+        // Asked to stop between two steps: the next is not begun; what is left is what the
+        // next run's reconcile repairs (a drain mark, a stopped container).
+        let stopped = |left: &str| {
+            crate::state::stop::why().map(|why| format!("{worker} was drained, then {why}: {left}"))
+        };
+        if let Some(m) = stopped(&format!("container running, node {LEFT_FOR_REPAIR}")) {
+            return Err(m);
+        }
         if let Err(e) = self.containers.stop(worker) {
             let left = restore_cordon(self.cluster.as_ref(), worker, cordoned_before);
             return Err(format!(
@@ -324,6 +334,9 @@ impl ScaleDown {
             ));
         }
         log::info!("stopped the container of {worker}");
+        if let Some(m) = stopped("its container is stopped; the next run removes it and its Node") {
+            return Err(m);
+        }
         if let Err(e) = self.cluster.delete_node(worker) {
             return Err(format!(
                 "{worker} was drained and its container stopped, but deleting its Node failed \
@@ -331,6 +344,10 @@ impl ScaleDown {
             ));
         }
         log::info!("deleted Node {worker}");
+        if let Some(m) = stopped("its Node is deleted; the next run removes its stopped container")
+        {
+            return Err(m);
+        }
         self.containers.remove(worker).map_err(|e| {
             format!(
                 "Node {worker} deleted, but its stopped container could not be removed ({e}); \
@@ -616,7 +633,11 @@ impl DrainReport {
 
     fn failed(mut self, message: String) -> DrainReport {
         self.error = Some(message);
-        self.exit_code = 5;
+        // Asked to stop by a signal: 8, as `RunError::Stopped`; a deadline is 5, a failure.
+        self.exit_code = match crate::state::stop::why() {
+            Some(crate::state::stop::Stop::Signal(_)) => 8,
+            _ => 5,
+        };
         self
     }
 

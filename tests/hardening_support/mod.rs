@@ -232,6 +232,8 @@ pub struct Knobs {
     pub kube_timeout: &'static str,
     pub drain_timeout: &'static str,
     pub max_step: u32,
+    /// Extra lines under `scaling:` (indented by two spaces).
+    pub scaling_extra: String,
     pub max_nodes: u32,
     pub token_file_mode: u32,
     /// Write the metrics textfile.
@@ -252,6 +254,7 @@ impl Default for Knobs {
             kube_timeout: "2s",
             drain_timeout: "3s",
             max_step: 1,
+            scaling_extra: String::new(),
             max_nodes: 50,
             token_file_mode: 0o600,
             metrics: true,
@@ -348,7 +351,7 @@ impl Rig {
         let yaml = format!(
             "prometheus:\n  url: {prom}\n  timeout: {pt}\n{prom_extra}\
              limits:\n  min_nodes: 0\n  max_nodes: {max}\n  scale_up_cooldown: 1h\n\
-             scaling:\n  max_step: {step}\n\
+             scaling:\n  max_step: {step}\n{scaling_extra}\
              docker:\n  host: {host}\n  timeout: {dt}\n  image: {image}\n  network: none\n  \
              name_prefix: {pool}\n  pool: {pool}\n  server_url: https://127.0.0.1:6443\n  \
              token_file: {token}\n  cpus: 1\n  memory: 256Mi\n  stop_timeout: 1s\n  \
@@ -361,6 +364,7 @@ impl Rig {
             prom_extra = k.prom_extra,
             max = k.max_nodes,
             step = k.max_step,
+            scaling_extra = k.scaling_extra,
             dt = k.docker_timeout,
             image = crate::docker_support::test_image(),
             pool = self.pool.name,
