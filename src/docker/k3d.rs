@@ -14,7 +14,7 @@
 
 use super::DockerError;
 use super::client::DockerClient;
-use super::spec::LABEL_MANAGED;
+use super::labels::LABEL_MANAGED;
 use super::token::JoinToken;
 use bollard::query_parameters::ListContainersOptions;
 use std::collections::{BTreeSet, HashMap};

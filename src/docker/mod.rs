@@ -8,18 +8,19 @@
 mod client;
 mod hosts;
 pub mod k3d;
+mod labels;
 mod ops;
 mod spec;
 mod token;
 
 pub use client::{DockerClient, DockerEnv, Endpoint, resolve_endpoint, resolve_host_entry};
 pub use hosts::{DockerHosts, Host, PerHost};
-pub use ops::{ContainerState, ManagedContainer, ManagedVolume, Removed, StartError};
-pub use spec::{
-    HostCapacity, LABEL_CPUS, LABEL_HOST, LABEL_INDEX, LABEL_MANAGED, LABEL_MEMORY, LABEL_POOL,
-    LABEL_WORKER, NODE_LABEL_HOST, NODE_LABEL_POOL, VOLUME_TARGET, WorkerSpec, system_reserved_arg,
-    volume_name, worker_labels,
+pub use labels::{
+    LABEL_CPUS, LABEL_HOST, LABEL_INDEX, LABEL_MANAGED, LABEL_MEMORY, LABEL_POOL, LABEL_WORKER,
+    NODE_LABEL_HOST, NODE_LABEL_POOL, worker_labels,
 };
+pub use ops::{ContainerState, ManagedContainer, ManagedVolume, Removed, StartError};
+pub use spec::{HostCapacity, VOLUME_TARGET, WorkerSpec, system_reserved_arg, volume_name};
 pub use token::{JoinToken, load_token, write_token_file};
 
 use std::fmt;

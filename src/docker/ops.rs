@@ -5,7 +5,10 @@
 
 use super::DockerError;
 use super::client::DockerClient;
-use super::spec::{self, HostCapacity, LABEL_INDEX, LABEL_WORKER, WorkerSpec, volume_name};
+use super::labels::{
+    LABEL_CPUS, LABEL_INDEX, LABEL_MEMORY, LABEL_WORKER, is_managed, managed_filter, pool_filter,
+};
+use super::spec::{HostCapacity, WorkerSpec, volume_name};
 use crate::plan::names::worker_number;
 use crate::state::time::Timestamp;
 use bollard::models::ContainerSummaryStateEnum as S;
@@ -105,7 +108,7 @@ impl DockerClient {
     ) -> Result<Vec<ManagedContainer>, DockerError> {
         let opts = ListContainersOptions {
             all: true,
-            filters: Some(spec::pool_filter(&self.pool, worker)),
+            filters: Some(pool_filter(&self.pool, worker)),
             ..Default::default()
         };
         let api = self.api(self.timeout);
@@ -119,7 +122,7 @@ impl DockerClient {
             .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
                 // The daemon filtered already; checking again costs nothing.
-                if !spec::is_managed(&labels, &self.pool) {
+                if !is_managed(&labels, &self.pool) {
                     return None;
                 }
                 let name = c
@@ -145,7 +148,7 @@ impl DockerClient {
     pub fn managed_use(&self, default: (f64, u64)) -> Result<(u32, f64, u64), DockerError> {
         let opts = ListContainersOptions {
             all: true,
-            filters: Some(spec::managed_filter()),
+            filters: Some(managed_filter()),
             ..Default::default()
         };
         let api = self.api(self.timeout);
@@ -164,12 +167,12 @@ impl DockerClient {
             }
             let labels = c.labels.unwrap_or_default();
             let cpus = labels
-                .get(spec::LABEL_CPUS)
+                .get(LABEL_CPUS)
                 .and_then(|v| v.parse::<f64>().ok())
                 .filter(|v| v.is_finite() && *v >= 0.0)
                 .unwrap_or(default.0);
             let memory = labels
-                .get(spec::LABEL_MEMORY)
+                .get(LABEL_MEMORY)
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(default.1);
             total.0 += 1;
@@ -186,7 +189,7 @@ impl DockerClient {
 
     fn list_volumes_of(&self, worker: Option<&str>) -> Result<Vec<ManagedVolume>, DockerError> {
         let opts = ListVolumesOptions {
-            filters: Some(spec::pool_filter(&self.pool, worker)),
+            filters: Some(pool_filter(&self.pool, worker)),
         };
         let api = self.api(self.timeout);
         let list = self.call(
@@ -198,7 +201,7 @@ impl DockerClient {
             .volumes
             .unwrap_or_default()
             .into_iter()
-            .filter(|v| spec::is_managed(&v.labels, &self.pool))
+            .filter(|v| is_managed(&v.labels, &self.pool))
             .map(|v| {
                 let worker = v
                     .labels
@@ -415,7 +418,7 @@ impl DockerClient {
             self.timeout,
             api.inspect_volume(name),
         ) {
-            Ok(v) if spec::is_managed(&v.labels, &self.pool) => self.delete_volume(name),
+            Ok(v) if is_managed(&v.labels, &self.pool) => self.delete_volume(name),
             Ok(_) => Err(DockerError::NotManaged {
                 name: name.to_string(),
                 kind: "volume",
