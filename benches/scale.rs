@@ -7,12 +7,13 @@
 //! with PDB matching, in the worst case where every candidate but the last is blocked
 //! (target <= 20 ms). Only the computation is timed: in a run each candidate's pods come
 //! from the API (decoded, later freed); here they are built and freed between the timed
-//! parts. The plain scan of every PDB for every pod, as before `drain::Budgets`, is timed
+//! parts. The plain scan of every PDB for every pod, as before `budgets::Budgets`, is timed
 //! too, for reference.
 //! Run: `cargo bench --bench scale` (prints median/max per step and the peak RSS).
 
 use k3s_scale::config::{Config, SIGNAL_NAMES};
-use k3s_scale::kube::drain::{self, Budgets};
+use k3s_scale::kube::budgets::Budgets;
+use k3s_scale::kube::drain;
 use k3s_scale::plan::decide::decide;
 use k3s_scale::plan::rules::scale_down::rank_candidates;
 use k3s_scale::plan::snapshot::Snapshot;
@@ -36,7 +37,7 @@ const PODS: usize = 150_000;
 const ROUNDS: usize = 30;
 /// The candidate choice builds 150,000 pods per round (untimed): fewer rounds.
 const CHOICE_ROUNDS: usize = 10;
-/// The plain scan of every PDB for every pod (before `drain::Budgets`) is slow: a few rounds.
+/// The plain scan of every PDB for every pod (before `budgets::Budgets`) is slow: a few rounds.
 const SCAN_ROUNDS: usize = 3;
 const NAMESPACES: usize = 100;
 /// Apps per namespace; the first `APPS_WITH_PDB` of them have a PodDisruptionBudget.
@@ -327,7 +328,7 @@ fn budgets() -> Vec<PodDisruptionBudget> {
 }
 
 /// What `ScaleDown::choose` computes once the API has answered, candidate by candidate;
-/// `indexed` picks `drain::Budgets` (what the product does) or the plain scan of every
+/// `indexed` picks `budgets::Budgets` (what the product does) or the plain scan of every
 /// budget for every pod (what it did before), for reference.
 fn choose_once(
     snap: &Snapshot,

@@ -1,7 +1,11 @@
-//! PodDisruptionBudgets indexed for checking many pods against them: what scale-down
-//! uses to judge every pod of every candidate node (the rules themselves are in drain.rs).
+//! PodDisruptionBudgets indexed for checking many pods against them, and the checks
+//! scale-down makes with the index on every pod of every candidate node (a pod's own rules
+//! and a budget's are in drain.rs, below this file).
 
-use crate::kube::drain::{Blocker, budget_named, exhausted, selector_matches, several_budgets};
+use crate::kube::drain::{
+    Blocker, PodBlocker, SAFE_TO_EVICT, annotation, blockers_with, budget_named, exhausted,
+    selector_matches, several_budgets, skip_reason,
+};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use std::collections::{BTreeMap, HashMap};
@@ -158,5 +162,161 @@ impl Budgets {
             return Some(several_budgets(&self.matching(pod)));
         }
         first_exhausted.map(|i| budget_named(&self.pdbs[i]))
+    }
+}
+
+/// `blockers` straight from a node's pods (those a drain would move), with the PDBs
+/// indexed (`Budgets`): what scale-down checks each candidate with, before any plan is
+/// made.
+pub fn pod_blockers(pods: &[Pod], budgets: Option<&Budgets>) -> Vec<PodBlocker> {
+    blockers_with(pods.iter().filter(|p| skip_reason(p).is_none()), |p| {
+        budgets.and_then(|b| b.blocker(p))
+    })
+}
+
+/// The namespace cluster-autoscaler's `--skip-nodes-with-system-pods` looks at.
+pub const SYSTEM_NAMESPACE: &str = "kube-system";
+
+/// Scale-down's rule for system pods (cluster-autoscaler simulator/drainability/rules/
+/// system): a pod that would be moved, in kube-system, that no PodDisruptionBudget covers,
+/// blocks its node unless annotated safe-to-evict "true".
+pub fn system_pod_blocker(pod: &Pod, budgets: &Budgets) -> Option<Blocker> {
+    let system = pod.metadata.namespace.as_deref() == Some(SYSTEM_NAMESPACE);
+    let safe = annotation(&pod.metadata, SAFE_TO_EVICT) == Some("true");
+    (system && !safe && budgets.matching(pod).is_empty()).then_some(Blocker::SystemPod)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::drain::{budget_blocker, matching_budgets};
+    use serde_json::json;
+
+    fn pod(ns: &str, labels: serde_json::Value) -> Pod {
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": ns, "labels": labels}}),
+        )
+        .unwrap()
+    }
+
+    fn pdb(ns: &str, name: &str, selector: serde_json::Value, allowed: i32) -> PodDisruptionBudget {
+        let mut v = json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {},
+            "status": {"disruptionsAllowed": allowed, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1},
+        });
+        if !selector.is_null() {
+            v["spec"]["selector"] = selector;
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// The index finds exactly what the plain scan finds, in the same order, for budgets
+    /// with one label, several labels, expressions only, an empty selector or none.
+    #[test]
+    fn indexed_budgets_match_like_the_plain_scan() {
+        let pdbs = vec![
+            pdb("a", "web", json!({"matchLabels": {"app": "web"}}), 0),
+            pdb(
+                "a",
+                "web-canary",
+                json!({"matchLabels": {"app": "web", "track": "canary"}}),
+                1,
+            ),
+            pdb(
+                "a",
+                "tier",
+                json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["db"]}]}),
+                0,
+            ),
+            pdb("a", "everything", json!({}), 1),
+            pdb("a", "no-selector", serde_json::Value::Null, 0),
+            pdb("b", "web-b", json!({"matchLabels": {"app": "web"}}), 1),
+            pdb(
+                "b",
+                "mixed",
+                json!({"matchLabels": {"team": "x"}, "matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+                0,
+            ),
+        ];
+        let index = Budgets::new(pdbs.clone());
+        let label_sets = [
+            json!({}),
+            json!({"app": "web"}),
+            json!({"app": "web", "track": "canary"}),
+            json!({"tier": "db", "app": "api"}),
+            json!({"team": "x", "app": "api"}),
+            json!({"team": "x", "app": "web"}),
+        ];
+        let mut compared = 0;
+        for ns in ["a", "b", "c"] {
+            for labels in &label_sets {
+                let p = pod(ns, labels.clone());
+                let names = |v: Vec<&PodDisruptionBudget>| -> Vec<String> {
+                    v.iter().map(|b| b.metadata.name.clone().unwrap()).collect()
+                };
+                assert_eq!(
+                    names(index.matching(&p)),
+                    names(matching_budgets(&p, &pdbs)),
+                    "{ns} {labels}"
+                );
+                assert_eq!(
+                    index.blocker(&p),
+                    budget_blocker(&p, &pdbs),
+                    "{ns} {labels}"
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 18);
+        let web = index.matching(&pod("a", json!({"app": "web", "track": "canary"})));
+        assert_eq!(web.len(), 3, "web, web-canary and the empty selector");
+    }
+
+    #[test]
+    fn system_pod_table() {
+        let budgets = Budgets::new(vec![pdb(
+            "kube-system",
+            "dns",
+            json!({"matchLabels": {"k8s-app": "kube-dns"}}),
+            0,
+        )]);
+        let with = |ns: &str, labels: serde_json::Value, safe: Option<&str>| {
+            let mut p = pod(ns, labels);
+            if let Some(v) = safe {
+                p.metadata.annotations = Some([(SAFE_TO_EVICT.to_string(), v.to_string())].into());
+            }
+            p
+        };
+        // (pod, blocks)
+        for (what, p, want) in [
+            (
+                "metrics-server",
+                with("kube-system", json!({"k8s-app": "metrics-server"}), None),
+                true,
+            ),
+            (
+                "CoreDNS under a PDB",
+                with("kube-system", json!({"k8s-app": "kube-dns"}), None),
+                false,
+            ),
+            (
+                "safe to evict",
+                with("kube-system", json!({}), Some("true")),
+                false,
+            ),
+            (
+                "annotated false: another rule's",
+                with("kube-system", json!({}), Some("false")),
+                true,
+            ),
+            ("another namespace", with("default", json!({}), None), false),
+        ] {
+            assert_eq!(
+                system_pod_blocker(&p, &budgets) == Some(Blocker::SystemPod),
+                want,
+                "{what}"
+            );
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! client's own 429/503/504 retries off and puts every call under a timeout, so the retry
 //! loops (and the drain's deadline) are ours.
 
-use super::mover::{self, MoveOptions, PodMove};
+use super::mover;
+use super::moves::{MoveOptions, PodMove};
 use super::{Cluster, KubeError, TRANSIENT_ATTEMPTS, TRANSIENT_RETRY_DELAY, timed};
 use crate::config;
 use ::kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};

@@ -1,8 +1,9 @@
 //! Kubernetes, one of the outside systems: the small `Cluster` interface that scale-down,
 //! `drain NODE` and reconcile need, its error kind, and what lives beside it: the client on
-//! kube-rs (`client`), the mover that evicts and waits (`mover`), the pure rules a drain
-//! and a scale-down check follow (`drain`, `budgets`), the API's objects turned into the
-//! cluster model (`model`, pure; `facts`, the listing), and the Event writer (`events`).
+//! kube-rs (`client`), the mover that evicts and waits (`mover`; what a move is asked and
+//! what became of each pod: `moves`), the pure rules a drain and a scale-down check follow
+//! (`drain`, `budgets`), the API's objects turned into the cluster model (`model`, pure;
+//! `facts`, the listing), and the Event writer (`events`).
 //! May use `config`, `state` (time, the Events memo), `plan` (the model's types) and
 //! nothing above.
 
@@ -13,14 +14,16 @@ pub mod events;
 pub mod facts;
 pub mod model;
 pub mod mover;
+pub mod moves;
 
 pub use client::KubeCluster;
+pub use model::is_ready;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
-use mover::{MoveOptions, PodMove};
+use moves::{MoveOptions, PodMove};
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
@@ -316,14 +319,6 @@ impl<T: Cluster + ?Sized> Cluster for std::rc::Rc<T> {
     fn storage_class(&self, name: &str) -> Result<Option<StorageClass>, KubeError> {
         (**self).storage_class(name)
     }
-}
-
-/// Whether the Node's Ready condition is True.
-pub fn is_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Runs one API call under `limit`, classifying its failure.

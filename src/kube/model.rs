@@ -1,7 +1,8 @@
 //! The API's objects turned into the cluster model (`plan::model`): a Pod into a model pod
 //! (requests, owner, selectors, required node affinity, tolerations, host ports, required
-//! anti-affinity, the node affinity of its volumes), a Node into `NodeFacts`. Pure: the
-//! volume lookups come in through a closure, so the conversion is table-tested.
+//! anti-affinity, the node affinity of its volumes), a Node into `NodeFacts`; and the facts
+//! the other files read off a Pod or Node (its controller's kind, Ready). Pure: the volume
+//! lookups come in through a closure, so the conversion is table-tested.
 //!
 //! Semantics follow the scheduler and the helpers it uses:
 //! - requests: k8s.io/component-helpers resource/helpers.go `PodRequests` (containers
@@ -21,7 +22,6 @@
 //! pod's own), in-place resize (spec requests, not the resized ones), and a term's
 //! topologyKey (taken per node, as `plan::model` says).
 
-use crate::kube::drain::controller_kind;
 use crate::plan::model::{
     self, AntiAffinity, Effect, FIELD_NAME, NodeFacts, NodeTerms, Op, Requirement, Resources,
     Taint, Toleration,
@@ -381,8 +381,26 @@ pub fn node_facts(n: &Node) -> NodeFacts {
             })
             .collect(),
         unschedulable: spec.and_then(|s| s.unschedulable) == Some(true),
-        ready: crate::kube::is_ready(n),
+        ready: is_ready(n),
     }
+}
+
+/// The kind of the pod's managing controller, if it has one.
+pub fn controller_kind(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.kind.as_str())
+}
+
+/// Whether the Node's Ready condition is True.
+pub fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 #[cfg(test)]

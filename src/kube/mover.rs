@@ -5,6 +5,9 @@
 
 use crate::config;
 use crate::kube::drain::{self, PodBlocker, Skip, pod_key};
+/// The words of a move live below the `Cluster` trait that speaks them; the drain's
+/// callers find them here too.
+pub use crate::kube::moves::{Fate, MoveMode, MoveOptions, PodMove};
 use crate::kube::{Cluster, KubeError, failure_in_body, timed};
 use crate::state::stop::{self, Stop};
 use ::kube::api::{Api, DeleteParams, PostParams, Preconditions};
@@ -34,14 +37,6 @@ const MULTIPLE_PDBS: &str = "more than one PodDisruptionBudget";
 /// The Status cause of a create refused in a namespace being deleted (the NamespaceLifecycle
 /// admission plugin, apiserver/pkg/admission/plugin/namespace/lifecycle/admission.go; 403).
 pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
-
-/// How pods leave: the Eviction API (honours PDBs), or a plain delete with the pod's grace
-/// period (`--disable-eviction`, like kubectl's; PDBs are not consulted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MoveMode {
-    Evict,
-    Delete,
-}
 
 /// The drain settings, from `drain.*` and the command line.
 #[derive(Debug, Clone)]
@@ -78,46 +73,6 @@ impl DrainOptions {
             concurrency: self.concurrency,
             wait_gone: self.wait_gone,
         }
-    }
-}
-
-/// What `Cluster::move_pods` works with.
-#[derive(Debug, Clone)]
-pub struct MoveOptions {
-    pub mode: MoveMode,
-    /// Nothing is started or waited on past this.
-    pub deadline: Instant,
-    /// Cap on each pod's termination grace period.
-    pub max_grace: Duration,
-    /// Pause before retrying a refused (429) or failed (5xx, timeout) request.
-    pub retry_interval: Duration,
-    /// API requests in flight at once.
-    pub concurrency: usize,
-    /// See `DrainOptions::wait_gone`.
-    pub wait_gone: bool,
-}
-
-/// What became of one pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fate {
-    /// Gone from the node (404, or its name now belongs to a new pod).
-    Gone,
-    /// Evicted (or deleted), but still terminating when the drain stopped.
-    Terminating(String),
-    /// Never evicted; why.
-    Kept(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodMove {
-    pub pod: String,
-    pub fate: Fate,
-}
-
-impl PodMove {
-    /// The eviction (or delete) was accepted: the pod is leaving.
-    pub fn accepted(&self) -> bool {
-        !matches!(self.fate, Fate::Kept(_))
     }
 }
 

@@ -6,7 +6,8 @@
 //! `WorkerContainers`.
 
 use crate::config::Config;
-use crate::kube::drain::{self, Blocker, Budgets, PodBlocker, PodPlan};
+use crate::kube::budgets::{Budgets, pod_blockers, system_pod_blocker};
+use crate::kube::drain::{self, Blocker, PodBlocker, PodPlan};
 use crate::kube::facts::Volumes;
 use crate::kube::mover::{
     DrainOptions, LEFT_FOR_REPAIR, MoveMode, Recheck, drain_node, restore_cordon,
@@ -113,7 +114,7 @@ pub struct Choice {
 /// that blocks it, or None when it may go. Pure, so benches/scale.rs measures it at
 /// 5,000 nodes and 150,000 pods.
 pub fn blocking(pods: &[Pod], budgets: Option<&Budgets>) -> Option<String> {
-    let found = drain::pod_blockers(pods, budgets);
+    let found = pod_blockers(pods, budgets);
     join_blockers(&found)
 }
 
@@ -241,7 +242,7 @@ impl ScaleDown {
         if pdbs.is_none() && pods.iter().any(|p| drain::skip_reason(p).is_none()) {
             *pdbs = Some(Budgets::new(self.cluster.disruption_budgets()?));
         }
-        let mut found = drain::pod_blockers(&pods, pdbs.as_ref());
+        let mut found = pod_blockers(&pods, pdbs.as_ref());
         found.extend(self.scale_down_blockers(&pods, pdbs.as_ref()));
         if let Some(why) = join_blockers(&found) {
             return Ok(Verdict::Unremovable(why));
@@ -270,7 +271,7 @@ impl ScaleDown {
         for p in moving {
             let ns = p.metadata.namespace.as_deref().unwrap_or("default");
             let system = if self.skip_system_pods {
-                drain::system_pod_blocker(p, budgets.unwrap_or(&empty))
+                system_pod_blocker(p, budgets.unwrap_or(&empty))
             } else {
                 None
             };
