@@ -23,6 +23,8 @@ use crate::plan::worker_hosts::Placement;
 use crate::state::PostedEvent;
 use crate::state::time::Timestamp;
 use error::RunError;
+// Defined beside the report that prints it, which then needs nothing of this file.
+pub use report::HostSeen;
 use report::Report;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -43,15 +45,6 @@ pub struct Observed {
     pub facts: Option<ClusterFacts>,
     /// Every Docker host and whether its workers could be listed (the error if not).
     pub hosts: Vec<HostSeen>,
-}
-
-/// A Docker host as one run saw it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct HostSeen {
-    pub name: String,
-    pub up: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 impl Observed {

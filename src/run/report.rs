@@ -26,7 +26,7 @@ pub struct Report {
     pub hosts: BTreeMap<String, String>,
     /// Each Docker host and whether it could be listed this run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub docker_hosts: Vec<crate::run::HostSeen>,
+    pub docker_hosts: Vec<HostSeen>,
     /// Workers removed this run (or that would be).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
@@ -192,4 +192,13 @@ pub fn trim_float(v: f64) -> String {
     } else {
         format!("{v:.2}")
     }
+}
+
+/// A Docker host as one run saw it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HostSeen {
+    pub name: String,
+    pub up: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
