@@ -8,96 +8,9 @@ use crate::config::Config;
 use crate::plan::snapshot::Snapshot;
 use crate::state::State;
 use crate::state::time::Timestamp;
-use serde::Serialize;
-use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    None,
-    ScaleUp,
-    ScaleDown,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Plan {
-    pub action: Action,
-    /// Workers to add (scale-up) or remove (scale-down: always 1).
-    pub count: u32,
-    /// For scale-down: removable workers, best first (least utilised, then newest).
-    pub candidates: Vec<String>,
-    /// Which rules fired, with value against threshold.
-    pub reasons: Vec<String>,
-    /// What held back an action that a rule asked for.
-    pub blocked_by: Vec<String>,
-    /// Counts the decision was made on.
-    pub workers: WorkerCounts,
-    /// The new value of `state.low_since`.
-    #[serde(skip)]
-    pub low_since: Option<Timestamp>,
-    /// Provisioning workers now seen Ready: they leave the provisioning list.
-    #[serde(skip)]
-    pub joined: Vec<String>,
-    /// Pending pods no worker can help, each with why: they neither scale up nor hold a
-    /// scale-down.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unhelpable: Vec<String>,
-    /// Unneeded workers kept, and why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub kept: Vec<Kept>,
-    /// How the decision was made, where the reader should know (resources only, say).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-    /// What the state remembers for the next run.
-    #[serde(skip)]
-    pub memory: Memory,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Kept {
-    pub node: String,
-    pub reason: String,
-}
-
-/// The per-worker and per-pod memory a plan hands to the state.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Memory {
-    pub unneeded_since: BTreeMap<String, Timestamp>,
-    pub unready_since: BTreeMap<String, Timestamp>,
-    pub fits_since: BTreeMap<String, Timestamp>,
-    pub scaled_for: BTreeMap<String, Vec<String>>,
-    pub pod_backoff: BTreeMap<String, Timestamp>,
-    /// The pods this scale-up starts workers for.
-    pub scale_up_for: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct WorkerCounts {
-    pub ready: u32,
-    pub unready: u32,
-    pub provisioning: u32,
-    /// Everything that counts toward max_nodes: registered workers plus those booting.
-    pub total: u32,
-}
-
-impl Plan {
-    pub(crate) fn none(workers: WorkerCounts) -> Plan {
-        Plan {
-            action: Action::None,
-            count: 0,
-            candidates: Vec::new(),
-            reasons: Vec::new(),
-            blocked_by: Vec::new(),
-            workers,
-            low_since: None,
-            joined: Vec::new(),
-            unhelpable: Vec::new(),
-            kept: Vec::new(),
-            notes: Vec::new(),
-            memory: Memory::default(),
-        }
-    }
-}
+// What a decision is lives below both this file and the rules that fill it in.
+pub use super::decision::{Action, Kept, Memory, Plan, WorkerCounts};
 
 /// The decision. Each rule is a function in `rules`, in the order they are tried: count the
 /// workers; the floor (`min_nodes`) comes first; then scale-up; then scale-down. The health

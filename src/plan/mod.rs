@@ -1,13 +1,15 @@
 //! The plan: everything pure that decides, with no I/O and no clock reads. `decide` takes
-//! (snapshot, state, config, now) and returns a plan by calling one function per rule
-//! (`rules`: counting, health guard, floor, scale-up, scale-down); `reconcile` plans drift
-//! repairs from the listings of Docker and Kubernetes; `snapshot` is what one Prometheus
-//! query tells, and `sources` lets the API's word on what exists now win over it; `names`
-//! hands out worker names; `worker_hosts` picks the Docker host of each new worker. May use
-//! `state` and `config` only.
+//! (snapshot, state, config, now) and returns a `Plan` (`decision`) by calling one function
+//! per rule (`rules`) over the cluster model (`model`: nodes, pods and their constraints;
+//! `cluster`: the model built from a snapshot; `placement`: which pods fit where);
+//! `reconcile` plans drift repairs from the listings of Docker and Kubernetes; `snapshot`
+//! is what one Prometheus query tells, and `sources` lets the API's word on what exists now
+//! win over it; `names` hands out worker names; `worker_hosts` picks the Docker host of
+//! each new worker. May use `state` and `config` only.
 
 pub mod cluster;
 pub mod decide;
+pub mod decision;
 pub mod model;
 pub mod names;
 pub mod placement;

@@ -7,7 +7,7 @@
 //! `--max-node-provision-time`).
 
 use crate::config::Config;
-use crate::plan::decide::WorkerCounts;
+use crate::plan::decision::WorkerCounts;
 use crate::plan::snapshot::NodeSample;
 use crate::state::State;
 use crate::state::time::Timestamp;

@@ -5,7 +5,7 @@
 use super::count::Count;
 use super::scale_up_backoff;
 use crate::config::Config;
-use crate::plan::decide::{Action, Plan};
+use crate::plan::decision::{Action, Plan};
 use crate::state::State;
 use crate::state::time::Timestamp;
 
@@ -48,7 +48,7 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::decide::WorkerCounts;
+    use crate::plan::decision::WorkerCounts;
 
     fn count(ready: u32, unready: u32, provisioning: u32, max: u32) -> Count {
         let total = ready + unready + provisioning;

@@ -2,7 +2,7 @@
 //! nodes are unready: removing capacity from a sick cluster makes it sicker, and replacing
 //! unready workers in it piles up nodes.
 
-use crate::plan::decide::WorkerCounts;
+use crate::plan::decision::WorkerCounts;
 
 pub const MAX_UNREADY_FRACTION: f64 = 0.45;
 pub const MAX_UNREADY_NODES: usize = 3;

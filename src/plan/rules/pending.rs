@@ -181,7 +181,7 @@ pub fn describe(p: &Pending, cfg: &Config, model: &ClusterModel) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::decide::WorkerCounts;
+    use crate::plan::decision::WorkerCounts;
     use crate::plan::model::{Node, Resources};
     use crate::state::Provisioning;
     use std::collections::BTreeMap;

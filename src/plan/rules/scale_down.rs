@@ -8,7 +8,7 @@ use super::pending::Pending;
 use super::unneeded::projected;
 use super::{pct, running};
 use crate::config::Config;
-use crate::plan::decide::{Action, Kept, Memory, Plan};
+use crate::plan::decision::{Action, Kept, Memory, Plan};
 use crate::plan::names::worker_number;
 use crate::plan::snapshot::Snapshot;
 use crate::state::State;
@@ -273,7 +273,7 @@ pub fn rank_candidates(snap: &Snapshot, cfg: &Config) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::decide::WorkerCounts;
+    use crate::plan::decision::WorkerCounts;
 
     fn snap(pending: Option<f64>, cpu: Option<f64>, mem: Option<f64>) -> Snapshot {
         Snapshot {

@@ -8,7 +8,7 @@ use super::pending::{Pending, describe};
 use super::{pct, running, scale_up_backoff};
 use crate::config::Config;
 use crate::plan::cluster::ClusterModel;
-use crate::plan::decide::{Action, Plan};
+use crate::plan::decision::{Action, Plan};
 use crate::plan::snapshot::Snapshot;
 use crate::state::State;
 use crate::state::time::Timestamp;
@@ -214,7 +214,7 @@ mod tests {
 
     #[test]
     fn blockers_table() {
-        use crate::plan::decide::WorkerCounts;
+        use crate::plan::decision::WorkerCounts;
         let cfg = Config::default();
         let now = Timestamp::from_secs(100_000);
         let c = |provisioning, room| Count {
