@@ -8,6 +8,7 @@ use crate::state::State;
 use crate::state::time::Timestamp;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// A managed worker container as Docker lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,113 +212,35 @@ pub fn plan_repairs(
     now: Timestamp,
     unlisted: &[String],
 ) -> Vec<Repair> {
-    let blind =
-        |host: Option<&String>| !unlisted.is_empty() && host.is_none_or(|h| unlisted.contains(h));
-    let timeout = cfg.scaling.provision_timeout.get();
-    let permanent = &cfg.kubernetes.permanent_nodes;
-    let by_name: BTreeMap<&str, &WorkerContainer> =
-        containers.iter().map(|c| (c.name.as_str(), c)).collect();
-    let node_by_name: BTreeMap<&str, &WorkerNode> =
-        nodes.iter().map(|n| (n.name.as_str(), n)).collect();
-    let provisioning: BTreeMap<&str, Timestamp> = state
-        .provisioning
-        .iter()
-        .map(|p| (p.name.as_str(), p.started_at))
-        .collect();
+    let seen = Seen {
+        containers: containers.iter().map(|c| (c.name.as_str(), c)).collect(),
+        nodes: nodes.iter().map(|n| (n.name.as_str(), n)).collect(),
+        provisioning: state
+            .provisioning
+            .iter()
+            .map(|p| (p.name.as_str(), p.started_at))
+            .collect(),
+        permanent: &cfg.kubernetes.permanent_nodes,
+        unlisted,
+        timeout: cfg.scaling.provision_timeout.get(),
+        now,
+    };
     let mut repairs = Vec::new();
+    // Workers whose container goes: a drain's marks and a provisioning entry go with it.
     let mut handled = BTreeSet::new();
-
     for c in containers {
-        if permanent.contains(&c.name) {
-            continue;
-        }
-        let node = node_by_name.get(c.name.as_str());
-        let registered = node.is_some();
-        // A Ready worker is never repaired, whatever its container looks like.
-        if node.is_some_and(|n| n.ready) {
-            continue;
-        }
-        if matches!(c.state, ContainerState::Exited | ContainerState::Dead) {
-            repairs.push(Repair::DeadContainer {
-                name: c.name.clone(),
-                state: c.state,
-                node_registered: registered,
-            });
-            handled.insert(c.name.as_str());
-            continue;
-        }
-        if let Some(r) = never_started(c, registered) {
-            repairs.push(r);
-            handled.insert(c.name.as_str());
-            continue;
-        }
-        match provisioning.get(c.name.as_str()) {
-            // Started by k3s-scale and still not Ready past the provision timeout.
-            Some(&since) if now.since(since) >= timeout => {
-                repairs.push(Repair::NeverReady {
-                    name: c.name.clone(),
-                    since,
-                    node_registered: registered,
-                });
+        if let Some(r) = seen.container_repair(c) {
+            if !matches!(r, Repair::Adopt { .. }) {
                 handled.insert(c.name.as_str());
             }
-            Some(_) => {}
-            // A live container without a Node that the state does not list (a run killed
-            // between deleting a Node and removing its container, a lost state, a Node
-            // deleted by hand): adopted as provisioning since it was created, so it counts
-            // toward max_nodes and goes if no Node comes within the provision timeout.
-            None if !registered && c.state != ContainerState::Removing => {
-                let since = c.created.unwrap_or(now);
-                if now.since(since) >= timeout {
-                    // Already past the timeout (its Node was deleted by hand long after it
-                    // joined, say): no Node is coming.
-                    repairs.push(Repair::NeverReady {
-                        name: c.name.clone(),
-                        since,
-                        node_registered: false,
-                    });
-                    handled.insert(c.name.as_str());
-                } else {
-                    repairs.push(Repair::Adopt {
-                        name: c.name.clone(),
-                        since,
-                    });
-                }
-            }
-            None => {}
+            repairs.push(r);
         }
     }
-    for n in nodes {
-        if permanent.contains(&n.name) {
-            continue;
-        }
-        if !by_name.contains_key(n.name.as_str()) && blind(n.host.as_ref()) {
-            continue;
-        }
-        if !by_name.contains_key(n.name.as_str()) {
-            // Its kubelet went with the container, so the Node turns NotReady; a Ready
-            // one is someone else's worker as far as this Docker host can tell.
-            if !n.ready {
-                repairs.push(Repair::OrphanNode {
-                    name: n.name.clone(),
-                });
-            }
-        } else if n.drain_left
-            && !handled.contains(n.name.as_str())
-            // A stopped container behind a drained Node is a removal killed after the
-            // stop: the worker is going (a dead container, once its Node is NotReady),
-            // and an uncordon would invite pods onto a node whose kubelet is gone.
-            && !by_name
-                .get(n.name.as_str())
-                .is_some_and(|c| matches!(c.state, ContainerState::Exited | ContainerState::Dead))
-        {
-            repairs.push(unfinished_drain(n));
-        }
-    }
+    repairs.extend(nodes.iter().filter_map(|n| seen.node_repair(n, &handled)));
     for p in &state.provisioning {
-        if !by_name.contains_key(p.name.as_str())
+        if !seen.containers.contains_key(p.name.as_str())
             && !handled.contains(p.name.as_str())
-            && !blind(p.host.as_ref())
+            && !seen.blind(p.host.as_ref())
         {
             repairs.push(Repair::StaleEntry {
                 name: p.name.clone(),
@@ -325,6 +248,103 @@ pub fn plan_repairs(
         }
     }
     repairs
+}
+
+/// What `plan_repairs` reads: the listings by name, and the settings of its rules.
+struct Seen<'a> {
+    containers: BTreeMap<&'a str, &'a WorkerContainer>,
+    nodes: BTreeMap<&'a str, &'a WorkerNode>,
+    /// The state's provisioning list: name -> started at.
+    provisioning: BTreeMap<&'a str, Timestamp>,
+    permanent: &'a [String],
+    unlisted: &'a [String],
+    timeout: Duration,
+    now: Timestamp,
+}
+
+impl Seen<'_> {
+    /// Whether a missing container says nothing: its host (or, with no known host, any
+    /// host) could not be listed.
+    fn blind(&self, host: Option<&String>) -> bool {
+        !self.unlisted.is_empty() && host.is_none_or(|h| self.unlisted.contains(h))
+    }
+
+    /// The repair of one listed container, if it needs one.
+    fn container_repair(&self, c: &WorkerContainer) -> Option<Repair> {
+        if self.permanent.contains(&c.name) {
+            return None;
+        }
+        let node = self.nodes.get(c.name.as_str());
+        let registered = node.is_some();
+        // A Ready worker is never repaired, whatever its container looks like.
+        if node.is_some_and(|n| n.ready) {
+            return None;
+        }
+        if matches!(c.state, ContainerState::Exited | ContainerState::Dead) {
+            return Some(Repair::DeadContainer {
+                name: c.name.clone(),
+                state: c.state,
+                node_registered: registered,
+            });
+        }
+        if let Some(r) = never_started(c, registered) {
+            return Some(r);
+        }
+        match self.provisioning.get(c.name.as_str()) {
+            // Started by k3s-scale and still not Ready past the provision timeout.
+            Some(&since) if self.now.since(since) >= self.timeout => Some(Repair::NeverReady {
+                name: c.name.clone(),
+                since,
+                node_registered: registered,
+            }),
+            Some(_) => None,
+            None if !registered && c.state != ContainerState::Removing => Some(self.unknown(c)),
+            None => None,
+        }
+    }
+
+    /// A live container without a Node that the state does not list (a run killed
+    /// between deleting a Node and removing its container, a lost state, a Node deleted by
+    /// hand): adopted as provisioning since it was created, so it counts toward max_nodes
+    /// and goes if no Node comes within the provision timeout.
+    fn unknown(&self, c: &WorkerContainer) -> Repair {
+        let since = c.created.unwrap_or(self.now);
+        if self.now.since(since) >= self.timeout {
+            // Already past the timeout (its Node was deleted by hand long after it
+            // joined, say): no Node is coming.
+            Repair::NeverReady {
+                name: c.name.clone(),
+                since,
+                node_registered: false,
+            }
+        } else {
+            Repair::Adopt {
+                name: c.name.clone(),
+                since,
+            }
+        }
+    }
+
+    /// The repair of one listed Node, if it needs one; `handled`: workers whose container
+    /// is being removed.
+    fn node_repair(&self, n: &WorkerNode, handled: &BTreeSet<&str>) -> Option<Repair> {
+        if self.permanent.contains(&n.name) {
+            return None;
+        }
+        let Some(c) = self.containers.get(n.name.as_str()) else {
+            // Its kubelet went with the container, so the Node turns NotReady; a Ready
+            // one is someone else's worker as far as this Docker host can tell.
+            return (!self.blind(n.host.as_ref()) && !n.ready).then(|| Repair::OrphanNode {
+                name: n.name.clone(),
+            });
+        };
+        // A stopped container behind a drained Node is a removal killed after the stop:
+        // the worker is going (a dead container, once its Node is NotReady), and an
+        // uncordon would invite pods onto a node whose kubelet is gone.
+        let stopped = matches!(c.state, ContainerState::Exited | ContainerState::Dead);
+        (n.drain_left && !handled.contains(n.name.as_str()) && !stopped)
+            .then(|| unfinished_drain(n))
+    }
 }
 
 /// The repair of a drain a killed run left: it undoes only the drain's own cordon. A

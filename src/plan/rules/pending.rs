@@ -56,6 +56,50 @@ pub fn classify(
     now: Timestamp,
 ) -> Pending {
     let mut out = Pending::default();
+    let pods = still_counted(model, snap, state, now, &mut out);
+    let trusted = trusted(&pods, state, now);
+    let e = placement::estimate(
+        &pods,
+        &model.nodes,
+        &model.template,
+        count.workers.provisioning,
+        u32::MAX,
+        &trusted,
+    );
+    for key in &e.schedulable {
+        let since = state.fits_since.get(key).copied().unwrap_or(now);
+        out.fits_since.insert(key.clone(), since);
+    }
+    for (key, why) in &e.unhelpable {
+        out.unhelpable
+            .push(format!("pod {key}: {}", against_template(why)));
+    }
+    out.schedulable = e.schedulable.len();
+    out.waiting = e.on_upcoming.len();
+    out.new_workers = e.new_workers;
+    out.helpable = e.schedulable.len() + e.on_upcoming.len() + e.on_new.len();
+    out.for_pods = e.on_new;
+    for map_len in [
+        out.fits_since.len(),
+        out.scaled_for.len(),
+        out.pod_backoff.len(),
+    ] {
+        debug_assert!(map_len <= pods.len() + model.pending.len());
+    }
+    truncate(&mut out.fits_since);
+    truncate(&mut out.pod_backoff);
+    out
+}
+
+/// The pending pods a worker could still be started for; a pod still pending after the
+/// workers started for it joined is set aside (`POD_BACKOFF`) into `out` instead.
+fn still_counted<'a>(
+    model: &'a ClusterModel,
+    snap: &Snapshot,
+    state: &State,
+    now: Timestamp,
+    out: &mut Pending,
+) -> Vec<&'a Pod> {
     let ready = |w: &str| {
         snap.nodes
             .as_ref()
@@ -93,8 +137,13 @@ pub fn classify(
         }
         pods.push(p);
     }
-    let trusted: HashSet<String> = pods
-        .iter()
+    pods
+}
+
+/// The pods the scheduler has kept unschedulable for `SCHEDULER_TRUST` although they fit
+/// an existing node in the model: then the scheduler is believed and they count.
+fn trusted(pods: &[&Pod], state: &State, now: Timestamp) -> HashSet<String> {
+    pods.iter()
         .map(|p| p.key())
         .filter(|k| {
             state
@@ -102,38 +151,7 @@ pub fn classify(
                 .get(k)
                 .is_some_and(|since| now >= since.plus(SCHEDULER_TRUST))
         })
-        .collect();
-    let e = placement::estimate(
-        &pods,
-        &model.nodes,
-        &model.template,
-        count.workers.provisioning,
-        u32::MAX,
-        &trusted,
-    );
-    for key in &e.schedulable {
-        let since = state.fits_since.get(key).copied().unwrap_or(now);
-        out.fits_since.insert(key.clone(), since);
-    }
-    for (key, why) in &e.unhelpable {
-        out.unhelpable
-            .push(format!("pod {key}: {}", against_template(why)));
-    }
-    out.schedulable = e.schedulable.len();
-    out.waiting = e.on_upcoming.len();
-    out.new_workers = e.new_workers;
-    out.helpable = e.schedulable.len() + e.on_upcoming.len() + e.on_new.len();
-    out.for_pods = e.on_new;
-    for map_len in [
-        out.fits_since.len(),
-        out.scaled_for.len(),
-        out.pod_backoff.len(),
-    ] {
-        debug_assert!(map_len <= pods.len() + model.pending.len());
-    }
-    truncate(&mut out.fits_since);
-    truncate(&mut out.pod_backoff);
-    out
+        .collect()
 }
 
 /// A misfit against an empty template worker, said as what a worker has.

@@ -53,48 +53,13 @@ pub fn apply(
     }
     let mut candidates = due.unready.clone();
     for name in due.ready {
-        match projected(snap, &name) {
-            Some((cpu, mem))
-                if cpu < cfg.thresholds.cpu_threshold && mem < cfg.thresholds.memory_threshold =>
-            {
-                candidates.push(name)
-            }
-            Some((cpu, mem)) if !(cpu.is_finite() && mem.is_finite()) => plan.kept.push(Kept {
-                node: name,
-                reason: "no other Ready worker would be left for its pods' requests".into(),
-            }),
-            Some((cpu, mem)) => plan.kept.push(Kept {
-                node: name,
-                reason: format!(
-                    "removing it would put the rest at cpu {} / memory {}, over the scale-up thresholds {} / {}",
-                    pct(cpu),
-                    pct(mem),
-                    pct(cfg.thresholds.cpu_threshold),
-                    pct(cfg.thresholds.memory_threshold)
-                ),
-            }),
-            None => plan.kept.push(Kept {
-                node: name,
-                reason: "the cluster's requests after its removal are unknown".into(),
-            }),
+        match kept_because(snap, &name, cfg) {
+            None => candidates.push(name),
+            Some(reason) => plan.kept.push(Kept { node: name, reason }),
         }
     }
     if let Some(first) = candidates.first() {
-        plan.reasons
-            .push(match plan.memory.unready_since.get(first) {
-                Some(since) => format!(
-                    "{first} NotReady since {since} (scale_down_unready_time {})",
-                    crate::config::units::format_duration(
-                        cfg.scaling.scale_down_unready_time.get()
-                    )
-                ),
-                None => format!(
-                    "{first} unneeded since {} (its requests under cpu {} and memory {})",
-                    plan.memory.unneeded_since[first],
-                    pct(cfg.thresholds.cpu_scale_down),
-                    pct(cfg.thresholds.memory_scale_down)
-                ),
-            });
+        plan.reasons.push(reason(first, &plan.memory, cfg));
     }
     // An unready worker is no capacity: removing it never takes the pool below min_nodes.
     let only_unready = !candidates.is_empty() && candidates.iter().all(|c| due.unready.contains(c));
@@ -112,6 +77,46 @@ pub fn apply(
         plan.action = Action::ScaleDown;
         plan.count = 1;
         plan.candidates = candidates;
+    }
+}
+
+/// Why an unneeded Ready worker stays, if it does: its removal would put the rest over
+/// the scale-up thresholds, leave its pods no Ready worker, or is unknown.
+fn kept_because(snap: &Snapshot, name: &str, cfg: &Config) -> Option<String> {
+    match projected(snap, name) {
+        Some((cpu, mem))
+            if cpu < cfg.thresholds.cpu_threshold && mem < cfg.thresholds.memory_threshold =>
+        {
+            None
+        }
+        Some((cpu, mem)) if !(cpu.is_finite() && mem.is_finite()) => {
+            Some("no other Ready worker would be left for its pods' requests".into())
+        }
+        Some((cpu, mem)) => Some(format!(
+            "removing it would put the rest at cpu {} / memory {}, over the scale-up thresholds {} / {}",
+            pct(cpu),
+            pct(mem),
+            pct(cfg.thresholds.cpu_threshold),
+            pct(cfg.thresholds.memory_threshold)
+        )),
+        None => Some("the cluster's requests after its removal are unknown".into()),
+    }
+}
+
+/// The reason to remove `first`, the best candidate: how long it has been NotReady, or
+/// unneeded.
+fn reason(first: &str, memory: &Memory, cfg: &Config) -> String {
+    match memory.unready_since.get(first) {
+        Some(since) => format!(
+            "{first} NotReady since {since} (scale_down_unready_time {})",
+            crate::config::units::format_duration(cfg.scaling.scale_down_unready_time.get())
+        ),
+        None => format!(
+            "{first} unneeded since {} (its requests under cpu {} and memory {})",
+            memory.unneeded_since[first],
+            pct(cfg.thresholds.cpu_scale_down),
+            pct(cfg.thresholds.memory_scale_down)
+        ),
     }
 }
 
