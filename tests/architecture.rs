@@ -1,7 +1,7 @@
 //! The layering rule of docs/architecture.md, checked on the source: a file in one layer's
 //! folder names only its own layer and the layers below it (`crate::<layer>`), so imports
 //! go down and no circle can come back unnoticed; inside a folder, the files' imports form
-//! no circle either.
+//! no circle either; and no function in `plan/` outgrows a screen (80 lines).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -740,4 +740,98 @@ fn the_folder_scan_finds_a_circle_and_ignores_a_face() {
         "{}",
         circles[0]
     );
+}
+// ---- plan/ reads a screen at a time: no function longer than 80 lines. ----
+
+/// The most lines a function in `src/plan/` may have outside `#[cfg(test)]` code, from its
+/// `fn` line to its closing brace: a rule that needs more is several named steps.
+const PLAN_FN_LINES: usize = 80;
+
+/// Every function with a body in blanked code: name, first line, length in lines.
+fn functions(code: &str) -> Vec<(String, usize, usize)> {
+    let toks = tokens(code);
+    let mut out = Vec::new();
+    for k in 0..toks.len() {
+        if toks[k].0 != ident("fn") {
+            continue;
+        }
+        let Some((Tok::Ident(name), _)) = toks.get(k + 1) else {
+            continue;
+        };
+        let mut j = k + 2;
+        let mut nest = 0i32;
+        while j < toks.len() {
+            match toks[j].0 {
+                Tok::Punct('(' | '[') => nest += 1,
+                Tok::Punct(')' | ']') => nest -= 1,
+                Tok::Punct(';' | '{') if nest == 0 => break,
+                _ => {}
+            }
+            j += 1;
+        }
+        if !is(toks.get(j), &Tok::Punct('{')) {
+            continue;
+        }
+        let mut depth = 0;
+        while j < toks.len() {
+            match toks[j].0 {
+                Tok::Punct('{') => depth += 1,
+                Tok::Punct('}') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+        let end = toks.get(j).map_or(toks[k].1, |t| t.1);
+        out.push((name.clone(), toks[k].1, end - toks[k].1 + 1));
+    }
+    out
+}
+
+#[test]
+fn no_function_in_plan_is_longer_than_80_lines() {
+    let files = layer_files();
+    let mut longest: BTreeMap<&str, (usize, String)> = BTreeMap::new();
+    let mut long = Vec::new();
+    let mut seen = 0;
+    for f in &files {
+        for (name, line, lines) in functions(&f.code) {
+            seen += 1;
+            let at = format!("{}:{line} fn {name}", f.rel);
+            let top = longest.entry(f.folder[0].as_str()).or_default();
+            if lines > top.0 {
+                *top = (lines, at.clone());
+            }
+            if f.folder[0] == "plan" && lines > PLAN_FN_LINES {
+                long.push(format!("src/{at}: {lines} lines"));
+            }
+        }
+    }
+    for (layer, (lines, at)) in &longest {
+        println!("longest in {layer}/: src/{at}, {lines} lines");
+    }
+    assert!(
+        seen > 300,
+        "only {seen} functions seen: is the scan broken?"
+    );
+    assert!(
+        long.is_empty(),
+        "functions in src/plan/ longer than {PLAN_FN_LINES} lines (split them into named \
+         steps):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_function_scan_counts_lines_and_skips_literals_and_tests() {
+    let code = "fn a(x: [u8; 2]) -> u8 {\n    let s = \"}}\";\n    let c = '}';\n    x[0]\n}\n\
+                trait T { fn decl(&self); }\n\
+                #[cfg(test)]\nmod tests {\n    fn hidden() {}\n}\n\
+                fn b<'a>(s: &'a str) { /* } */ }\n";
+    let found = functions(&without_tests(&code_only(code)));
+    assert_eq!(found, [("a".to_string(), 1, 5), ("b".to_string(), 11, 1)]);
 }
