@@ -8,9 +8,9 @@ use crate::config::files::{self, FileError, Folder};
 use crate::plan::decide::Action;
 use crate::plan::snapshot::Snapshot;
 use crate::run::report::Report;
-use crate::state::State;
 use crate::state::lock::RunLock;
 use crate::state::time::Timestamp;
+use crate::state::{State, Totals};
 use std::fmt::{self, Write as _};
 use std::path::Path;
 use std::time::Duration;
@@ -133,11 +133,31 @@ fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
 
-/// Renders the textfile for one run.
+/// Renders the textfile for one run, one section after the other.
 pub fn render(run: &RunRecord) -> String {
     let mut o = Out(String::with_capacity(4096));
-    let report = run.report;
+    last_run(&mut o, run);
+    last_action(&mut o, run);
+    let signals = signals(&mut o, run.report);
+    settings(&mut o, run.config);
+    docker_hosts(&mut o, run.report);
+    // Worker counts exist only when the run could count the nodes.
+    let nodes_known = signals
+        .iter()
+        .any(|(name, v)| *name == "ready_workers" && v.is_some());
+    if nodes_known {
+        workers(&mut o, run.report);
+    }
+    if let Some(state) = run.state {
+        totals(&mut o, &state.totals);
+        errors(&mut o, &state.totals);
+        last_changes(&mut o, state);
+    }
+    o.0
+}
 
+/// Which k3s-scale wrote the file, and how its last run went.
+fn last_run(o: &mut Out, run: &RunRecord) {
     o.family(
         "info",
         "gauge",
@@ -164,7 +184,11 @@ pub fn render(run: &RunRecord) -> String {
         "Wall-clock time the last run took.",
         run.duration.as_secs_f64(),
     );
+}
 
+/// What the last run carried out, and what its decision asked for.
+fn last_action(o: &mut Out, run: &RunRecord) {
+    let report = run.report;
     let taken = run.action_taken();
     o.family(
         "last_action",
@@ -191,7 +215,11 @@ pub fn render(run: &RunRecord) -> String {
             flag(a == report.action),
         );
     }
+}
 
+/// Each signal the run decided on, and whether it was known; returned for the sections
+/// that depend on them.
+fn signals<'r>(o: &mut Out, report: &'r Report) -> Vec<(&'r str, Option<f64>)> {
     // Signals: a run that never got a snapshot knows none of them.
     let signals: Vec<(&str, Option<f64>)> = if report.signals.is_empty() {
         Snapshot::default().signals()
@@ -218,8 +246,12 @@ pub fn render(run: &RunRecord) -> String {
     for (name, v) in &signals {
         o.sample("signal_known", &[("signal", name)], flag(v.is_some()));
     }
+    signals
+}
 
-    let t = &run.config.thresholds;
+/// The configured thresholds and limits.
+fn settings(o: &mut Out, config: &Config) {
+    let t = &config.thresholds;
     o.family(
         "threshold",
         "gauge",
@@ -239,7 +271,7 @@ pub fn render(run: &RunRecord) -> String {
             v,
         );
     }
-    let l = &run.config.limits;
+    let l = &config.limits;
     o.family(
         "workers_limit",
         "gauge",
@@ -247,8 +279,11 @@ pub fn render(run: &RunRecord) -> String {
     );
     o.sample("workers_limit", &[("bound", "min")], f64::from(l.min_nodes));
     o.sample("workers_limit", &[("bound", "max")], f64::from(l.max_nodes));
+}
 
-    // Docker hosts: present once the run listed the pool's workers (no sample otherwise).
+/// Each Docker host, up or not: present once the run listed the pool's workers (no sample
+/// otherwise).
+fn docker_hosts(o: &mut Out, report: &Report) {
     if !report.docker_hosts.is_empty() {
         o.family(
             "docker_host_up",
@@ -259,112 +294,116 @@ pub fn render(run: &RunRecord) -> String {
             o.sample("docker_host_up", &[("host", &h.name)], flag(h.up));
         }
     }
+}
 
-    // Worker counts exist only when the run could count the nodes.
-    let nodes_known = signals
+/// The workers counted, by state, and the pending pods no worker could run.
+fn workers(o: &mut Out, report: &Report) {
+    let w = &report.workers;
+    o.family(
+        "workers",
+        "gauge",
+        "Workers by state at the last run; provisioning ones that registered but are not \
+         Ready are also counted as unready.",
+    );
+    o.sample("workers", &[("state", "ready")], f64::from(w.ready));
+    o.sample("workers", &[("state", "unready")], f64::from(w.unready));
+    o.sample(
+        "workers",
+        &[("state", "provisioning")],
+        f64::from(w.provisioning),
+    );
+    o.gauge(
+        "workers_counted",
+        "Workers counted toward min_nodes/max_nodes: registered plus still booting.",
+        f64::from(w.total),
+    );
+    o.gauge(
+        "unhelpable_pods",
+        "Pending pods the last run found no worker could run (too big, a constraint no \
+         worker meets, or still pending after a worker for them joined); they neither \
+         scale up nor hold a scale-down.",
+        report.unhelpable.len() as f64,
+    );
+}
+
+/// The running totals of the state file.
+fn totals(o: &mut Out, tot: &Totals) {
+    o.counter(
+        "runs_total",
+        "Evaluate runs that got past the lock and the state.",
+        tot.runs,
+    );
+    o.counter(
+        "scale_ups_total",
+        "Scale-ups that started at least one worker.",
+        tot.scale_ups,
+    );
+    o.counter(
+        "scale_downs_total",
+        "Scale-downs that removed a worker.",
+        tot.scale_downs,
+    );
+    o.counter("workers_added_total", "Workers started.", tot.workers_added);
+    o.counter(
+        "workers_removed_total",
+        "Workers removed.",
+        tot.workers_removed,
+    );
+    o.counter(
+        "failed_scale_ups_total",
+        "Scale-ups that failed.",
+        tot.failed_scale_ups,
+    );
+    o.counter(
+        "failed_scale_downs_total",
+        "Scale-downs that failed.",
+        tot.failed_scale_downs,
+    );
+    o.counter(
+        "evicted_pods_total",
+        "Pods evicted by drains.",
+        tot.evicted_pods,
+    );
+    o.counter(
+        "repairs_total",
+        "Drift repaired by reconciliation.",
+        tot.repairs,
+    );
+}
+
+/// Failed runs by kind, the kinds a run can count at 0 until they happen.
+fn errors(o: &mut Out, tot: &Totals) {
+    o.family("errors_total", "counter", "Failed runs by kind of error.");
+    let mut kinds: Vec<(&str, u64)> = COUNTED_ERROR_KINDS
         .iter()
-        .any(|(name, v)| *name == "ready_workers" && v.is_some());
-    if nodes_known {
-        let w = &report.workers;
-        o.family(
-            "workers",
-            "gauge",
-            "Workers by state at the last run; provisioning ones that registered but are not \
-             Ready are also counted as unready.",
-        );
-        o.sample("workers", &[("state", "ready")], f64::from(w.ready));
-        o.sample("workers", &[("state", "unready")], f64::from(w.unready));
-        o.sample(
-            "workers",
-            &[("state", "provisioning")],
-            f64::from(w.provisioning),
-        );
-        o.gauge(
-            "workers_counted",
-            "Workers counted toward min_nodes/max_nodes: registered plus still booting.",
-            f64::from(w.total),
-        );
-        o.gauge(
-            "unhelpable_pods",
-            "Pending pods the last run found no worker could run (too big, a constraint no \
-             worker meets, or still pending after a worker for them joined); they neither \
-             scale up nor hold a scale-down.",
-            report.unhelpable.len() as f64,
-        );
+        .filter(|k| !tot.errors.contains_key(**k))
+        .map(|k| (*k, 0))
+        .collect();
+    kinds.extend(tot.errors.iter().map(|(k, v)| (k.as_str(), *v)));
+    kinds.sort();
+    for (kind, n) in kinds {
+        o.sample("errors_total", &[("kind", kind)], n as f64);
     }
+}
 
-    if let Some(state) = run.state {
-        let tot = &state.totals;
-        o.counter(
-            "runs_total",
-            "Evaluate runs that got past the lock and the state.",
-            tot.runs,
-        );
-        o.counter(
-            "scale_ups_total",
-            "Scale-ups that started at least one worker.",
-            tot.scale_ups,
-        );
-        o.counter(
-            "scale_downs_total",
-            "Scale-downs that removed a worker.",
-            tot.scale_downs,
-        );
-        o.counter("workers_added_total", "Workers started.", tot.workers_added);
-        o.counter(
-            "workers_removed_total",
-            "Workers removed.",
-            tot.workers_removed,
-        );
-        o.counter(
-            "failed_scale_ups_total",
-            "Scale-ups that failed.",
-            tot.failed_scale_ups,
-        );
-        o.counter(
-            "failed_scale_downs_total",
-            "Scale-downs that failed.",
-            tot.failed_scale_downs,
-        );
-        o.counter(
-            "evicted_pods_total",
-            "Pods evicted by drains.",
-            tot.evicted_pods,
-        );
-        o.counter(
-            "repairs_total",
-            "Drift repaired by reconciliation.",
-            tot.repairs,
-        );
-        o.family("errors_total", "counter", "Failed runs by kind of error.");
-        let mut kinds: Vec<(&str, u64)> = COUNTED_ERROR_KINDS
-            .iter()
-            .filter(|k| !tot.errors.contains_key(**k))
-            .map(|k| (*k, 0))
-            .collect();
-        kinds.extend(tot.errors.iter().map(|(k, v)| (k.as_str(), *v)));
-        kinds.sort();
-        for (kind, n) in kinds {
-            o.sample("errors_total", &[("kind", kind)], n as f64);
-        }
-        for (name, help, at) in [
-            (
-                "last_scale_up_timestamp_seconds",
-                "When the last scale-up happened, in seconds since the Unix epoch.",
-                state.last_scale_up,
-            ),
-            (
-                "last_scale_down_timestamp_seconds",
-                "When the last scale-down happened, in seconds since the Unix epoch.",
-                state.last_scale_down,
-            ),
-        ] {
-            if let Some(at) = at {
-                o.gauge(name, help, (at.as_millis() as f64 / 1000.0).floor());
-            }
+/// When the last scale-up and scale-down happened.
+fn last_changes(o: &mut Out, state: &State) {
+    for (name, help, at) in [
+        (
+            "last_scale_up_timestamp_seconds",
+            "When the last scale-up happened, in seconds since the Unix epoch.",
+            state.last_scale_up,
+        ),
+        (
+            "last_scale_down_timestamp_seconds",
+            "When the last scale-down happened, in seconds since the Unix epoch.",
+            state.last_scale_down,
+        ),
+    ] {
+        if let Some(at) = at {
+            o.gauge(name, help, (at.as_millis() as f64 / 1000.0).floor());
         }
     }
-    o.0
 }
 
 /// Writes the textfile atomically: node-exporter reads either the old file or the new one.
