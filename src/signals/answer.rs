@@ -89,6 +89,16 @@ fn resource_index(resource: Option<&str>) -> Option<usize> {
 /// per-node parts; pending requests are 0 when no pod is pending). An override is never
 /// filled in: its empty answer stays unknown.
 pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromError> {
+    let data = vector(body)?;
+    let mut read = Read::default();
+    for s in &data.result {
+        read.series(s)?;
+    }
+    read.snapshot(defaulted)
+}
+
+/// The series of a successful instant-vector answer.
+fn vector(body: &[u8]) -> Result<ApiData<'_>, PromError> {
     let r: ApiResponse =
         serde_json::from_slice(body).map_err(|e| PromError::Malformed(e.to_string()))?;
     if r.status != "success" {
@@ -107,19 +117,28 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
             data.result_type
         )));
     }
-    let mut snap = Snapshot::default();
-    let mut seen: Vec<&str> = Vec::new();
-    // Node names are borrowed from the answer until the snapshot is built (a 5,000-node
-    // answer has 25,000 series, most of them per node).
-    let mut ready: Option<BTreeMap<&str, bool>> = None;
-    let mut node_cpu: HashMap<&str, Option<f64>> = HashMap::new();
-    let mut node_mem: HashMap<&str, Option<f64>> = HashMap::new();
-    let mut requests: HashMap<&str, PerResource> = HashMap::new();
-    let mut allocatable: HashMap<&str, PerResource> = HashMap::new();
-    // Unschedulable pods by (namespace, pod): DaemonSet-owned, and requests.
-    let mut pods: BTreeMap<(&str, &str), (bool, PerResource)> = BTreeMap::new();
-    let mut pod_requests: Vec<((&str, &str), usize, f64)> = Vec::new();
-    for s in &data.result {
+    Ok(data)
+}
+
+/// The answer's series read so far. Node names are borrowed from the answer until the
+/// snapshot is built (a 5,000-node answer has 25,000 series, most of them per node).
+#[derive(Default)]
+struct Read<'d> {
+    snap: Snapshot,
+    seen: Vec<&'d str>,
+    ready: Option<BTreeMap<&'d str, bool>>,
+    node_cpu: HashMap<&'d str, Option<f64>>,
+    node_mem: HashMap<&'d str, Option<f64>>,
+    requests: HashMap<&'d str, PerResource>,
+    allocatable: HashMap<&'d str, PerResource>,
+    /// Unschedulable pods by (namespace, pod): DaemonSet-owned, and requests.
+    pods: BTreeMap<(&'d str, &'d str), (bool, PerResource)>,
+    pod_requests: Vec<((&'d str, &'d str), usize, f64)>,
+}
+
+impl<'d> Read<'d> {
+    /// Reads one series, by its `signal` label.
+    fn series(&mut self, s: &'d Series<'_>) -> Result<(), PromError> {
         let Some(signal) = s.metric.signal.as_deref() else {
             return Err(PromError::Malformed(
                 "a series without a `signal` label".into(),
@@ -131,9 +150,9 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
         // NaN/Inf (e.g. an override's 0/0) say nothing: unknown.
         let finite = value.filter(|v| v.is_finite());
         // A signal's second series (NaN or not) is a duplicate for a scalar.
-        let repeated = seen.contains(&signal);
+        let repeated = self.seen.contains(&signal);
         if !repeated {
-            seen.push(signal);
+            self.seen.push(signal);
         }
         let scalar = |slot: &mut Option<f64>| -> Result<(), PromError> {
             if repeated {
@@ -144,152 +163,192 @@ pub fn parse_response(body: &[u8], defaulted: &[&str]) -> Result<Snapshot, PromE
             *slot = finite;
             Ok(())
         };
-        let node = || {
-            s.metric
-                .node
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| {
-                    PromError::Malformed(format!(
-                        "signal {signal}: a series without a `node` label"
-                    ))
-                })
-        };
-        let duplicate = |node: &str| {
-            PromError::Malformed(format!(
-                "signal {signal} has more than one series for node {node}"
-            ))
-        };
         match signal {
-            "pending_pods" => scalar(&mut snap.pending_pods)?,
-            "pending_cpu_cores" => scalar(&mut snap.pending_cpu_cores)?,
-            "pending_memory_bytes" => scalar(&mut snap.pending_memory_bytes)?,
-            "cpu" => scalar(&mut snap.cpu)?,
-            "memory" => scalar(&mut snap.memory)?,
+            "pending_pods" => scalar(&mut self.snap.pending_pods),
+            "pending_cpu_cores" => scalar(&mut self.snap.pending_cpu_cores),
+            "pending_memory_bytes" => scalar(&mut self.snap.pending_memory_bytes),
+            "cpu" => scalar(&mut self.snap.cpu),
+            "memory" => scalar(&mut self.snap.memory),
             "node_ready"
                 if s.metric.node.is_none()
                     && s.metric.workers.as_deref() == Some(promql::NO_WORKERS_VALUE) =>
             {
                 // Nodes are known and none is a worker: zero workers, not unknown.
-                ready.get_or_insert_with(BTreeMap::new);
+                self.ready.get_or_insert_with(BTreeMap::new);
+                Ok(())
             }
             "node_ready" | "node_cpu" | "node_memory" => {
-                let node = node()?;
+                let node = node_of(s, signal)?;
                 let map = match signal {
                     "node_ready" => {
-                        let known = ready.get_or_insert_with(BTreeMap::new);
+                        let known = self.ready.get_or_insert_with(BTreeMap::new);
                         if known.insert(node, value == Some(1.0)).is_some() {
-                            return Err(duplicate(node));
+                            return Err(duplicate(signal, node));
                         }
-                        continue;
+                        return Ok(());
                     }
-                    "node_cpu" => &mut node_cpu,
-                    _ => &mut node_mem,
+                    "node_cpu" => &mut self.node_cpu,
+                    _ => &mut self.node_mem,
                 };
                 if map.insert(node, finite).is_some() {
-                    return Err(duplicate(node));
+                    return Err(duplicate(signal, node));
                 }
+                Ok(())
             }
-            NODE_REQUESTS | NODE_ALLOCATABLE => {
-                let node = node()?;
-                let resource = s.metric.resource.as_deref();
-                let Some(i) = resource_index(resource) else {
-                    return Err(PromError::Malformed(match resource {
-                        None => format!("signal {signal}: a series without a `resource` label"),
-                        Some(r) => format!(
-                            "signal {signal}: resource {r:?}, expected \"cpu\" or \"memory\""
-                        ),
-                    }));
-                };
-                let map = if signal == NODE_REQUESTS {
-                    &mut requests
-                } else {
-                    &mut allocatable
-                };
-                let slot = &mut map.entry(node).or_insert([None; 2])[i];
-                if slot.is_some() {
-                    let resource = ["cpu", "memory"][i];
-                    return Err(duplicate(&format!("{node} and resource {resource}")));
-                }
-                // A non-finite value is kept as NaN: the node's figure is then unknown.
-                *slot = Some(finite.unwrap_or(f64::NAN));
-            }
-            PENDING_POD | PENDING_POD_REQUESTS => {
-                let (Some(ns), Some(pod)) =
-                    (s.metric.namespace.as_deref(), s.metric.pod.as_deref())
-                else {
-                    return Err(PromError::Malformed(format!(
-                        "signal {signal}: a series without `namespace` and `pod` labels"
-                    )));
-                };
-                if signal == PENDING_POD {
-                    let daemonset = s.metric.created_by_kind.as_deref() == Some("DaemonSet");
-                    if pods.insert((ns, pod), (daemonset, [None; 2])).is_some() {
-                        return Err(PromError::Malformed(format!(
-                            "signal {signal} has more than one series for pod {ns}/{pod}"
-                        )));
-                    }
-                } else {
-                    let Some(i) = resource_index(s.metric.resource.as_deref()) else {
-                        return Err(PromError::Malformed(format!(
-                            "signal {signal}: pod {ns}/{pod} without resource cpu or memory"
-                        )));
-                    };
-                    pod_requests.push(((ns, pod), i, finite.unwrap_or(f64::NAN)));
-                }
-            }
-            other => {
-                return Err(PromError::Malformed(format!("unexpected signal {other:?}")));
-            }
+            NODE_REQUESTS | NODE_ALLOCATABLE => self.node_part(s, signal, finite),
+            PENDING_POD | PENDING_POD_REQUESTS => self.pod(s, signal, finite),
+            other => Err(PromError::Malformed(format!("unexpected signal {other:?}"))),
         }
     }
-    // Filled in only for a defaulted signal the answer gave nothing for.
-    let derive = |name: &str| defaulted.contains(&name) && !seen.contains(&name);
-    if snap.pending_pods == Some(0.0) {
-        for (name, slot) in [
-            ("pending_cpu_cores", &mut snap.pending_cpu_cores),
-            ("pending_memory_bytes", &mut snap.pending_memory_bytes),
-        ] {
-            if derive(name) {
-                *slot = Some(0.0);
-            }
-        }
-    }
-    snap.unschedulable = unschedulable(&snap, defaulted, pods, pod_requests)?;
-    snap.node_resources = node_resources(&requests, &allocatable);
-    let usage = Usage::new(&requests, &allocatable);
-    if let Some(ready) = &ready {
-        let ready_workers = || ready.iter().filter(|(_, r)| **r).map(|(n, _)| *n);
-        if derive("cpu") {
-            snap.cpu = usage.average(ready_workers(), 0);
-        }
-        if derive("memory") {
-            snap.memory = usage.average(ready_workers(), 1);
-        }
-    }
-    // Per node: the answer's own figure, or worked out.
-    let derive_node = [derive("node_cpu"), derive("node_memory")];
-    let figure = |name: &str, given: &HashMap<&str, Option<f64>>, i: usize| {
-        if derive_node[i] {
-            usage.of_node(name, i)
+
+    /// One resource of a node's requests or allocatable.
+    fn node_part(
+        &mut self,
+        s: &'d Series<'_>,
+        signal: &str,
+        finite: Option<f64>,
+    ) -> Result<(), PromError> {
+        let node = node_of(s, signal)?;
+        let resource = s.metric.resource.as_deref();
+        let Some(i) = resource_index(resource) else {
+            return Err(PromError::Malformed(match resource {
+                None => format!("signal {signal}: a series without a `resource` label"),
+                Some(r) => {
+                    format!("signal {signal}: resource {r:?}, expected \"cpu\" or \"memory\"")
+                }
+            }));
+        };
+        let map = if signal == NODE_REQUESTS {
+            &mut self.requests
         } else {
-            given.get(name).copied().flatten()
+            &mut self.allocatable
+        };
+        let slot = &mut map.entry(node).or_insert([None; 2])[i];
+        if slot.is_some() {
+            let resource = ["cpu", "memory"][i];
+            return Err(duplicate(
+                signal,
+                &format!("{node} and resource {resource}"),
+            ));
         }
-    };
-    snap.nodes = ready.map(|ready| {
-        ready
-            .into_iter()
-            .map(|(name, is_ready)| {
-                let sample = NodeSample {
-                    ready: is_ready,
-                    cpu: figure(name, &node_cpu, 0),
-                    memory: figure(name, &node_mem, 1),
-                };
-                (name.to_string(), sample)
-            })
-            .collect()
-    });
-    Ok(snap)
+        // A non-finite value is kept as NaN: the node's figure is then unknown.
+        *slot = Some(finite.unwrap_or(f64::NAN));
+        Ok(())
+    }
+
+    /// An unschedulable pod, or one resource of its requests.
+    fn pod(
+        &mut self,
+        s: &'d Series<'_>,
+        signal: &str,
+        finite: Option<f64>,
+    ) -> Result<(), PromError> {
+        let (Some(ns), Some(pod)) = (s.metric.namespace.as_deref(), s.metric.pod.as_deref()) else {
+            return Err(PromError::Malformed(format!(
+                "signal {signal}: a series without `namespace` and `pod` labels"
+            )));
+        };
+        if signal == PENDING_POD {
+            let daemonset = s.metric.created_by_kind.as_deref() == Some("DaemonSet");
+            if self
+                .pods
+                .insert((ns, pod), (daemonset, [None; 2]))
+                .is_some()
+            {
+                return Err(PromError::Malformed(format!(
+                    "signal {signal} has more than one series for pod {ns}/{pod}"
+                )));
+            }
+        } else {
+            let Some(i) = resource_index(s.metric.resource.as_deref()) else {
+                return Err(PromError::Malformed(format!(
+                    "signal {signal}: pod {ns}/{pod} without resource cpu or memory"
+                )));
+            };
+            self.pod_requests
+                .push(((ns, pod), i, finite.unwrap_or(f64::NAN)));
+        }
+        Ok(())
+    }
+
+    /// The snapshot, with what the defaulted signals the answer gave nothing for work out to.
+    fn snapshot(self, defaulted: &[&str]) -> Result<Snapshot, PromError> {
+        let Read {
+            mut snap,
+            seen,
+            ready,
+            node_cpu,
+            node_mem,
+            requests,
+            allocatable,
+            pods,
+            pod_requests,
+        } = self;
+        // Filled in only for a defaulted signal the answer gave nothing for.
+        let derive = |name: &str| defaulted.contains(&name) && !seen.contains(&name);
+        if snap.pending_pods == Some(0.0) {
+            for (name, slot) in [
+                ("pending_cpu_cores", &mut snap.pending_cpu_cores),
+                ("pending_memory_bytes", &mut snap.pending_memory_bytes),
+            ] {
+                if derive(name) {
+                    *slot = Some(0.0);
+                }
+            }
+        }
+        snap.unschedulable = unschedulable(&snap, defaulted, pods, pod_requests)?;
+        snap.node_resources = node_resources(&requests, &allocatable);
+        let usage = Usage::new(&requests, &allocatable);
+        if let Some(ready) = &ready {
+            let ready_workers = || ready.iter().filter(|(_, r)| **r).map(|(n, _)| *n);
+            if derive("cpu") {
+                snap.cpu = usage.average(ready_workers(), 0);
+            }
+            if derive("memory") {
+                snap.memory = usage.average(ready_workers(), 1);
+            }
+        }
+        // Per node: the answer's own figure, or worked out.
+        let derive_node = [derive("node_cpu"), derive("node_memory")];
+        let figure = |name: &str, given: &HashMap<&str, Option<f64>>, i: usize| {
+            if derive_node[i] {
+                usage.of_node(name, i)
+            } else {
+                given.get(name).copied().flatten()
+            }
+        };
+        snap.nodes = ready.map(|ready| {
+            ready
+                .into_iter()
+                .map(|(name, is_ready)| {
+                    let sample = NodeSample {
+                        ready: is_ready,
+                        cpu: figure(name, &node_cpu, 0),
+                        memory: figure(name, &node_mem, 1),
+                    };
+                    (name.to_string(), sample)
+                })
+                .collect()
+        });
+        Ok(snap)
+    }
+}
+
+/// The series' `node` label: a per-node signal without one is malformed.
+fn node_of<'d>(s: &'d Series<'_>, signal: &str) -> Result<&'d str, PromError> {
+    s.metric
+        .node
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            PromError::Malformed(format!("signal {signal}: a series without a `node` label"))
+        })
+}
+
+fn duplicate(signal: &str, node: &str) -> PromError {
+    PromError::Malformed(format!(
+        "signal {signal} has more than one series for node {node}"
+    ))
 }
 
 /// The unschedulable pods for the model, when the default `pending_pods` was asked and
