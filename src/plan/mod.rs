@@ -2,7 +2,8 @@
 //! (snapshot, state, config, now) and returns a plan by calling one function per rule
 //! (`rules`: counting, health guard, floor, scale-up, scale-down); `reconcile` plans drift
 //! repairs from the listings of Docker and Kubernetes; `snapshot` is what one Prometheus
-//! query tells, and `sources` lets the API's word on what exists now win over it; `names`
+//! query tells, `sources` lets the API's word on what exists now win over it, and `view`
+//! composes the one snapshot a run decides on from every source; `names`
 //! hands out worker names; `worker_hosts` picks the Docker host of each new worker. May use
 //! `state` and `config` only.
 
@@ -15,4 +16,5 @@ pub mod reconcile;
 pub mod rules;
 pub mod snapshot;
 pub mod sources;
+pub mod view;
 pub mod worker_hosts;

@@ -6,9 +6,11 @@ use super::{Actuator, ActuatorCell, Context, Observed, Outcome};
 use crate::kube::events::{About, Notice};
 use crate::plan::cluster::ClusterModel;
 use crate::plan::decide::{Action, decide_with};
+use crate::plan::model::ClusterFacts;
 use crate::plan::names;
 use crate::plan::reconcile::{self, Repair};
 use crate::plan::snapshot::Snapshot;
+use crate::plan::view::{self, Listing};
 use crate::plan::worker_hosts::Placement;
 use crate::run::error::RunError;
 use crate::run::report::Report;
@@ -204,7 +206,6 @@ pub fn decide_and_act(
 ) -> Result<crate::plan::decide::Plan, RunError> {
     let cfg = ctx.config;
     let now = ctx.now;
-    let mut snap = snap;
     let mut repairs = Vec::new();
     let mut reconcile_note = None;
     if let Ok(Some(o)) = &observed {
@@ -227,12 +228,12 @@ pub fn decide_and_act(
     for w in &warnings {
         log::warn!("{w}");
     }
-    let mut repair_failed = None;
-    match reconcile_run(ctx, state, &mut snap, cell, observed, &mut repairs, save) {
-        Ok(failed) => repair_failed = failed,
+    let reconciled = match reconcile_run(ctx, state, cell, observed, &mut repairs, save) {
+        Ok(r) => r,
         Err(e) if ctx.dry_run => {
             // A dry run still decides: say that drift was not looked at.
             reconcile_note = Some(format!("reconcile skipped: {e}"));
+            Reconciled::default()
         }
         Err(e) => {
             state.totals.runs += 1;
@@ -246,9 +247,24 @@ pub fn decide_and_act(
             report.repairs = repairs;
             return Err(e);
         }
-    }
-    pending_facts(&mut snap, cell);
-    let disagreements = crate::plan::sources::prefer_api(&mut snap);
+    };
+    let Reconciled {
+        observed,
+        applied,
+        failed: repair_failed,
+    } = reconciled;
+    let (snap, disagreements) = match observed {
+        Some(mut o) => {
+            let facts = pending_facts(&snap, o.facts.take(), cell);
+            let listing = Listing {
+                containers: &o.containers,
+                nodes: &o.nodes,
+                hosts: o.hosts.len(),
+            };
+            view::compose(snap, Some(listing), &applied, facts)
+        }
+        None => view::compose(snap, None, &[], None),
+    };
     for d in &disagreements {
         log::info!("{d}");
     }
@@ -535,56 +551,59 @@ fn note_placement(report: &mut Report, names: &[String], p: &Placement, wanted: 
     }
 }
 
-/// Repairs drift before deciding: from this pool's containers and Nodes as listed
-/// (`observed`), plans repairs, carries them out (dry-run: only lists them) and records
-/// them. Workers left without a Node leave the snapshot, so the decision does not count
-/// them.
-/// The pending pods' constraints, asked of the API only when the snapshot has an
-/// unschedulable pod that is not a DaemonSet's. A failure leaves the model on resources
-/// only (the decision says so), never fails the run.
-fn pending_facts(snap: &mut crate::plan::snapshot::Snapshot, cell: &mut ActuatorCell) {
+/// The API's facts with the pending pods' constraints, asked of the API only when the
+/// snapshot has an unschedulable pod that is not a DaemonSet's. A failure leaves the model
+/// on resources only (the decision says so), never fails the run.
+fn pending_facts(
+    snap: &Snapshot,
+    facts: Option<ClusterFacts>,
+    cell: &mut ActuatorCell,
+) -> Option<ClusterFacts> {
     let wanted = snap
         .unschedulable
         .as_ref()
         .is_some_and(|pods| pods.iter().any(|p| !p.daemonset));
-    let Some(facts) = snap.cluster.as_mut().filter(|_| wanted) else {
-        return;
-    };
+    let mut facts = facts?;
+    if !wanted {
+        return Some(facts);
+    }
     let asked = match cell.get() {
-        Ok(a) => a.pending_facts(facts),
+        Ok(a) => a.pending_facts(&mut facts),
         Err(e) => Err(e.to_string()),
     };
-    if let Err(e) = asked {
-        log::warn!("cluster model without the API's constraints: {e}");
-        snap.cluster = None;
+    match asked {
+        Ok(()) => Some(facts),
+        Err(e) => {
+            log::warn!("cluster model without the API's constraints: {e}");
+            None
+        }
     }
 }
 
+/// What reconcile leaves for the view: the listing (None when nothing could be listed),
+/// the repairs that took effect (all of them in a dry run: the decision sees the pool as
+/// they would leave it), and the first repair that failed.
+#[derive(Default)]
+struct Reconciled {
+    observed: Option<Observed>,
+    applied: Vec<Repair>,
+    failed: Option<String>,
+}
+
+/// Repairs drift before deciding: from this pool's containers and Nodes as listed
+/// (`observed`), plans repairs, carries them out (dry-run: only lists them) and records
+/// them.
 fn reconcile_run(
     ctx: &Context,
     state: &mut State,
-    snap: &mut crate::plan::snapshot::Snapshot,
     cell: &mut ActuatorCell,
     observed: Result<Option<Observed>, RunError>,
     listed: &mut Vec<String>,
     save: &mut Save,
-) -> Result<Option<String>, RunError> {
-    let Some(mut observed) = observed? else {
-        return Ok(None);
+) -> Result<Reconciled, RunError> {
+    let Some(observed) = observed? else {
+        return Ok(Reconciled::default());
     };
-    snap.cluster = observed.facts.take();
-    // A worker the API lists but Prometheus does not yet is counted all the same (once):
-    // otherwise a run could start one past max_nodes.
-    if let Some(nodes) = snap.nodes.as_mut() {
-        for n in &observed.nodes {
-            nodes
-                .entry(n.name.clone())
-                .or_insert_with(|| crate::plan::snapshot::NodeSample {
-                    ready: n.ready,
-                    ..Default::default()
-                });
-        }
-    }
     let actuator = cell.get()?;
     let unlisted = observed.unlisted();
     for h in observed.hosts.iter().filter(|h| !h.up) {
@@ -593,13 +612,6 @@ fn reconcile_run(
             h.name,
             h.error.as_deref().unwrap_or("no answer")
         );
-    }
-    if observed.hosts.len() > 1 {
-        snap.hosts = observed
-            .containers
-            .iter()
-            .map(|c| (c.name.clone(), c.host.clone()))
-            .collect();
     }
     // The API can see a worker Ready before Prometheus does: it is done booting.
     if !ctx.dry_run {
@@ -662,14 +674,6 @@ fn reconcile_run(
             }
         }
     }
-    let applied: &[Repair] = if ctx.dry_run { &repairs } else { &done };
-    if let Some(nodes) = snap.nodes.as_mut() {
-        for r in applied {
-            if r.leaves_no_node() {
-                nodes.remove(r.name());
-            }
-        }
-    }
     if !ctx.dry_run {
         state.acting = None;
         reconcile::record(state, &done, ctx.now);
@@ -677,7 +681,11 @@ fn reconcile_run(
     if let Some(e) = stopped {
         return Err(e);
     }
-    Ok(failed)
+    Ok(Reconciled {
+        observed: Some(observed),
+        applied: if ctx.dry_run { repairs } else { done },
+        failed,
+    })
 }
 
 /// This pool's workers as Docker and Kubernetes list them (connecting on first use).
