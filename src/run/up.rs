@@ -9,7 +9,7 @@
 use crate::plan::decide::decide;
 use crate::run::error::RunError;
 use crate::run::report::Report;
-use crate::run::{Actuator, ActuatorCell, Context, Outcome, evaluate};
+use crate::run::{Actuator, ActuatorCell, Context, Outcome};
 use crate::signals::{MetricsSource, PromError};
 use crate::state::State;
 use crate::state::lock::RunLock;
@@ -88,7 +88,7 @@ fn run_up(
         .provisioning
         .retain(|p| !plan.joined.contains(&p.name));
     let mut cell = ActuatorCell::new(make_actuator);
-    let result = evaluate::scale_up(ctx, &mut state, count, &mut cell, report);
+    let result = super::scale_up::scale_up(ctx, &mut state, count, &mut cell, report);
     if let Err(e) = &result {
         state.count_error(e.kind());
     }
