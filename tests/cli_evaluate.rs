@@ -1,7 +1,8 @@
 //! The built `k3s-scale` binary end to end against a real Prometheus (or a misbehaving
 //! one): every exit code it can produce without Docker/Kubernetes, `--output json`,
 //! dry-run writing nothing, the state file a real run saves, lock contention between two
-//! processes, corrupt state, `status`, `config check`, `state reset`, JSON logs.
+//! processes, corrupt state, `status`, `config check`, `state reset`, JSON logs, a stdout
+//! closed before the report is written.
 
 mod support;
 
@@ -88,6 +89,21 @@ impl Setup {
 
     fn run(&self, args: &[&str]) -> Run {
         Run::from_output(self.command(args).output().expect("run k3s-scale"))
+    }
+
+    /// A run whose stdout is a pipe with no reader left: the read end is closed before the
+    /// process starts, so its first write to stdout fails with EPIPE (`| head -1` that
+    /// already has its line, `| true`).
+    fn run_into_closed_pipe(&self, args: &[&str]) -> Run {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = self
+            .command(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run k3s-scale");
+        Run::from_output(out)
     }
 
     /// `evaluate --dry-run --output json`: exit code and the report.
@@ -919,4 +935,36 @@ fn an_oversized_pod_is_unhelpable_and_an_empty_worker_goes_at_a_middling_average
             .starts_with("k3s-worker-3 unneeded since"),
         "{v}"
     );
+}
+
+/// Issue 22 point 9: `println!` panicked on a closed stdout (exit 1 from the panic hook,
+/// a backtrace on stderr). Now every command ends quietly with its own code: the run's
+/// (here 10 for a dry-run scale-up) for a command that acts, 0 for one that only prints;
+/// a real run still saves its state.
+#[test]
+fn a_closed_stdout_ends_quietly_with_the_commands_own_code() {
+    let pending_prom = PromServer::with_cluster(&pending());
+    let pending = Setup::new(&pending_prom.url(), "5s", "");
+    let steady_prom = PromServer::with_cluster(&steady());
+    let steady = Setup::new(&steady_prom.url(), "5s", "");
+    let cases: [(&Setup, &[&str], i32); 10] = [
+        (&pending, &["--dry-run", "evaluate", "--output", "json"], 10),
+        (&pending, &["--dry-run", "evaluate"], 10),
+        (&steady, &["evaluate", "--output", "json"], 0),
+        (&steady, &["status"], 0),
+        (&steady, &["status", "--output", "json"], 0),
+        (&steady, &["config", "check"], 0),
+        (&steady, &["state", "show"], 0),
+        (&steady, &["--dry-run", "state", "reset"], 0),
+        (&steady, &["man"], 0),
+        (&steady, &["completions", "bash"], 0),
+    ];
+    for (s, args, code) in cases {
+        let r = s.run_into_closed_pipe(args);
+        assert_eq!(r.code, code, "{args:?}: {r:?}");
+        assert!(!r.stderr.contains("panicked"), "{args:?}: {r:?}");
+        assert!(!r.stderr.contains("stdout"), "quietly: {args:?}: {r:?}");
+    }
+    let state = State::load(&steady.state_path()).unwrap();
+    assert_eq!(state.totals.runs, 1, "the real run saved its state");
 }

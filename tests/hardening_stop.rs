@@ -338,3 +338,46 @@ fn child_output(mut child: ChildGuard) -> std::process::Output {
         .wait_with_output()
         .expect("reap")
 }
+
+/// `drain NODE` stopped by SIGTERM while its evictions are refused: the same clean stop
+/// (no pod evicted, so its own cordon is undone), its write-ahead taken back, the stop
+/// recorded, exit 8.
+#[test]
+fn sigterm_stops_drain_node_cleanly() {
+    let mut rig = Rig::new();
+    let worker = rig.worker(1);
+    let prom = LiveProm::start(idle_cluster(&worker));
+    let cfg = rig.config(&Knobs {
+        prom_url: prom.url(),
+        drain_timeout: "30s",
+        ..Knobs::default()
+    });
+    rig.run_worker_container(1);
+    rig.add_worker_node(&worker);
+    rig.add_pods(&worker, 2, Duration::from_millis(50));
+    rig.api.fault(Fault::status("POST", "/eviction", 429));
+    let child = start(&cfg, &["drain", &worker, "--output", "json"]);
+    wait_until("evictions refused twice", || {
+        rig.api.count("POST", "/eviction") >= 2
+    });
+    signal(&child, "TERM");
+    let r = finish(child);
+    assert_eq!(r.code, 8, "{r:?}");
+    let rep = r.json();
+    assert_eq!(rep["removed"], false, "{rep}");
+    assert!(
+        rep["error"]
+            .as_str()
+            .unwrap()
+            .contains("asked to stop (SIGTERM)"),
+        "{rep}"
+    );
+    assert_eq!(rep["node_left"], "uncordoned", "{rep}");
+    assert_eq!(rig.api.is_cordoned(&worker), Some(false));
+    assert_eq!(rig.containers(), std::slice::from_ref(&worker));
+    let s = state_of(&rig);
+    assert!(s.acting.is_none(), "{s:?}");
+    assert_eq!(s.events.back().map(|e| e.kind.as_str()), Some("stopped"));
+    assert_eq!(s.totals.errors.get("stopped"), Some(&1));
+    rig.clear_docker();
+}

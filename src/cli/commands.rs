@@ -1,10 +1,12 @@
 //! Runs each command and turns its result into output and an exit code.
 
+use crate::cli::stdout;
 use crate::cli::{Cli, Command, ConfigCommand, OutputFormat, StateCommand};
 use crate::config::Config;
 use crate::docker::{DockerEnv, DockerHosts};
 use crate::run::error::RunError;
 use crate::run::executor::{DockerContainers, Executor};
+use crate::run::report::Report;
 use crate::run::scale_down::{DrainRequest, ScaleDown, WorkerContainers};
 use crate::run::{self, Actuator, Context, Outcome};
 use crate::signals::{MetricsSource, PromClient, PromError};
@@ -58,10 +60,7 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             let code = outcome.exit_code();
             let mut report = outcome.report;
             report.exit_code = code;
-            match output {
-                OutputFormat::Json => println!("{}", report.to_json()),
-                OutputFormat::Text => print!("{}", report.to_text()),
-            }
+            print_report(&report, *output);
             if let Some(e) = &outcome.error {
                 log::error!("{e}");
             }
@@ -99,9 +98,13 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             simulate(cli, &req)
         }
         Command::Completions { shell } => {
-            print_bytes(&crate::cli::completions::completions(*shell))
+            stdout::print(crate::cli::completions::completions(*shell))?;
+            Ok(0)
         }
-        Command::Man => print_bytes(&crate::cli::completions::man_page()),
+        Command::Man => {
+            stdout::print(crate::cli::completions::man_page())?;
+            Ok(0)
+        }
         Command::Up { count, output } => {
             let cfg = load_config(cli)?;
             start_deadline(&cfg);
@@ -134,7 +137,8 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
                 home: env.home,
                 xdg_config_home: env.xdg_config_home,
             };
-            print!("{}", super::init::from_k3d(&req, &init_env)?);
+            // The files are written: what follows is only the account of it.
+            stdout::report(super::init::from_k3d(&req, &init_env)?);
             Ok(0)
         }
         Command::Status { output } => {
@@ -148,7 +152,7 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             }
             let workers = observe_workers(&cfg, &state, now);
             let text = crate::cli::status::render(&cfg, &path, &state, now, *output, &workers);
-            print!("{text}");
+            stdout::print(text)?;
             Ok(0)
         }
         Command::Config {
@@ -158,12 +162,12 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             let mut cfg = Config::load(&path)?;
             // The values that apply, defaults derived from other keys included.
             cfg.scaling.run_timeout = Some(crate::config::units::Secs(cfg.run_timeout()));
-            println!("# {} is valid; effective config:", path.display());
-            print!(
-                "{}",
-                serde_saphyr::to_string(&cfg)
-                    .map_err(|e| RunError::Internal(format!("cannot print config: {e}")))?
-            );
+            let effective = serde_saphyr::to_string(&cfg)
+                .map_err(|e| RunError::Internal(format!("cannot print config: {e}")))?;
+            stdout::print(format!(
+                "# {} is valid; effective config:\n{effective}",
+                path.display()
+            ))?;
             Ok(0)
         }
         Command::Drain {
@@ -186,10 +190,8 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             match command {
                 StateCommand::Show => {
                     let state = State::load(&path)?;
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&state).expect("state serializes")
-                    );
+                    let json = serde_json::to_string_pretty(&state).expect("state serializes");
+                    stdout::print(json + "\n")?;
                     Ok(0)
                 }
                 StateCommand::Reset => reset_state(&cfg, &path, cli.dry_run),
@@ -203,14 +205,12 @@ fn start_deadline(cfg: &Config) {
     crate::state::stop::set_deadline(Some(std::time::Instant::now() + cfg.run_timeout()));
 }
 
-/// Writes generated text to stdout; a reader that went away early (`| head`) is no error.
-fn print_bytes(bytes: &[u8]) -> Result<u8, RunError> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Ok(()) => Ok(0),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
-        Err(e) => Err(RunError::Internal(format!("cannot write to stdout: {e}"))),
+/// A run's report as `--output` asks; once the run has acted, the code stands whether or
+/// not stdout takes it (`stdout::report`).
+fn print_report(report: &Report, output: OutputFormat) {
+    match output {
+        OutputFormat::Json => stdout::report(report.to_json() + "\n"),
+        OutputFormat::Text => stdout::report(report.to_text()),
     }
 }
 
@@ -287,10 +287,7 @@ fn print_outcome(outcome: Outcome, output: OutputFormat) -> u8 {
     let code = outcome.exit_code();
     let mut report = outcome.report;
     report.exit_code = code;
-    match output {
-        OutputFormat::Json => println!("{}", report.to_json()),
-        OutputFormat::Text => print!("{}", report.to_text()),
-    }
+    print_report(&report, output);
     if let Some(e) = &outcome.error {
         log::error!("{e}");
     }
@@ -311,7 +308,10 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
     };
     // Checked (folder, link, kind) before anything else, dry run included.
     let Some((file, meta)) = files::open_own(path).map_err(refused)? else {
-        println!("no state file at {}; nothing to reset", path.display());
+        stdout::report(format!(
+            "no state file at {}; nothing to reset\n",
+            path.display()
+        ));
         return Ok(0);
     };
     let mut aside = path.as_os_str().to_owned();
@@ -321,7 +321,11 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
     ));
     let aside = PathBuf::from(aside);
     if dry_run {
-        println!("would move {} to {}", path.display(), aside.display());
+        stdout::report(format!(
+            "would move {} to {}\n",
+            path.display(),
+            aside.display()
+        ));
         return Ok(0);
     }
     // Hold the run lock so a running evaluate is not pulled from under.
@@ -349,17 +353,17 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
                 ..State::fresh()
             };
             fresh.save(path)?;
-            println!(
-                "moved {} to {}; started a fresh state that keeps the worker counter ({n})",
+            stdout::report(format!(
+                "moved {} to {}; started a fresh state that keeps the worker counter ({n})\n",
                 path.display(),
                 aside.display()
-            );
+            ));
         }
-        None => println!(
-            "moved {} to {}; the next run starts from a fresh state",
+        None => stdout::report(format!(
+            "moved {} to {}; the next run starts from a fresh state\n",
             path.display(),
             aside.display()
-        ),
+        )),
     }
     Ok(0)
 }
@@ -458,8 +462,8 @@ fn drain(
     }
     let rep = down.drain_named(node, &req);
     match output {
-        OutputFormat::Json => println!("{}", rep.to_json()),
-        OutputFormat::Text => print!("{}", rep.to_text()),
+        OutputFormat::Json => stdout::report(rep.to_json() + "\n"),
+        OutputFormat::Text => stdout::report(rep.to_text()),
     }
     if let Some(state) = state.as_mut() {
         state.acting = None;
@@ -582,5 +586,6 @@ fn simulate(cli: &Cli, req: &SimulateRequest) -> Result<u8, RunError> {
         OutputFormat::Json => output::to_json(&sim) + "\n",
         OutputFormat::Text => output::to_text(&sim, &cfg, &what),
     };
-    print_bytes(text.as_bytes())
+    stdout::print(text)?;
+    Ok(0)
 }

@@ -11,7 +11,7 @@ use crate::run::report::Report;
 use crate::state::lock::RunLock;
 use crate::state::time::Timestamp;
 use crate::state::{State, Totals};
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -23,23 +23,19 @@ pub const TEXTFILE_MODE: u32 = 0o644;
 /// happen, so `increase()` sees the first one.
 pub const COUNTED_ERROR_KINDS: [&str; 2] = ["action", "metrics"];
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    Write(FileError),
+    #[error("{}", write_message(.0))]
+    Write(#[source] FileError),
 }
 
-impl fmt::Display for MetricsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MetricsError::Write(FileError::Io(p, e)) => {
-                write!(f, "cannot write metrics textfile {}: {e}", p.display())
-            }
-            MetricsError::Write(e) => write!(f, "metrics textfile: {e}"),
-        }
+/// `MetricsError::Write`'s message: an I/O failure names the file it could not write.
+fn write_message(e: &FileError) -> String {
+    match e {
+        FileError::Io(p, e) => format!("cannot write metrics textfile {}: {e}", p.display()),
+        e => format!("metrics textfile: {e}"),
     }
 }
-
-impl std::error::Error for MetricsError {}
 
 /// What the textfile describes: one finished run.
 pub struct RunRecord<'a> {
@@ -469,5 +465,29 @@ mod tests {
         assert_eq!(value(80.0), "80");
         assert_eq!(value(0.25), "0.25");
         assert_eq!(escape_label("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
+    }
+    #[test]
+    fn a_write_error_names_the_textfile_and_hands_out_its_cause() {
+        use std::error::Error;
+        let path = std::path::PathBuf::from("/t/k3s-scale.prom");
+        let cases = [
+            (
+                MetricsError::Write(FileError::Io(path.clone(), std::io::Error::other("full"))),
+                "cannot write metrics textfile /t/k3s-scale.prom: full",
+                "/t/k3s-scale.prom: full",
+            ),
+            (
+                MetricsError::Write(FileError::Refused {
+                    path,
+                    reason: "it is a folder, not a file".into(),
+                }),
+                "metrics textfile: refusing /t/k3s-scale.prom: it is a folder, not a file",
+                "refusing /t/k3s-scale.prom: it is a folder, not a file",
+            ),
+        ];
+        for (e, message, source) in cases {
+            assert_eq!(e.to_string(), message);
+            assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some(source));
+        }
     }
 }

@@ -5,7 +5,6 @@
 //! join token, Prometheus credentials and CA) are judged on the file actually opened.
 
 use std::ffi::{OsStr, OsString};
-use std::fmt;
 use std::fs::{File, Metadata, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -24,13 +23,15 @@ const TEMP_NAME_KEEP: usize = 180;
 const RANDOM_SOURCE: &str = "/dev/urandom";
 
 /// A file k3s-scale will not use, or could not, with the path and the reason.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum FileError {
     /// The path is unsafe or unusable as given (a link, a folder where a file belongs, a
     /// folder others can write): a configuration problem, exit 2.
+    #[error("refusing {}: {reason}", path.display())]
     Refused { path: PathBuf, reason: String },
     /// The file system failed (disk full, permission denied, I/O error).
-    Io(PathBuf, io::Error),
+    #[error("{path}: {1}", path = .0.display())]
+    Io(PathBuf, #[source] io::Error),
 }
 
 impl FileError {
@@ -64,19 +65,6 @@ impl FileError {
         }
     }
 }
-
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FileError::Refused { path, reason } => {
-                write!(f, "refusing {}: {reason}", path.display())
-            }
-            FileError::Io(path, e) => write!(f, "{}: {e}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for FileError {}
 
 /// Who else may write the folder a file goes into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

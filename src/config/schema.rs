@@ -5,7 +5,6 @@ use crate::config::files;
 use crate::config::units::{Bytes, Secs};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Where `--config` is looked for when not given.
@@ -14,46 +13,32 @@ pub const DEFAULT_PATHS: [&str; 2] = ["config.yaml", "/etc/k3s-scale/config.yaml
 /// Config files larger than this are refused before parsing (a config is a few KiB).
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("no config file found (looked at {})", joined(.0))]
     NotFound(Vec<PathBuf>),
-    Read(PathBuf, std::io::Error),
+    #[error("cannot read config {path}: {1}", path = .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error("config {path} is {1} bytes, over the {MAX_CONFIG_BYTES}-byte limit", path = .0.display())]
     TooLarge(PathBuf, u64),
+    #[error(
+        "refusing {path}: it is world-writable, so anyone on this host could change what \
+         the autoscaler does (chmod o-w it)",
+        path = .0.display()
+    )]
     WorldWritable(PathBuf),
+    #[error("config {path}: {1}", path = .0.display())]
     Parse(PathBuf, String),
     /// A value that parsed but makes no sense: the dotted key and why.
-    Invalid {
-        key: String,
-        reason: String,
-    },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::NotFound(paths) => {
-                let list: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
-                write!(f, "no config file found (looked at {})", list.join(", "))
-            }
-            ConfigError::Read(p, e) => write!(f, "cannot read config {}: {e}", p.display()),
-            ConfigError::TooLarge(p, n) => write!(
-                f,
-                "config {} is {n} bytes, over the {MAX_CONFIG_BYTES}-byte limit",
-                p.display()
-            ),
-            ConfigError::WorldWritable(p) => write!(
-                f,
-                "refusing {}: it is world-writable, so anyone on this host could change what \
-                 the autoscaler does (chmod o-w it)",
-                p.display()
-            ),
-            ConfigError::Parse(p, e) => write!(f, "config {}: {e}", p.display()),
-            ConfigError::Invalid { key, reason } => write!(f, "config key `{key}`: {reason}"),
-        }
-    }
+/// The paths looked at, as `NotFound` names them.
+fn joined(paths: &[PathBuf]) -> String {
+    let list: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+    list.join(", ")
 }
-
-impl std::error::Error for ConfigError {}
 
 /// The host of an http(s) URL (`http://HOST[:PORT][/...]`), None when it has none or
 /// it holds characters no host has.

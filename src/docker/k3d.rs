@@ -18,7 +18,6 @@ use super::labels::LABEL_MANAGED;
 use super::token::JoinToken;
 use bollard::query_parameters::ListContainersOptions;
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 
 /// k3d's DefaultRuntimeLabels: every object k3d manages carries it, and every k3d listing
 /// filters on it.
@@ -95,65 +94,43 @@ pub struct K3dCluster {
     pub servers: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum K3dError {
     /// No container has `app=k3d` and `k3d.cluster=NAME`; the clusters that do exist.
-    NoCluster {
-        name: String,
-        found: Vec<String>,
-    },
-    NoServer {
-        name: String,
-    },
+    #[error(
+        "no k3d cluster {name:?}: no container has the labels app=k3d and \
+         {K3D_CLUSTER}={name}{}",
+        clusters_found(.found)
+    )]
+    NoCluster { name: String, found: Vec<String> },
+    #[error(
+        "k3d cluster {name:?} has no server: none of its containers has \
+         {K3D_ROLE}={ROLE_SERVER}"
+    )]
+    NoServer { name: String },
     /// A label every k3d 5 server carries is missing (or empty) on this server.
+    #[error(
+        "k3d cluster {name:?}: server {server} has no {label} label (k3d 5 sets it \
+         on every node it creates)"
+    )]
     MissingLabel {
         name: String,
         server: String,
         label: &'static str,
     },
     /// The token label holds something that is not a join token (never shown).
-    BadToken {
-        server: String,
-        why: String,
-    },
+    #[error("the {K3D_CLUSTER_TOKEN} label of {server}: {why}")]
+    BadToken { server: String, why: String },
 }
 
-impl fmt::Display for K3dError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            K3dError::NoCluster { name, found } if found.is_empty() => write!(
-                f,
-                "no k3d cluster {name:?}: no container has the labels app=k3d and \
-                 {K3D_CLUSTER}={name} (no k3d cluster at all on this Docker host)"
-            ),
-            K3dError::NoCluster { name, found } => write!(
-                f,
-                "no k3d cluster {name:?}: no container has the labels app=k3d and \
-                 {K3D_CLUSTER}={name}; k3d clusters on this Docker host: {}",
-                found.join(", ")
-            ),
-            K3dError::NoServer { name } => write!(
-                f,
-                "k3d cluster {name:?} has no server: none of its containers has \
-                 {K3D_ROLE}={ROLE_SERVER}"
-            ),
-            K3dError::MissingLabel {
-                name,
-                server,
-                label,
-            } => write!(
-                f,
-                "k3d cluster {name:?}: server {server} has no {label} label (k3d 5 sets it \
-                 on every node it creates)"
-            ),
-            K3dError::BadToken { server, why } => {
-                write!(f, "the {K3D_CLUSTER_TOKEN} label of {server}: {why}")
-            }
-        }
+/// The end of `NoCluster`'s message: the clusters this Docker host has, or that it has none.
+fn clusters_found(found: &[String]) -> String {
+    if found.is_empty() {
+        " (no k3d cluster at all on this Docker host)".to_string()
+    } else {
+        format!("; k3d clusters on this Docker host: {}", found.join(", "))
     }
 }
-
-impl std::error::Error for K3dError {}
 
 /// Reads cluster `name` from its nodes (the containers with `app=k3d` and
 /// `k3d.cluster=NAME`): the first server by name gives the URL, network, token and image.

@@ -17,7 +17,6 @@ use bollard::query_parameters::{
     RemoveVolumeOptions, StopContainerOptions,
 };
 use std::collections::HashMap;
-use std::fmt;
 
 /// The container states are reconcile's (one enum for the domain); this maps Docker's.
 pub use crate::plan::reconcile::ContainerState;
@@ -62,23 +61,20 @@ pub struct Removed {
 }
 
 /// A start that failed: why, and anything its clean-up could not remove.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{cause}{}", left_behind_note(.left_behind))]
 pub struct StartError {
+    #[source]
     pub cause: DockerError,
     pub left_behind: Vec<String>,
 }
 
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.cause.fmt(f)?;
-        if !self.left_behind.is_empty() {
-            write!(
-                f,
-                "; clean-up failed, left behind: {}",
-                self.left_behind.join("; ")
-            )?;
-        }
-        Ok(())
+/// What `StartError` adds to its cause: nothing when the clean-up removed everything.
+fn left_behind_note(left_behind: &[String]) -> String {
+    if left_behind.is_empty() {
+        String::new()
+    } else {
+        format!("; clean-up failed, left behind: {}", left_behind.join("; "))
     }
 }
 

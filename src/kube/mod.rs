@@ -24,7 +24,6 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, 
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use moves::{MoveOptions, PodMove};
-use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
@@ -36,11 +35,13 @@ pub const TRANSIENT_ATTEMPTS: u32 = 3;
 /// short next to the 30 s run interval.
 pub const TRANSIENT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KubeError {
     /// No usable kubeconfig or client (the message never carries credentials).
+    #[error("Kubernetes client: {0}")]
     Config(String),
     /// The API server answered with an error status.
+    #[error("Kubernetes {call}: {code} {reason}: {message}")]
     Api {
         call: String,
         code: u16,
@@ -51,10 +52,16 @@ pub enum KubeError {
         causes: Vec<String>,
     },
     /// No answer within `kubernetes.timeout` (or the drain's remaining time).
+    #[error(
+        "Kubernetes {call}: no answer within {}",
+        crate::config::units::format_duration(*.after)
+    )]
     Timeout { call: String, after: Duration },
     /// Connection refused, reset or dropped before a full answer.
+    #[error("Kubernetes {call}: {message}")]
     Transport { call: String, message: String },
     /// An answer that is not what the API promises.
+    #[error("Kubernetes {call}: unexpected answer: {message}")]
     Decode { call: String, message: String },
 }
 
@@ -175,32 +182,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
-
-impl fmt::Display for KubeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KubeError::Config(m) => write!(f, "Kubernetes client: {m}"),
-            KubeError::Api {
-                call,
-                code,
-                reason,
-                message,
-                ..
-            } => write!(f, "Kubernetes {call}: {code} {reason}: {message}"),
-            KubeError::Timeout { call, after } => write!(
-                f,
-                "Kubernetes {call}: no answer within {}",
-                crate::config::units::format_duration(*after)
-            ),
-            KubeError::Transport { call, message } => write!(f, "Kubernetes {call}: {message}"),
-            KubeError::Decode { call, message } => {
-                write!(f, "Kubernetes {call}: unexpected answer: {message}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for KubeError {}
 
 /// What k3s-scale asks of the cluster. Synchronous: the run flow is; the implementation
 /// blocks on its own runtime.

@@ -1,24 +1,24 @@
-//! One `evaluate` run: lock, state, snapshot, decision, actions, state save. The outside
-//! systems come in through `MetricsSource` and `Actuator`, so this flow is tested without
-//! them and the real clients are tested against the real services.
+//! One `evaluate` run: lock, state, snapshot, decision, actions (the scale-up in
+//! `scale_up`), state save. The outside systems come in through `MetricsSource` and
+//! `Actuator`, so this flow is tested without them and the real clients are tested
+//! against the real services.
 
 use super::{Actuator, ActuatorCell, Context, Observed, Outcome};
 use crate::kube::events::{About, Notice};
 use crate::plan::cluster::ClusterModel;
 use crate::plan::decide::{Action, decide_with};
-use crate::plan::names;
+use crate::plan::model::ClusterFacts;
 use crate::plan::reconcile::{self, Repair};
 use crate::plan::snapshot::Snapshot;
-use crate::plan::worker_hosts::Placement;
+use crate::plan::view::{self, Listing};
 use crate::run::error::RunError;
 use crate::run::report::Report;
 use crate::signals::MetricsSource;
 use crate::state::lock::RunLock;
-use crate::state::stop::{self, Stop};
+use crate::state::stop;
 use crate::state::time::Timestamp;
 use crate::state::{
-    Provisioning, State, StateError, finish_unfinished, record_failed_scale_down,
-    record_failed_scale_up, record_scale_down, record_scale_up, write_ahead,
+    State, StateError, finish_unfinished, record_failed_scale_down, record_scale_down, write_ahead,
 };
 use std::rc::Rc;
 
@@ -204,7 +204,6 @@ pub fn decide_and_act(
 ) -> Result<crate::plan::decide::Plan, RunError> {
     let cfg = ctx.config;
     let now = ctx.now;
-    let mut snap = snap;
     let mut repairs = Vec::new();
     let mut reconcile_note = None;
     if let Ok(Some(o)) = &observed {
@@ -227,12 +226,12 @@ pub fn decide_and_act(
     for w in &warnings {
         log::warn!("{w}");
     }
-    let mut repair_failed = None;
-    match reconcile_run(ctx, state, &mut snap, cell, observed, &mut repairs, save) {
-        Ok(failed) => repair_failed = failed,
+    let reconciled = match reconcile_run(ctx, state, cell, observed, &mut repairs, save) {
+        Ok(r) => r,
         Err(e) if ctx.dry_run => {
             // A dry run still decides: say that drift was not looked at.
             reconcile_note = Some(format!("reconcile skipped: {e}"));
+            Reconciled::default()
         }
         Err(e) => {
             state.totals.runs += 1;
@@ -246,9 +245,24 @@ pub fn decide_and_act(
             report.repairs = repairs;
             return Err(e);
         }
-    }
-    pending_facts(&mut snap, cell);
-    let disagreements = crate::plan::sources::prefer_api(&mut snap);
+    };
+    let Reconciled {
+        observed,
+        applied,
+        failed: repair_failed,
+    } = reconciled;
+    let (snap, disagreements) = match observed {
+        Some(mut o) => {
+            let facts = pending_facts(&snap, o.facts.take(), cell);
+            let listing = Listing {
+                containers: &o.containers,
+                nodes: &o.nodes,
+                hosts: o.hosts.len(),
+            };
+            view::compose(snap, Some(listing), &applied, facts)
+        }
+        None => view::compose(snap, None, &[], None),
+    };
     for d in &disagreements {
         log::info!("{d}");
     }
@@ -296,15 +310,17 @@ pub fn decide_and_act(
             ),
         }),
         Action::None => Ok(()),
-        Action::ScaleUp => scale_up_with(ctx, state, plan.count, cell, report, save).map(|()| {
-            // The pods these workers are for: still pending once they joined, they are
-            // backed off rather than scaled for again.
-            if !report.started.is_empty() {
-                for pod in &plan.memory.scale_up_for {
-                    state.scaled_for.insert(pod.clone(), report.started.clone());
+        Action::ScaleUp => {
+            super::scale_up::scale_up_with(ctx, state, plan.count, cell, report, save).map(|()| {
+                // The pods these workers are for: still pending once they joined, they are
+                // backed off rather than scaled for again.
+                if !report.started.is_empty() {
+                    for pod in &plan.memory.scale_up_for {
+                        state.scaled_for.insert(pod.clone(), report.started.clone());
+                    }
                 }
-            }
-        }),
+            })
+        }
         Action::ScaleDown => {
             if let Ok(a) = cell.get() {
                 a.use_model(Rc::clone(&model));
@@ -374,217 +390,59 @@ fn acted(report: &Report) -> Vec<String> {
     done
 }
 
-/// Starts `count` workers (in dry-run, only names them) on the hosts placement picks, and
-/// records the result in the state; `up` uses it too. Workers no host has room for are
-/// not started, and the report says why.
-pub(crate) fn scale_up(
-    ctx: &Context,
-    state: &mut State,
-    count: u32,
+/// The API's facts with the pending pods' constraints, asked of the API only when the
+/// snapshot has an unschedulable pod that is not a DaemonSet's. A failure leaves the model
+/// on resources only (the decision says so), never fails the run.
+fn pending_facts(
+    snap: &Snapshot,
+    facts: Option<ClusterFacts>,
     cell: &mut ActuatorCell,
-    report: &mut Report,
-) -> Result<(), RunError> {
-    scale_up_with(ctx, state, count, cell, report, &mut |s| {
-        s.save(&ctx.state_path)
-    })
-}
-
-/// `scale_up` with the write-ahead save handed in (`simulate` writes no file).
-fn scale_up_with(
-    ctx: &Context,
-    state: &mut State,
-    count: u32,
-    cell: &mut ActuatorCell,
-    report: &mut Report,
-    save: &mut Save,
-) -> Result<(), RunError> {
-    let prefix = &ctx.config.docker.name_prefix;
-    if ctx.dry_run {
-        let mut names = names::worker_names(prefix, state.next_worker_index, count);
-        // Placement is read-only: show it when the hosts can be asked.
-        if let Ok(a) = cell.get()
-            && let Ok(p) = a.place(count)
-        {
-            names.truncate(p.hosts.len());
-            note_placement(report, &names, &p, count);
-        }
-        log::info!("dry run: would start {}", names.join(", "));
-        report.started = names;
-        return Ok(());
-    }
-    let now = ctx.now;
-    let actuator = match cell.get() {
-        Ok(a) => a,
-        Err(e) => {
-            record_failed_scale_up(state, now, &e.to_string());
-            return Err(e);
-        }
-    };
-    // A fresh or reset state must not hand out a name a container or volume still has.
-    let seen = match actuator.highest_worker_index() {
-        Ok(h) => h,
-        Err(f) => {
-            record_failed_scale_up(state, now, &f.message);
-            return Err(RunError::Action(f.message));
-        }
-    };
-    if !seen.unlisted.is_empty() && state.next_worker_index <= 1 {
-        // The counter knows nothing and a host's numbers are unknown: a name could come
-        // back. Wait for the host (or its removal from docker.hosts).
-        let m = format!(
-            "the state's worker counter is new and Docker host(s) {} cannot be listed, so a \
-             worker name there could be handed out again; starting none until they answer",
-            seen.unlisted.join(", ")
-        );
-        record_failed_scale_up(state, now, &m);
-        return Err(RunError::Action(m));
-    }
-    let placement = match actuator.place(count) {
-        Ok(p) => p,
-        Err(f) => {
-            record_failed_scale_up(state, now, &f.message);
-            return Err(RunError::Action(f.message));
-        }
-    };
-    let placed = placement.hosts.len() as u32;
-    let first = names::next_free_index(state.next_worker_index, seen.highest);
-    let names = names::worker_names(prefix, first, placed);
-    note_placement(report, &names, &placement, count);
-    if placed == 0 {
-        log::warn!("no worker started: no Docker host has room");
-        return Ok(());
-    }
-    // Written ahead, before anything is created: the moved counter and the workers about
-    // to start are on disk, so a run killed half-way never hands a name out twice and
-    // leaves no container the next run does not know (an entry whose container never
-    // came is forgotten by reconcile).
-    state.next_worker_index = first + u64::from(placed);
-    for (name, host) in names.iter().zip(&placement.hosts) {
-        state.provisioning.push(Provisioning {
-            name: name.clone(),
-            started_at: now,
-            host: (!host.is_empty()).then(|| host.clone()),
-        });
-    }
-    if let Err(e) = save(state) {
-        state.provisioning.retain(|p| !names.contains(&p.name));
-        return Err(RunError::State(e));
-    }
-    report.started = names.clone();
-    match actuator.start_placed(&names, &placement.hosts) {
-        Ok(()) => {
-            record_scale_up(state, now, &names);
-            Ok(())
-        }
-        Err(f) => {
-            state
-                .provisioning
-                .retain(|p| !names.contains(&p.name) || f.done.contains(&p.name));
-            report.started = f.done.clone();
-            report.count = f.done.len() as u32;
-            if !f.done.is_empty() {
-                record_scale_up(state, now, &f.done);
-            }
-            // A stop is no failure of the workers: no back-off, the next run decides anew.
-            if let Some(why) = stop::why() {
-                log::warn!("{}", f.message);
-                return Err(stopped_scale_up(why, &names, &f.done));
-            }
-            // The back-off runs from when the failure happened, not from the run's start.
-            record_failed_scale_up(state, now.max(Timestamp::now()), &f.message);
-            Err(RunError::Action(f.message))
-        }
-    }
-}
-
-/// A scale-up cut short by a stop: which workers started, which did not.
-fn stopped_scale_up(why: Stop, names: &[String], started: &[String]) -> RunError {
-    let not: Vec<&str> = names
-        .iter()
-        .filter(|n| !started.contains(n))
-        .map(String::as_str)
-        .collect();
-    let started = if started.is_empty() {
-        "none".to_string()
-    } else {
-        started.join(", ")
-    };
-    RunError::Stopped {
-        why,
-        during: format!(
-            "the scale-up: started {started}; not started: {}",
-            not.join(", ")
-        ),
-    }
-}
-
-/// Puts where each worker goes, and why any did not fit, into the report.
-fn note_placement(report: &mut Report, names: &[String], p: &Placement, wanted: u32) {
-    for (name, host) in names.iter().zip(&p.hosts) {
-        if !host.is_empty() {
-            report.hosts.insert(name.clone(), host.clone());
-        }
-    }
-    report.count = names.len() as u32;
-    if p.unplaced > 0 {
-        report.blocked_by.push(format!(
-            "{} of {wanted} worker(s) not started: no Docker host has room ({})",
-            p.unplaced,
-            p.why.join("; ")
-        ));
-    }
-}
-
-/// Repairs drift before deciding: from this pool's containers and Nodes as listed
-/// (`observed`), plans repairs, carries them out (dry-run: only lists them) and records
-/// them. Workers left without a Node leave the snapshot, so the decision does not count
-/// them.
-/// The pending pods' constraints, asked of the API only when the snapshot has an
-/// unschedulable pod that is not a DaemonSet's. A failure leaves the model on resources
-/// only (the decision says so), never fails the run.
-fn pending_facts(snap: &mut crate::plan::snapshot::Snapshot, cell: &mut ActuatorCell) {
+) -> Option<ClusterFacts> {
     let wanted = snap
         .unschedulable
         .as_ref()
         .is_some_and(|pods| pods.iter().any(|p| !p.daemonset));
-    let Some(facts) = snap.cluster.as_mut().filter(|_| wanted) else {
-        return;
-    };
+    let mut facts = facts?;
+    if !wanted {
+        return Some(facts);
+    }
     let asked = match cell.get() {
-        Ok(a) => a.pending_facts(facts),
+        Ok(a) => a.pending_facts(&mut facts),
         Err(e) => Err(e.to_string()),
     };
-    if let Err(e) = asked {
-        log::warn!("cluster model without the API's constraints: {e}");
-        snap.cluster = None;
+    match asked {
+        Ok(()) => Some(facts),
+        Err(e) => {
+            log::warn!("cluster model without the API's constraints: {e}");
+            None
+        }
     }
 }
 
+/// What reconcile leaves for the view: the listing (None when nothing could be listed),
+/// the repairs that took effect (all of them in a dry run: the decision sees the pool as
+/// they would leave it), and the first repair that failed.
+#[derive(Default)]
+struct Reconciled {
+    observed: Option<Observed>,
+    applied: Vec<Repair>,
+    failed: Option<String>,
+}
+
+/// Repairs drift before deciding: from this pool's containers and Nodes as listed
+/// (`observed`), plans repairs, carries them out (dry-run: only lists them) and records
+/// them.
 fn reconcile_run(
     ctx: &Context,
     state: &mut State,
-    snap: &mut crate::plan::snapshot::Snapshot,
     cell: &mut ActuatorCell,
     observed: Result<Option<Observed>, RunError>,
     listed: &mut Vec<String>,
     save: &mut Save,
-) -> Result<Option<String>, RunError> {
-    let Some(mut observed) = observed? else {
-        return Ok(None);
+) -> Result<Reconciled, RunError> {
+    let Some(observed) = observed? else {
+        return Ok(Reconciled::default());
     };
-    snap.cluster = observed.facts.take();
-    // A worker the API lists but Prometheus does not yet is counted all the same (once):
-    // otherwise a run could start one past max_nodes.
-    if let Some(nodes) = snap.nodes.as_mut() {
-        for n in &observed.nodes {
-            nodes
-                .entry(n.name.clone())
-                .or_insert_with(|| crate::plan::snapshot::NodeSample {
-                    ready: n.ready,
-                    ..Default::default()
-                });
-        }
-    }
     let actuator = cell.get()?;
     let unlisted = observed.unlisted();
     for h in observed.hosts.iter().filter(|h| !h.up) {
@@ -593,13 +451,6 @@ fn reconcile_run(
             h.name,
             h.error.as_deref().unwrap_or("no answer")
         );
-    }
-    if observed.hosts.len() > 1 {
-        snap.hosts = observed
-            .containers
-            .iter()
-            .map(|c| (c.name.clone(), c.host.clone()))
-            .collect();
     }
     // The API can see a worker Ready before Prometheus does: it is done booting.
     if !ctx.dry_run {
@@ -662,14 +513,6 @@ fn reconcile_run(
             }
         }
     }
-    let applied: &[Repair] = if ctx.dry_run { &repairs } else { &done };
-    if let Some(nodes) = snap.nodes.as_mut() {
-        for r in applied {
-            if r.leaves_no_node() {
-                nodes.remove(r.name());
-            }
-        }
-    }
     if !ctx.dry_run {
         state.acting = None;
         reconcile::record(state, &done, ctx.now);
@@ -677,7 +520,11 @@ fn reconcile_run(
     if let Some(e) = stopped {
         return Err(e);
     }
-    Ok(failed)
+    Ok(Reconciled {
+        observed: Some(observed),
+        applied: if ctx.dry_run { repairs } else { done },
+        failed,
+    })
 }
 
 /// This pool's workers as Docker and Kubernetes list them (connecting on first use).

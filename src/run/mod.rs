@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod executor;
 pub mod report;
 pub mod scale_down;
+pub mod scale_up;
 pub mod up;
 
 use crate::config::Config;

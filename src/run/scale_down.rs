@@ -19,7 +19,7 @@ use crate::run::report::{Report, Unremovable};
 use crate::run::{ActionFailure, Actuator, Removal};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
-use std::fmt::{self, Write};
+use std::fmt::Write;
 use std::rc::Rc;
 
 pub type ContainerError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,32 +54,12 @@ impl WorkerContainers for NoContainers {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ScaleDownError {
-    Kube(KubeError),
+    #[error("{0}")]
+    Kube(#[from] KubeError),
+    #[error("cannot tell whether {worker} is a k3s-scale worker: {message}")]
     Containers { worker: String, message: String },
-}
-
-impl fmt::Display for ScaleDownError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScaleDownError::Kube(e) => e.fmt(f),
-            ScaleDownError::Containers { worker, message } => {
-                write!(
-                    f,
-                    "cannot tell whether {worker} is a k3s-scale worker: {message}"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for ScaleDownError {}
-
-impl From<KubeError> for ScaleDownError {
-    fn from(e: KubeError) -> Self {
-        ScaleDownError::Kube(e)
-    }
 }
 
 /// The verdict on one candidate.

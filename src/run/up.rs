@@ -9,7 +9,7 @@
 use crate::plan::decide::decide;
 use crate::run::error::RunError;
 use crate::run::report::Report;
-use crate::run::{Actuator, ActuatorCell, Context, Outcome, evaluate};
+use crate::run::{Actuator, ActuatorCell, Context, Outcome};
 use crate::signals::{MetricsSource, PromError};
 use crate::state::State;
 use crate::state::lock::RunLock;
@@ -88,12 +88,22 @@ fn run_up(
         .provisioning
         .retain(|p| !plan.joined.contains(&p.name));
     let mut cell = ActuatorCell::new(make_actuator);
-    let result = evaluate::scale_up(ctx, &mut state, count, &mut cell, report);
+    let result = super::scale_up::scale_up(ctx, &mut state, count, &mut cell, report);
     if let Err(e) = &result {
         state.count_error(e.kind());
     }
-    if !ctx.dry_run {
-        state.save(&ctx.state_path)?;
+    if !ctx.dry_run
+        && let Err(error) = state.save(&ctx.state_path)
+    {
+        // Workers that started are said: "nothing was done" (exit 6) would be false.
+        return Err(if report.started.is_empty() {
+            RunError::State(error)
+        } else {
+            RunError::Unsaved {
+                done: vec![format!("started {}", report.started.join(", "))],
+                error,
+            }
+        });
     }
     result
 }
@@ -141,6 +151,8 @@ mod tests {
         log: Rc<RefCell<Log>>,
         highest: Option<u64>,
         fail_at: Option<usize>,
+        /// Once the workers started, a folder takes the state file's place: the save fails.
+        break_state: Option<PathBuf>,
     }
     impl Actuator for Fake {
         fn highest_worker_index(&mut self) -> Result<IndexSeen, ActionFailure> {
@@ -158,6 +170,10 @@ mod tests {
                     });
                 }
                 self.log.borrow_mut().started.push(n.clone());
+            }
+            if let Some(p) = &self.break_state {
+                std::fs::remove_file(p).unwrap();
+                std::fs::create_dir(p).unwrap();
             }
             Ok(())
         }
@@ -208,6 +224,7 @@ mod tests {
             log: log.clone(),
             highest: None,
             fail_at: None,
+            break_state: None,
         }
     }
 
@@ -304,6 +321,19 @@ mod tests {
             s.next_worker_index, 3,
             "the failed name is not handed out again"
         );
+        let _ = std::fs::remove_dir_all(&c.dir);
+    }
+
+    #[test]
+    fn a_save_that_fails_after_the_start_names_the_workers_and_exits_7() {
+        let c = case("unsaved");
+        let log = Rc::new(RefCell::new(Log::default()));
+        let mut f = fake(&log);
+        f.break_state = Some(c.cfg.state.path.clone());
+        let out = run(&c, 2, Some(0), f, false);
+        assert_eq!(out.exit_code(), 7, "{:?}", out.error);
+        let msg = out.error.unwrap().to_string();
+        assert!(msg.contains("started k3s-worker-1, k3s-worker-2"), "{msg}");
         let _ = std::fs::remove_dir_all(&c.dir);
     }
 

@@ -12,18 +12,25 @@ pub mod range;
 pub use client::PromClient;
 
 use crate::plan::snapshot::Snapshot;
-use std::fmt;
 use std::time::Duration;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum PromError {
     /// Could not read a credential or CA file named in the config.
+    #[error("Prometheus client setup: {0}")]
     Setup(String),
     /// Connection refused, DNS, TLS.
+    #[error("cannot reach Prometheus: {0}")]
     Connect(String),
+    #[error(
+        "Prometheus did not answer within {}",
+        crate::config::units::format_duration(*.0)
+    )]
     Timeout(Duration),
+    #[error("Prometheus answered HTTP {0}: {1}")]
     Status(u16, String),
     /// The body was not a Prometheus query answer we can trust.
+    #[error("Prometheus answer is malformed: {0}")]
     Malformed(String),
 }
 
@@ -33,26 +40,6 @@ impl PromError {
         !matches!(self, PromError::Setup(_))
     }
 }
-
-impl fmt::Display for PromError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PromError::Setup(m) => write!(f, "Prometheus client setup: {m}"),
-            PromError::Connect(m) => write!(f, "cannot reach Prometheus: {m}"),
-            PromError::Timeout(d) => {
-                write!(
-                    f,
-                    "Prometheus did not answer within {}",
-                    crate::config::units::format_duration(*d)
-                )
-            }
-            PromError::Status(code, m) => write!(f, "Prometheus answered HTTP {code}: {m}"),
-            PromError::Malformed(m) => write!(f, "Prometheus answer is malformed: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for PromError {}
 
 /// Where the snapshot comes from; the real one is `PromClient`.
 pub trait MetricsSource {

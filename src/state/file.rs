@@ -7,7 +7,6 @@ use crate::config::files::{self, FileError, Folder};
 use crate::state::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -17,16 +16,31 @@ pub const MAX_EVENTS: usize = 50;
 /// A state file is a few KiB; anything past this is refused rather than read into memory.
 pub const MAX_STATE_BYTES: u64 = 4 << 20;
 
-#[derive(Debug)]
+/// What every message about an unusable state file ends with.
+const RESET_HINT: &str = "run `k3s-scale state reset` to move it aside and start fresh";
+
+#[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    Read(PathBuf, std::io::Error),
+    #[error("cannot read state {path}: {1}", path = .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error(
+        "state {path} is {1} bytes, over the {MAX_STATE_BYTES}-byte limit; {RESET_HINT}",
+        path = .0.display()
+    )]
     TooLarge(PathBuf, u64),
+    #[error("state {path} is corrupt ({1}); {RESET_HINT}", path = .0.display())]
     Corrupt(PathBuf, String),
+    #[error(
+        "state {path} has version {1}, this k3s-scale understands {STATE_VERSION}; {RESET_HINT}",
+        path = .0.display()
+    )]
     Version(PathBuf, u32),
-    Write(PathBuf, std::io::Error),
+    #[error("cannot write state {path}: {1}", path = .0.display())]
+    Write(PathBuf, #[source] std::io::Error),
     /// The state path is unsafe or unusable (a link, a folder, a folder others can write):
     /// a configuration problem (exit 2).
-    Refused(FileError),
+    #[error("state: {0}")]
+    Refused(#[source] FileError),
 }
 
 impl StateError {
@@ -51,32 +65,6 @@ impl StateError {
         }
     }
 }
-
-impl fmt::Display for StateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hint = "run `k3s-scale state reset` to move it aside and start fresh";
-        match self {
-            StateError::Read(p, e) => write!(f, "cannot read state {}: {e}", p.display()),
-            StateError::TooLarge(p, n) => write!(
-                f,
-                "state {} is {n} bytes, over the {MAX_STATE_BYTES}-byte limit; {hint}",
-                p.display()
-            ),
-            StateError::Corrupt(p, e) => {
-                write!(f, "state {} is corrupt ({e}); {hint}", p.display())
-            }
-            StateError::Version(p, v) => write!(
-                f,
-                "state {} has version {v}, this k3s-scale understands {STATE_VERSION}; {hint}",
-                p.display()
-            ),
-            StateError::Write(p, e) => write!(f, "cannot write state {}: {e}", p.display()),
-            StateError::Refused(e) => write!(f, "state: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StateError {}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

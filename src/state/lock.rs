@@ -4,39 +4,27 @@
 //! folder must be one no other user can write (`config::files`).
 
 use crate::config::files::{self, FileError};
-use std::fmt;
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another run holds the lock; the PID it wrote, when readable.
+    #[error("another k3s-scale run {}holds the lock {path}", holder(*.1), path = .0.display())]
     Held(PathBuf, Option<u32>),
-    Io(PathBuf, std::io::Error),
+    #[error("cannot open lock file {path}: {1}", path = .0.display())]
+    Io(PathBuf, #[source] std::io::Error),
     /// The lock path is unsafe or unusable (a link, a folder, a folder others can write):
     /// a configuration problem (exit 2).
-    Refused(FileError),
+    #[error("lock file: {0}")]
+    Refused(#[source] FileError),
 }
 
-impl fmt::Display for LockError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LockError::Held(p, Some(pid)) => write!(
-                f,
-                "another k3s-scale run (PID {pid}) holds the lock {}",
-                p.display()
-            ),
-            LockError::Held(p, None) => {
-                write!(f, "another k3s-scale run holds the lock {}", p.display())
-            }
-            LockError::Io(p, e) => write!(f, "cannot open lock file {}: {e}", p.display()),
-            LockError::Refused(e) => write!(f, "lock file: {e}"),
-        }
-    }
+/// The holder's PID as `Held` names it (`(PID 42) `), or nothing when it is not known.
+fn holder(pid: Option<u32>) -> String {
+    pid.map(|pid| format!("(PID {pid}) ")).unwrap_or_default()
 }
-
-impl std::error::Error for LockError {}
 
 /// Holds the lock until dropped.
 #[derive(Debug)]
