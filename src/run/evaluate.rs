@@ -3,7 +3,7 @@
 //! `Actuator`, so this flow is tested without them and the real clients are tested
 //! against the real services.
 
-use super::{Actuator, ActuatorCell, Context, Observed, Outcome};
+use super::{Actuator, ActuatorCell, Context, Observed, Outcome, Save};
 use crate::kube::events::{About, Notice};
 use crate::plan::cluster::ClusterModel;
 use crate::plan::decide::{Action, decide_with};
@@ -18,7 +18,7 @@ use crate::state::lock::RunLock;
 use crate::state::stop;
 use crate::state::time::Timestamp;
 use crate::state::{
-    State, StateError, finish_unfinished, record_failed_scale_down, record_scale_down, write_ahead,
+    State, finish_unfinished, record_failed_scale_down, record_scale_down, write_ahead,
 };
 use std::rc::Rc;
 
@@ -182,9 +182,6 @@ fn run(
     )
     .map(|_| ())
 }
-
-/// Saves the state where a run must have it on disk (a no-op in dry-run and in `simulate`).
-pub type Save<'a> = dyn FnMut(&State) -> Result<(), StateError> + 'a;
 
 /// The part of a run after the lock, the state and the snapshot: reconcile's repairs from
 /// what the actuator listed (`observed`), the decision on the cluster model, the state's

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::plan::model::Resources;
 use crate::plan::snapshot::{NodeResources, NodeSample};
 use crate::run::{ActionFailure, Removal};
+use crate::state::StateError;
 use proptest::prelude::*;
 use std::cell::RefCell;
 use std::collections::BTreeMap;

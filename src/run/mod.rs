@@ -164,6 +164,10 @@ pub trait Actuator {
     }
 }
 
+/// Saves the state where a run must have it on disk (a no-op in dry-run and in `simulate`).
+/// Here, beside `Context`, because evaluate and scale_up (which evaluate calls) both take it.
+pub type Save<'a> = dyn FnMut(&crate::state::State) -> Result<(), crate::state::StateError> + 'a;
+
 pub struct Context<'a> {
     pub config: &'a Config,
     pub state_path: PathBuf,

@@ -3,11 +3,10 @@
 //! start, the starts, and the records (cooldown; back-off on a failure, none on a stop).
 //! `evaluate` and `up` both start workers through here.
 
-use super::{ActuatorCell, Context};
+use super::{ActuatorCell, Context, Save};
 use crate::plan::names;
 use crate::plan::worker_hosts::Placement;
 use crate::run::error::RunError;
-use crate::run::evaluate::Save;
 use crate::run::report::Report;
 use crate::state::stop::{self, Stop};
 use crate::state::time::Timestamp;
