@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(move |info| {
         report(info);
         log::error!("internal error (a bug): the run panicked; see the message above");
-        std::process::exit(1);
+        std::process::exit(i32::from(k3s_scale::run::exit::Exit::Bug.code()));
     }));
     ExitCode::from(commands::run(&cli))
 }

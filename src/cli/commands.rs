@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::docker::{DockerEnv, DockerHosts};
 use crate::run::error::RunError;
 use crate::run::executor::{DockerContainers, Executor};
+use crate::run::exit::Exit;
 use crate::run::report::Report;
 use crate::run::scale_down::{DrainRequest, ScaleDown, WorkerContainers};
 use crate::run::{self, Actuator, Context, Outcome};
@@ -67,7 +68,7 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             if !dry_run
                 && let Err(e) = crate::cli::metrics::after_run(
                     &cfg,
-                    &ctx.state_path,
+                    &outcome.held,
                     &report,
                     code,
                     started.elapsed(),
@@ -99,11 +100,11 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
         }
         Command::Completions { shell } => {
             stdout::print(crate::cli::completions::completions(*shell))?;
-            Ok(0)
+            Ok(Exit::Nothing.code())
         }
         Command::Man => {
             stdout::print(crate::cli::completions::man_page())?;
-            Ok(0)
+            Ok(Exit::Nothing.code())
         }
         Command::Up { count, output } => {
             let cfg = load_config(cli)?;
@@ -139,7 +140,7 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             };
             // The files are written: what follows is only the account of it.
             stdout::report(super::init::from_k3d(&req, &init_env)?);
-            Ok(0)
+            Ok(Exit::Nothing.code())
         }
         Command::Status { output } => {
             let cfg = load_config(cli)?;
@@ -153,7 +154,7 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
             let workers = observe_workers(&cfg, &state, now);
             let text = crate::cli::status::render(&cfg, &path, &state, now, *output, &workers);
             stdout::print(text)?;
-            Ok(0)
+            Ok(Exit::Nothing.code())
         }
         Command::Config {
             command: ConfigCommand::Check,
@@ -168,7 +169,7 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
                 "# {} is valid; effective config:\n{effective}",
                 path.display()
             ))?;
-            Ok(0)
+            Ok(Exit::Nothing.code())
         }
         Command::Drain {
             node,
@@ -192,7 +193,7 @@ fn dispatch(cli: &Cli) -> Result<u8, RunError> {
                     let state = State::load(&path)?;
                     let json = serde_json::to_string_pretty(&state).expect("state serializes");
                     stdout::print(json + "\n")?;
-                    Ok(0)
+                    Ok(Exit::Nothing.code())
                 }
                 StateCommand::Reset => reset_state(&cfg, &path, cli.dry_run),
             }
@@ -312,7 +313,7 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
             "no state file at {}; nothing to reset\n",
             path.display()
         ));
-        return Ok(0);
+        return Ok(Exit::Nothing.code());
     };
     let mut aside = path.as_os_str().to_owned();
     aside.push(format!(
@@ -326,7 +327,7 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
             path.display(),
             aside.display()
         ));
-        return Ok(0);
+        return Ok(Exit::Nothing.code());
     }
     // Hold the run lock so a running evaluate is not pulled from under.
     let _lock = crate::state::lock::RunLock::acquire(&cfg.state.lock_path)?;
@@ -365,7 +366,7 @@ fn reset_state(cfg: &Config, path: &std::path::Path, dry_run: bool) -> Result<u8
             aside.display()
         )),
     }
-    Ok(0)
+    Ok(Exit::Nothing.code())
 }
 
 /// Gives `path`'s file the new name `aside` (or `aside-<random>` when that is taken: two
@@ -469,13 +470,13 @@ fn drain(
         state.acting = None;
     }
     if let Some(state) = state.as_mut()
-        && rep.exit_code == 2
+        && rep.exit_code == Exit::Usage.code()
     {
         // No such node: nothing was done; only the write-ahead is taken back.
         state.save(&path)?;
     }
     if let Some(state) = state.as_mut()
-        && rep.exit_code != 2
+        && rep.exit_code != Exit::Usage.code()
     {
         let now = Timestamp::now();
         let evicted = rep.evicted.len() as u64;
@@ -484,7 +485,7 @@ fn drain(
         } else {
             state.totals.evicted_pods += evicted;
             match &rep.error {
-                Some(e) if rep.exit_code == 8 => {
+                Some(e) if rep.exit_code == Exit::Stopped.code() => {
                     state.count_error("stopped");
                     state.record(now, "stopped", e.clone());
                 }
@@ -587,5 +588,5 @@ fn simulate(cli: &Cli, req: &SimulateRequest) -> Result<u8, RunError> {
         OutputFormat::Text => output::to_text(&sim, &cfg, &what),
     };
     stdout::print(text)?;
-    Ok(0)
+    Ok(Exit::Nothing.code())
 }

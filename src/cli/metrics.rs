@@ -7,8 +7,9 @@ use crate::config::Config;
 use crate::config::files::{self, FileError, Folder};
 use crate::plan::decide::Action;
 use crate::plan::snapshot::Snapshot;
+use crate::run::Held;
+use crate::run::exit::Exit;
 use crate::run::report::Report;
-use crate::state::lock::RunLock;
 use crate::state::time::Timestamp;
 use crate::state::{State, Totals};
 use std::fmt::Write as _;
@@ -51,7 +52,9 @@ pub struct RunRecord<'a> {
 impl RunRecord<'_> {
     /// Exit codes 0, 10 and 11 are successful runs; every other code is a failure.
     pub fn success(&self) -> bool {
-        matches!(self.exit_code, 0 | 10 | 11)
+        [Exit::Nothing, Exit::ScaledUp, Exit::ScaledDown]
+            .iter()
+            .any(|e| e.code() == self.exit_code)
     }
 
     /// What the run carried out, which is not always what it planned.
@@ -411,12 +414,13 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<(), MetricsError> {
         .map_err(MetricsError::Write)
 }
 
-/// After an `evaluate` run: writes the textfile when `metrics.textfile` is set. Skipped
-/// when another run holds the lock (exit 3, or one that started since): that run writes a
-/// newer file. The state is read back under the lock, so the counters are the saved ones.
+/// After an `evaluate` run, still under its lock: writes the textfile when
+/// `metrics.textfile` is set, from the state the run saved (`Held`; without one, the
+/// metrics have no counters). Skipped when the run never got the lock (exit 3): the run
+/// that holds it writes a newer file.
 pub fn after_run(
     config: &Config,
-    state_path: &Path,
+    held: &Held,
     report: &Report,
     exit_code: u8,
     duration: Duration,
@@ -424,28 +428,17 @@ pub fn after_run(
     let Some(path) = &config.metrics.textfile else {
         return Ok(());
     };
-    if exit_code == 3 {
+    if exit_code == Exit::Locked.code() || held.lock.is_none() {
         log::debug!("lock held by another run; it writes the metrics");
         return Ok(());
     }
-    let _lock = match RunLock::acquire(&config.state.lock_path) {
-        Ok(l) => l,
-        Err(e) => {
-            log::info!("metrics not written: {e}");
-            return Ok(());
-        }
-    };
-    let state = match State::load(state_path) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            log::debug!("metrics without counters: {e}");
-            None
-        }
-    };
+    if held.state.is_none() {
+        log::debug!("metrics without counters: the state was not loaded or not saved");
+    }
     let text = render(&RunRecord {
         config,
         report,
-        state: state.as_ref(),
+        state: held.state.as_ref(),
         exit_code,
         finished_at: Timestamp::now(),
         duration,

@@ -2,6 +2,7 @@
 
 use crate::config::ConfigError;
 use crate::docker::DockerError;
+use crate::run::exit::Exit;
 use crate::signals::PromError;
 use crate::state::StateError;
 use crate::state::lock::LockError;
@@ -45,28 +46,35 @@ pub enum RunError {
 }
 
 impl RunError {
-    pub fn exit_code(&self) -> u8 {
+    /// The documented exit this error ends the run with.
+    pub fn exit(&self) -> Exit {
         match self {
-            RunError::Internal(_) => 1,
-            RunError::Usage(_) | RunError::Config(_) => 2,
+            RunError::Internal(_) => Exit::Bug,
+            RunError::Usage(_) | RunError::Config(_) => Exit::Usage,
             // An unreadable or world-writable credential or CA file is a config problem,
             // not Prometheus being down (still counted as a metrics error).
-            RunError::Metrics(PromError::Setup(_)) => 2,
+            RunError::Metrics(PromError::Setup(_)) => Exit::Usage,
             // A lock or state path k3s-scale refuses (a link, a folder others can write)
             // is a config problem too: nothing was done.
-            RunError::Lock(LockError::Refused(_)) | RunError::State(StateError::Refused(_)) => 2,
-            RunError::Lock(_) => 3,
-            RunError::Metrics(_) => 4,
-            RunError::Action(_) => 5,
-            RunError::State(_) => 6,
-            RunError::Unsaved { .. } => 7,
+            RunError::Lock(LockError::Refused(_)) | RunError::State(StateError::Refused(_)) => {
+                Exit::Usage
+            }
+            RunError::Lock(_) => Exit::Locked,
+            RunError::Metrics(_) => Exit::Metrics,
+            RunError::Action(_) => Exit::Action,
+            RunError::State(_) => Exit::State,
+            RunError::Unsaved { .. } => Exit::Unsaved,
             // A deadline is the run's own limit running out, as a drain's timeout is: 5.
             RunError::Stopped {
                 why: Stop::Deadline,
                 ..
-            } => 5,
-            RunError::Stopped { .. } => 8,
+            } => Exit::Action,
+            RunError::Stopped { .. } => Exit::Stopped,
         }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.exit().code()
     }
 
     /// The kind as counted in `k3s_scale_errors_total{kind}`.

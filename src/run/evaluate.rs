@@ -3,7 +3,7 @@
 //! `Actuator`, so this flow is tested without them and the real clients are tested
 //! against the real services.
 
-use super::{Actuator, ActuatorCell, Context, Observed, Outcome, Save};
+use super::{Actuator, ActuatorCell, Context, Held, Observed, Outcome, Save};
 use crate::kube::events::{About, Notice};
 use crate::plan::cluster::ClusterModel;
 use crate::plan::decide::{Action, decide_with};
@@ -116,16 +116,22 @@ pub fn evaluate(
     actuator: &mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
 ) -> Outcome {
     let mut report = Report::new(ctx.dry_run);
-    match run(ctx, source, actuator, &mut report) {
+    let mut held = Held::default();
+    match run(ctx, source, actuator, &mut report, &mut held) {
         Ok(()) => Outcome {
             report,
             error: None,
+            held,
         },
         Err(e) => {
             report.error = Some(e.to_string());
+            if matches!(e, RunError::State(_) | RunError::Unsaved { .. }) {
+                held.state = None;
+            }
             Outcome {
                 report,
                 error: Some(e),
+                held,
             }
         }
     }
@@ -136,15 +142,14 @@ fn run(
     source: &dyn MetricsSource,
     make_actuator: &mut dyn FnMut() -> Result<Box<dyn Actuator>, RunError>,
     report: &mut Report,
+    held: &mut Held,
 ) -> Result<(), RunError> {
     let cfg = ctx.config;
     // A dry run writes nothing, not even the lock file; it only reads the state.
-    let _lock = if ctx.dry_run {
-        None
-    } else {
-        Some(RunLock::acquire(&cfg.state.lock_path)?)
-    };
-    let mut state = State::load(&ctx.state_path)?;
+    if !ctx.dry_run {
+        held.lock = Some(RunLock::acquire(&cfg.state.lock_path)?);
+    }
+    let state = held.state.insert(State::load(&ctx.state_path)?);
     let now = ctx.now;
 
     // Reconcile's Docker and Kubernetes listings are taken while Prometheus answers:
@@ -177,10 +182,7 @@ fn run(
             s.save(&ctx.state_path)
         }
     };
-    decide_and_act(
-        ctx, &mut state, snap, observed, &mut cell, report, &mut save,
-    )
-    .map(|_| ())
+    decide_and_act(ctx, state, snap, observed, &mut cell, report, &mut save).map(|_| ())
 }
 
 /// The part of a run after the lock, the state and the snapshot: reconcile's repairs from

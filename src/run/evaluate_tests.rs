@@ -399,3 +399,47 @@ proptest! {
         }
     }
 }
+
+/// Prometheus's word for `held_back_*`: one Ready worker at 50 %, nothing to do.
+struct Steady;
+impl crate::signals::MetricsSource for Steady {
+    fn snapshot(&self) -> Result<Snapshot, crate::signals::PromError> {
+        Ok(idle_snapshot(&names(1), 50.0))
+    }
+}
+
+/// What comes after a run (the metrics textfile) gets the run's lock, still held, and the
+/// state as saved, not a second lock and a re-read: while it holds them no other run can
+/// begin; a run that never got the lock hands back neither.
+#[test]
+fn a_run_hands_back_its_lock_and_the_state_it_saved() {
+    let dir = std::env::temp_dir().join(format!("k3s-scale-held-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg = config();
+    cfg.state.path = dir.join("state.json");
+    cfg.state.lock_path = dir.join("lock");
+    let ctx = Context {
+        config: &cfg,
+        state_path: cfg.state.path.clone(),
+        dry_run: false,
+        now: NOW,
+    };
+    let mut make = || -> Result<Box<dyn Actuator>, RunError> { Ok(Box::new(crate::run::PlanOnly)) };
+    let first = evaluate(&ctx, &Steady, &mut make);
+    assert_eq!(first.exit_code(), 0, "{:?}", first.error);
+    let saved = State::load(&cfg.state.path).unwrap();
+    let held = first.held.state.as_ref().expect("the state handed back");
+    assert_eq!(held.totals.runs, 1);
+    assert_eq!(held.totals.runs, saved.totals.runs, "as saved");
+    assert!(first.held.lock.is_some());
+    // Its lock still held: the next run cannot begin, and hands back nothing.
+    let second = evaluate(&ctx, &Steady, &mut make);
+    assert_eq!(second.exit_code(), 3, "{:?}", second.error);
+    assert!(second.held.lock.is_none() && second.held.state.is_none());
+    drop(first);
+    let third = evaluate(&ctx, &Steady, &mut make);
+    assert_eq!(third.exit_code(), 0, "{:?}", third.error);
+    assert_eq!(third.held.state.unwrap().totals.runs, 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,6 +9,7 @@ pub mod docker_side;
 pub mod error;
 pub mod evaluate;
 pub mod executor;
+pub mod exit;
 pub mod report;
 pub mod scale_down;
 pub mod scale_up;
@@ -175,22 +176,38 @@ pub struct Context<'a> {
     pub now: Timestamp,
 }
 
-/// A run's result: its report, and the error that ended it early if any.
+/// A run's result: its report, the error that ended it early if any, and what it still
+/// holds (the lock, the state as saved) for what comes after it under the same lock.
 pub struct Outcome {
     pub report: Report,
     pub error: Option<RunError>,
+    pub held: Held,
+}
+
+/// What a run hands back: its lock, still held, and the state as it saved it; None where
+/// the run never got that far, or where the state on disk is not what it holds (a save
+/// that failed: its counters would be ones the next run never sees).
+#[derive(Default)]
+pub struct Held {
+    pub lock: Option<crate::state::lock::RunLock>,
+    pub state: Option<crate::state::State>,
 }
 
 impl Outcome {
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit(&self) -> exit::Exit {
+        use exit::Exit;
         match &self.error {
-            Some(e) => e.exit_code(),
+            Some(e) => e.exit(),
             None => match self.report.action {
-                Action::ScaleUp if self.report.count > 0 => 10,
-                Action::ScaleDown if !self.report.removed.is_empty() => 11,
-                _ => 0,
+                Action::ScaleUp if self.report.count > 0 => Exit::ScaledUp,
+                Action::ScaleDown if !self.report.removed.is_empty() => Exit::ScaledDown,
+                _ => Exit::Nothing,
             },
         }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.exit().code()
     }
 }
 

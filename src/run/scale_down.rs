@@ -15,6 +15,7 @@ use crate::kube::mover::{
 use crate::kube::{Cluster, KubeCluster, KubeError, is_ready};
 use crate::plan::cluster::ClusterModel;
 use crate::plan::placement::fit_elsewhere;
+use crate::run::exit::Exit;
 use crate::run::report::{Report, Unremovable};
 use crate::run::{ActionFailure, Actuator, Removal};
 use k8s_openapi::api::core::v1::Pod;
@@ -347,7 +348,7 @@ impl ScaleDown {
             Ok(Some(n)) => n,
             Ok(None) => {
                 rep.error = Some(format!("no node named {node}"));
-                rep.exit_code = 2;
+                rep.exit_code = Exit::Usage.code();
                 return rep;
             }
             Err(e) => return rep.failed(e.to_string()),
@@ -415,7 +416,12 @@ impl ScaleDown {
             }
             rep.evicted = plan.names();
             rep.removed = rep.kept_because.is_none();
-            rep.exit_code = if rep.removed { 11 } else { 0 };
+            rep.exit_code = if rep.removed {
+                Exit::ScaledDown
+            } else {
+                Exit::Nothing
+            }
+            .code();
             return rep;
         }
         let recheck = if req.force {
@@ -446,13 +452,13 @@ impl ScaleDown {
                         );
                     }
                     rep.node_left = Some("cordoned".into());
-                    rep.exit_code = 0;
+                    rep.exit_code = Exit::Nothing.code();
                     return rep;
                 }
                 match self.remove_drained(node, d.cordoned_before) {
                     Ok(()) => {
                         rep.removed = true;
-                        rep.exit_code = 11;
+                        rep.exit_code = Exit::ScaledDown.code();
                         rep
                     }
                     Err(m) => rep.failed(m),
@@ -616,9 +622,10 @@ impl DrainReport {
         self.error = Some(message);
         // Asked to stop by a signal: 8, as `RunError::Stopped`; a deadline is 5, a failure.
         self.exit_code = match crate::state::stop::why() {
-            Some(crate::state::stop::Stop::Signal(_)) => 8,
-            _ => 5,
-        };
+            Some(crate::state::stop::Stop::Signal(_)) => Exit::Stopped,
+            _ => Exit::Action,
+        }
+        .code();
         self
     }
 

@@ -26,12 +26,14 @@ pub fn up(
         Ok(()) => Outcome {
             report,
             error: None,
+            held: Default::default(),
         },
         Err(e) => {
             report.error = Some(e.to_string());
             Outcome {
                 report,
                 error: Some(e),
+                held: Default::default(),
             }
         }
     }
