@@ -163,6 +163,13 @@ pub struct Scaling {
     /// `--scale-down-unready-time`, 20 min by default); until then it is neither capacity
     /// nor a candidate.
     pub scale_down_unready_time: Secs,
+    /// The health guard (plan/rules/health.rs): the cluster is unhealthy only when more
+    /// than this many workers are unready *and* more than `max_total_unready_percentage`
+    /// of them are (cluster-autoscaler's `--ok-total-unready-count`, 3).
+    pub ok_total_unready_count: u32,
+    /// ...percent of the registered workers (cluster-autoscaler's
+    /// `--max-total-unready-percentage`, 45).
+    pub max_total_unready_percentage: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -313,6 +320,9 @@ impl Default for Scaling {
             failure_backoff: Secs::from_secs(180),
             provision_timeout: Secs::from_secs(900),
             scale_down_unready_time: Secs::from_secs(1200),
+            // cluster-autoscaler's flags (clusterstate/clusterstate.go IsClusterHealthy).
+            ok_total_unready_count: 3,
+            max_total_unready_percentage: 45.0,
         }
     }
 }
@@ -492,6 +502,13 @@ impl Config {
         }
         if self.scaling.max_step == 0 {
             return Err(invalid("scaling.max_step", "must be at least 1"));
+        }
+        let pct = self.scaling.max_total_unready_percentage;
+        if !(0.0..=100.0).contains(&pct) {
+            return Err(invalid(
+                "scaling.max_total_unready_percentage",
+                format!("{pct} is not a percentage in 0-100"),
+            ));
         }
         self.validate_prometheus()?;
         self.validate_docker()?;
@@ -1026,6 +1043,14 @@ mod tests {
                 "prometheus.queries.cpuu",
             ),
             ("scaling:\n  max_step: 0\n", "scaling.max_step"),
+            (
+                "scaling:\n  max_total_unready_percentage: 101\n",
+                "scaling.max_total_unready_percentage",
+            ),
+            (
+                "scaling:\n  max_total_unready_percentage: -1\n",
+                "scaling.max_total_unready_percentage",
+            ),
             (
                 "scaling:\n  provision_timeout: 0\n",
                 "scaling.provision_timeout",

@@ -231,6 +231,7 @@ mod tests {
             overdue: Vec::new(),
             capacity: 1 + provisioning,
             room: 10,
+            starting: 0,
         }
     }
 
