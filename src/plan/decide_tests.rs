@@ -55,6 +55,7 @@ impl Snap {
             NodeResources {
                 requested: Resources::new(2.0 * util / 100.0, 2.0 * gib * util / 200.0),
                 allocatable: Resources::new(2.0, 2.0 * gib),
+                pods: None,
             },
         );
         self

@@ -38,6 +38,15 @@ pub struct Snapshot {
 pub struct NodeResources {
     pub requested: Resources,
     pub allocatable: Resources,
+    /// Its `allocatable.pods` and the pods on it; None when not known (not bounded then).
+    pub pods: Option<PodCount>,
+}
+
+/// How many pods a node may hold (`allocatable.pods`) and holds (not finished).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PodCount {
+    pub allocatable: u32,
+    pub placed: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
