@@ -61,14 +61,16 @@ impl ClusterModel {
                 allocatable: res.allocatable,
                 requested: res.requested,
                 ready,
-                max_pods: res.pods.map(|p| p.allocatable),
-                pod_count: res.pods.map_or(0, |p| p.placed),
+                pod_count: res.pods.unwrap_or(0),
                 ..Node::default()
             };
             if let Some(f) = fact {
                 node.labels = f.labels.clone();
                 node.taints = f.taints.clone();
                 node.unschedulable = f.unschedulable;
+                // Bounded only where both the bound (the API's) and the pods on it
+                // (kube-state-metrics') are known.
+                node.max_pods = f.max_pods.filter(|_| res.pods.is_some());
             }
             nodes.push(node);
         }
@@ -157,12 +159,7 @@ pub fn template(cfg: &Config, snap: &Snapshot) -> Node {
     let max_pods = cfg
         .docker
         .max_pods()
-        .or_else(|| {
-            sibling
-                .and_then(|(name, _)| snap.node_resources.get(name))
-                .and_then(|r| r.pods)
-                .map(|p| p.allocatable)
-        })
+        .or_else(|| sibling.and_then(|(_, n)| n.max_pods))
         .unwrap_or(DEFAULT_MAX_PODS);
     let (overhead, daemonset_pods) = snap
         .cluster
@@ -324,6 +321,7 @@ mod tests {
                 NodeFacts {
                     labels,
                     ready: true,
+                    max_pods: pods,
                     ..NodeFacts::default()
                 },
             );
@@ -336,10 +334,7 @@ mod tests {
                 NodeResources {
                     requested: Resources::new(0.0, 0.0),
                     allocatable: Resources::new(2.0, 1e9),
-                    pods: pods.map(|allocatable| crate::plan::snapshot::PodCount {
-                        allocatable,
-                        placed: 7,
-                    }),
+                    pods: Some(7),
                 },
             );
             snap

@@ -274,6 +274,8 @@ pub struct NodeFacts {
     pub taints: Vec<Taint>,
     pub unschedulable: bool,
     pub ready: bool,
+    /// `status.allocatable.pods` (the kubelet's `--max-pods`); None when not given.
+    pub max_pods: Option<u32>,
 }
 
 /// Why a pod does not fit a node: the first predicate that failed.

@@ -38,15 +38,10 @@ pub struct Snapshot {
 pub struct NodeResources {
     pub requested: Resources,
     pub allocatable: Resources,
-    /// Its `allocatable.pods` and the pods on it; None when not known (not bounded then).
-    pub pods: Option<PodCount>,
-}
-
-/// How many pods a node may hold (`allocatable.pods`) and holds (not finished).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct PodCount {
-    pub allocatable: u32,
-    pub placed: u32,
+    /// The pods on it that count toward its `allocatable.pods` (placed, not finished);
+    /// None when not known (the bound is then not checked). Its `allocatable.pods` comes
+    /// from the API's Node (`ClusterFacts`).
+    pub pods: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

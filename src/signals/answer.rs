@@ -1,10 +1,10 @@
 //! Reading Prometheus's answer to the one query into a `Snapshot`: series by their `signal`
 //! label, and the utilisation signals worked out from the per-node requests and
-//! allocatable (promql.rs says why they are not asked for one by one); with them each
-//! node's `allocatable.pods` and the pods on it.
+//! allocatable (promql.rs says why they are not asked for one by one); with them the pods
+//! on each node.
 
 use crate::plan::model::{Pod, Resources};
-use crate::plan::snapshot::{NodeResources, NodeSample, PodCount, Snapshot};
+use crate::plan::snapshot::{NodeResources, NodeSample, Snapshot};
 use crate::signals::PromError;
 use crate::signals::promql::{
     self, NODE_ALLOCATABLE, NODE_REQUESTS, PENDING_POD, PENDING_POD_REQUESTS,
@@ -72,7 +72,8 @@ pub(crate) fn api_error(body: &[u8]) -> Option<String> {
 }
 
 /// CPU, memory and pods, in that order, for the per-node parts (`pods`: the pods on the
-/// node in `node_requests`, its `allocatable.pods` in `node_allocatable`).
+/// node, in `node_requests`; an allocatable `pods` series, which the default query does
+/// not ask for, is not read).
 type PerResource = [Option<f64>; 3];
 /// CPU and memory requests of one unschedulable pod.
 type PodRequests = [Option<f64>; 2];
@@ -345,9 +346,9 @@ fn unschedulable<'a>(
 }
 
 /// Requested and allocatable of each node for which all four figures are known numbers
-/// (a placed pod's requests of a resource nobody requests anywhere count as 0), with its
-/// pod count where its `allocatable.pods` is known (a node without a pod count has no pod
-/// while some node has one; with none anywhere, the count is unknown).
+/// (a placed pod's requests of a resource nobody requests anywhere count as 0), with the
+/// pods on it (a node without a pod count has no pod while some node has one; with none
+/// anywhere, the count is unknown).
 fn node_resources(
     requests: &HashMap<&str, PerResource>,
     allocatable: &HashMap<&str, PerResource>,
@@ -359,17 +360,13 @@ fn node_resources(
             let req = requests.get(node).copied().unwrap_or([None; 3]);
             let r = [0, 1, PODS].map(|i| req[i].or(seen[i].then_some(0.0)));
             let ok = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0);
-            let count = |v: Option<f64>| ok(v).map(|v| v.round().min(f64::from(u32::MAX)) as u32);
-            let pods = count(a[PODS]).zip(count(r[PODS]));
+            let pods = ok(r[PODS]).map(|v| v.round().min(f64::from(u32::MAX)) as u32);
             Some((
                 node.to_string(),
                 NodeResources {
                     requested: Resources::new(ok(r[0])?, ok(r[1])?),
                     allocatable: Resources::new(ok(a[0])?, ok(a[1])?),
-                    pods: pods.map(|(allocatable, placed)| PodCount {
-                        allocatable,
-                        placed,
-                    }),
+                    pods,
                 },
             ))
         })
@@ -592,36 +589,28 @@ mod tests {
             parts.extend(extra.iter().cloned());
             parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap()
         };
-        let count = |allocatable, placed| {
-            Some(PodCount {
-                allocatable,
-                placed,
-            })
-        };
         let snap = with(&[
-            r("node_allocatable", "w-1", "pods", "110"),
-            r("node_allocatable", "w-2", "pods", "20"),
-            r("node_allocatable", "w-3", "pods", "NaN"),
             r("node_requests", "w-1", "pods", "12"),
+            r("node_requests", "w-3", "pods", "NaN"),
             r("node_requests", "server", "pods", "9"),
         ]);
         let pods = |n: &str| snap.node_resources[n].pods;
-        assert_eq!(pods("w-1"), count(110, 12));
-        // No pod on w-2 (a count has no series for it) while other nodes have some: 0.
-        assert_eq!(pods("w-2"), count(20, 0));
-        assert_eq!(pods("w-3"), None, "allocatable.pods not a number: unknown");
+        assert_eq!(pods("w-1"), Some(12));
+        // No pod on w-2 (the count has no series for it) while other nodes have some: 0.
+        assert_eq!(pods("w-2"), Some(0));
+        assert_eq!(pods("w-3"), None, "not a number: unknown");
         // The utilisation is read as before.
         assert!(near(snap.cpu, 50.0), "{:?}", snap.cpu);
         // No pod count anywhere (the series may not be collected): unknown, not 0.
-        let snap = with(&[r("node_allocatable", "w-1", "pods", "110")]);
+        let snap = with(&[]);
         assert_eq!(snap.node_resources["w-1"].pods, None);
-        // Without allocatable.pods the count bounds nothing.
-        let snap = with(&[r("node_requests", "w-1", "pods", "12")]);
+        // An allocatable pods series (an override's) is not read, and not an error.
+        let snap = with(&[r("node_allocatable", "w-1", "pods", "110")]);
         assert_eq!(snap.node_resources["w-1"].pods, None);
         // A pods series twice is malformed, as any other.
         let twice = [
-            r("node_allocatable", "w-1", "pods", "110"),
-            r("node_allocatable", "w-1", "pods", "110"),
+            r("node_requests", "w-1", "pods", "3"),
+            r("node_requests", "w-1", "pods", "3"),
         ];
         let mut parts = per_node_parts();
         parts.extend(twice);

@@ -58,12 +58,13 @@ fn pending_requests(resource: &str) -> String {
 /// node without allocatable makes the average unknown rather than leaving its allocatable
 /// out. The averages follow a `node_ready` override (it names the workers, e.g. one pool's).
 ///
-/// The same two parts carry each node's pod count (`resource="pods"`): `allocatable.pods`
-/// from kube-state-metrics, and the pods on the node the scheduler counts against it, every
-/// one not finished (its pod informer leaves out Succeeded and Failed pods:
-/// kube-scheduler's scheduler.go `newPodInformer`), each pod once (`group by` its
-/// identity). That reads each placed pod's `kube_pod_info` and two of its phase series
-/// more, in the same one query.
+/// `node_requests` also carries each node's pods (`resource="pods"`): those the scheduler
+/// counts against its `allocatable.pods`, every placed pod not finished (its pod informer
+/// leaves out Succeeded and Failed pods: kube-scheduler's scheduler.go `newPodInformer`),
+/// each pod once (`group by` its identity). That reads each placed pod's `kube_pod_info`
+/// and two of its phase series more, in the same one query, and adds one series per node
+/// to the answer. The bound itself, `allocatable.pods`, comes with the Node list the run
+/// has anyway (kube/model.rs), not as another series per node.
 pub const NODE_REQUESTS: &str = "node_requests";
 pub const NODE_ALLOCATABLE: &str = "node_allocatable";
 const REQUESTS: &str = concat!(
@@ -71,7 +72,7 @@ const REQUESTS: &str = concat!(
     r#" or label_replace(count by (node) (group by (namespace, pod, node) (kube_pod_info{node!=""}) unless on(namespace, pod) (kube_pod_status_phase{phase=~"Succeeded|Failed"} == 1)), "resource", "pods", "", "")"#
 );
 const ALLOCATABLE: &str =
-    r#"max by (node, resource) (kube_node_status_allocatable{resource=~"cpu|memory|pods"})"#;
+    r#"max by (node, resource) (kube_node_status_allocatable{resource=~"cpu|memory"})"#;
 
 /// The unschedulable pods one by one, for the cluster model: each pod once with the kind
 /// of what created it (`created_by_kind`: a DaemonSet's pods are never a reason to scale
@@ -192,9 +193,9 @@ mod tests {
 
     #[test]
     fn the_per_node_parts_carry_each_nodes_pods() {
-        // allocatable.pods beside CPU and memory; the pods on each node the scheduler
-        // counts (not finished, each once), as resource "pods" of node_requests.
-        assert!(ALLOCATABLE.contains(r#"resource=~"cpu|memory|pods""#));
+        // The pods on each node the scheduler counts (not finished, each once), as
+        // resource "pods" of node_requests; allocatable.pods is the API's.
+        assert!(ALLOCATABLE.contains(r#"resource=~"cpu|memory"}"#));
         assert!(REQUESTS.contains(
             r#"count by (node) (group by (namespace, pod, node) (kube_pod_info{node!=""})"#
         ));

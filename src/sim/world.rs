@@ -13,7 +13,7 @@ use crate::plan::cluster::ClusterModel;
 use crate::plan::model::{ClusterFacts, Node, NodeFacts, Pod, Resources};
 use crate::plan::placement::{self, Fork};
 use crate::plan::reconcile::{ContainerState, Repair, WorkerContainer, WorkerNode};
-use crate::plan::snapshot::{NodeResources, NodeSample, PodCount, Snapshot};
+use crate::plan::snapshot::{NodeResources, NodeSample, Snapshot};
 use crate::run::report::{Report, Unremovable};
 use crate::run::{ActionFailure, Actuator, Observed, Removal};
 use crate::state::time::Timestamp;
@@ -245,10 +245,7 @@ impl World {
                 NodeResources {
                     requested: n.requested,
                     allocatable: alloc,
-                    pods: self.template.max_pods.map(|allocatable| PodCount {
-                        allocatable,
-                        placed: n.pods,
-                    }),
+                    pods: Some(n.pods),
                 },
             );
             used = used.plus(n.requested);
@@ -303,6 +300,7 @@ impl World {
                         taints: self.template.taints.clone(),
                         unschedulable: false,
                         ready: true,
+                        max_pods: self.template.max_pods,
                     },
                 );
             }
