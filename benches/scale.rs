@@ -48,12 +48,13 @@ const APPS_WITH_PDB: usize = 5;
 const UNSCHEDULABLE: usize = 1_000;
 
 /// Series in the answer: pending pods, per worker its readiness, requests and allocatable
-/// of CPU and memory, and per unschedulable pod its owner and requests.
-const SERIES: usize = 1 + NODES * 5 + UNSCHEDULABLE * 3;
+/// of CPU and memory, the pods on it, and per unschedulable pod its owner and requests.
+const SERIES: usize = 1 + NODES * 6 + UNSCHEDULABLE * 3;
 
 /// The answer Prometheus gives to the default query for such a cluster: per-node series
-/// for readiness, and requests and allocatable per resource (the 150,000 pods are already
-/// summed per node); the reader works out each worker's utilisation and the averages.
+/// for readiness, requests and allocatable per resource, and the pods on each (the
+/// 150,000 pods are already summed and counted per node: 30 each); the reader works out
+/// each worker's utilisation and the averages.
 fn answer() -> String {
     let pods_per_node = PODS / NODES;
     let mut series = Vec::with_capacity(SERIES);
@@ -90,6 +91,7 @@ fn answer() -> String {
             ("node_requests", "memory", mem),
             ("node_allocatable", "cpu", 4.0),
             ("node_allocatable", "memory", 8589934592.0),
+            ("node_requests", "pods", pods_per_node as f64),
         ] {
             let mut s = String::new();
             write!(

@@ -301,6 +301,7 @@ fn model(nodes: &[(&str, f64, f64, bool)]) -> Rc<ClusterModel> {
             NodeResources {
                 allocatable: Resources::new(*cpu, (4u64 << 30) as f64),
                 requested: Resources::new(*used, 0.0),
+                pods: None,
             },
         );
         samples.insert(

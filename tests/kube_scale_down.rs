@@ -451,6 +451,7 @@ impl MetricsSource for Idle {
                 let r = NodeResources {
                     requested: Resources::new(2.0 * u / 100.0, 2e9 * u / 100.0),
                     allocatable: Resources::new(2.0, 2e9),
+                    pods: None,
                 };
                 (n.to_string(), r)
             })

@@ -144,6 +144,55 @@ fn default_queries_read_every_signal_of_a_busy_cluster() {
 }
 
 #[test]
+fn each_nodes_pods_are_counted_as_the_scheduler_counts_them_in_the_same_query() {
+    // Every pod placed and not finished counts toward allocatable.pods, requests or not,
+    // DaemonSets' too; finished ones do not (kube-scheduler's pod informer leaves them out).
+    let cluster = busy_cluster()
+        .pod("svclb-1")
+        .on("k3s-worker-1")
+        .created_by("DaemonSet")
+        .pod("best-effort")
+        .on("k3s-worker-1")
+        .pod("crashed")
+        .on("k3s-worker-2")
+        .phase("Failed")
+        .worker("k3s-worker-5");
+    let once = cluster.samples();
+    let proxy_prom = PromServer::start(&once);
+    let proxy = CountingProxy::start(&proxy_prom.addr());
+    let s = snapshot(&proxy.url());
+    assert_eq!(proxy.queries(), 1, "the pod counts come in the one query");
+    // allocatable.pods is the API's Node's; the query gives the pods on each node.
+    let pods = |s: &Snapshot, n: &str| s.node_resources[n].pods;
+    let want = [
+        ("server", 1),
+        ("k3s-worker-1", 4),
+        ("k3s-worker-2", 1),
+        ("k3s-worker-3", 1),
+        ("k3s-worker-4", 0),
+        ("k3s-worker-5", 0),
+    ];
+    for (n, w) in want {
+        assert_eq!(pods(&s, n), Some(w), "{n}");
+    }
+    // kube-state-metrics scraped twice: every pod still counted once.
+    let mut twice = once.clone();
+    twice.extend(once.iter().cloned().map(|mut s| {
+        for (k, v) in &mut s.labels {
+            if k == "instance" {
+                *v = "kube-state-metrics-2:8080".into();
+            }
+        }
+        s
+    }));
+    let prom = PromServer::start(&twice);
+    let s2 = snapshot(&prom.url());
+    for (n, w) in want {
+        assert_eq!(pods(&s2, n), Some(w), "{n}, scraped twice");
+    }
+}
+
+#[test]
 fn the_unschedulable_pods_come_one_by_one_with_their_owner_and_requests() {
     let cluster = busy_cluster()
         .pod("agent-x")

@@ -1607,3 +1607,176 @@ fn a_nan_ready_series_and_a_missing_node_role_give_way_to_the_api() {
         assert!(notes.iter().any(|n| n.contains(&want)), "{want}\n{notes:?}");
     }
 }
+
+/// Sets worker `n`'s Ready condition to False in the stand-in (its container runs on: a
+/// kubelet that lost its runtime, a Docker host under pressure). The kubelet stand-in
+/// leaves it so while the container runs.
+fn not_ready(s: &Scenario, n: u64) {
+    let mut node = s.api.node(&s.worker(n)).expect("the worker's Node");
+    for c in node
+        .status
+        .iter_mut()
+        .flat_map(|st| st.conditions.iter_mut().flatten())
+        .filter(|c| c.type_ == "Ready")
+    {
+        c.status = "False".into();
+        c.reason = Some("KubeletNotReady".into());
+    }
+    s.api.add_node(node);
+}
+
+/// The health guard is cluster-autoscaler's (more than 3 *and* more than 45 % unready):
+/// one NotReady worker of two does not freeze the pool. Before (3 *or* 45 %), 1 of 2 was
+/// "cluster unhealthy" and a pod only a new worker can run waited for the NotReady one.
+#[test]
+fn one_not_ready_worker_of_two_does_not_hold_a_scale_up_for_a_pod_only_a_new_worker_can_run() {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 2,
+        ..Knobs::default()
+    });
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[1, 2],
+            removed: &[],
+            containers: &[1, 2],
+            nodes: &[],
+        },
+    );
+    join(&s, &[1, 2]);
+    // min_nodes 1 from here, so the floor does not start the next worker; no scale-down.
+    s.reconfigure(|k| {
+        k.min_nodes = 1;
+        k.unneeded_time = "1h";
+    });
+    // A run that sees both Ready: they have joined (no longer provisioning).
+    let r = s.evaluate(&[]);
+    assert_eq!(r.run.code, 0, "{}", r.run.stdout);
+    assert!(s.state().provisioning.is_empty(), "{:?}", s.state());
+    not_ready(&s, 2);
+    // One 500m pod no Ready node has room for.
+    burst(&s, "burst", 1);
+    s.wait_past(s.state().last_scale_up, s.knobs.scale_up_cooldown);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[3],
+            removed: &[],
+            containers: &[1, 2, 3],
+            nodes: &[1, 2],
+        },
+    );
+    assert_eq!(
+        r.json["signals"]["unready_workers"], 1.0,
+        "{}",
+        r.run.stdout
+    );
+    assert!(r.strings("blocked_by").is_empty(), "{}", r.run.stdout);
+    assert!(
+        r.strings("reasons")[0].starts_with("1 pending pod(s) need 1 new worker(s)"),
+        "{}",
+        r.run.stdout
+    );
+}
+
+/// A Node holds at most its allocatable.pods (k3s sets it from `--kubelet-arg=max-pods`):
+/// 40 tiny pending pods on workers of max-pods=20 start 2 workers, not 1 (CPU and memory
+/// would take all 40 on one), and once both hold 20 pods, 3 more pending pods start a
+/// third although the two have CPU and memory to spare. Before, the first burst started one
+/// worker and the second none.
+#[test]
+fn forty_tiny_pods_on_workers_of_max_pods_twenty_start_two_and_full_workers_take_no_more() {
+    let mut s = Scenario::new(Knobs {
+        min_nodes: 0,
+        agent_args: &["--kubelet-arg=max-pods=20"],
+        ..Knobs::default()
+    });
+    // The server runs system pods only (k3s's CriticalAddonsOnly taint): the tiny pods
+    // cannot go there.
+    s.api.add_node(
+        support::objects::node(scenario::SERVER)
+            .control_plane()
+            .allocatable(4000, 8 << 30)
+            .taint("CriticalAddonsOnly", "true", "NoExecute")
+            .build(),
+    );
+    let tiny = |s: &Scenario, prefix: &str, n: usize| {
+        for i in 0..n {
+            s.api.add_pod(
+                pod(&format!("{prefix}-{i}"))
+                    .requests(10, 16 * MIB)
+                    .unschedulable()
+                    .build(),
+            );
+        }
+    };
+    tiny(&s, "tiny", 40);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[1, 2],
+            removed: &[],
+            containers: &[1, 2],
+            nodes: &[],
+        },
+    );
+    let why = &r.strings("reasons")[0];
+    assert!(
+        why.starts_with("40 pending pod(s) need 2 new worker(s) of 1 CPU / ")
+            && why.contains(" / 20 pods allocatable"),
+        "{why}"
+    );
+    join(&s, &[1, 2]);
+    // The kubelet stand-in registered them with allocatable.pods 20, as k3s would.
+    let pods = |n: u64| {
+        s.api
+            .node(&s.worker(n))
+            .unwrap()
+            .status
+            .unwrap()
+            .allocatable
+            .unwrap()["pods"]
+            .0
+            .clone()
+    };
+    assert_eq!((pods(1), pods(2)), ("20".to_string(), "20".to_string()));
+    // The scheduler binds 20 to each; 3 more come, and no worker has a place left.
+    for i in 0..40 {
+        s.api.remove_pod("default", &format!("tiny-{i}"));
+        let on = s.worker(1 + (i % 2) as u64);
+        s.api.add_pod(
+            pod(&format!("tiny-{i}"))
+                .on(&on)
+                .requests(10, 16 * MIB)
+                .build(),
+        );
+    }
+    tiny(&s, "more", 3);
+    s.wait_past(s.state().last_scale_up, s.knobs.scale_up_cooldown);
+    let r = s.evaluate(&[]);
+    s.check(
+        &r,
+        &Expect {
+            code: 10,
+            action: "scale_up",
+            started: &[3],
+            removed: &[],
+            containers: &[1, 2, 3],
+            nodes: &[1, 2],
+        },
+    );
+    assert!(
+        r.strings("reasons")[0].starts_with("3 pending pod(s) need 1 new worker(s)"),
+        "{}",
+        r.run.stdout
+    );
+}

@@ -153,6 +153,13 @@ pub struct Scaling {
     /// (`Config::run_timeout`; `config check` prints the value that applies).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_timeout: Option<Secs>,
+    /// The health guard (plan/rules/health.rs): the cluster is unhealthy only when more
+    /// than this many workers are unready *and* more than `max_total_unready_percentage`
+    /// of them are (cluster-autoscaler's `--ok-total-unready-count`, 3).
+    pub ok_total_unready_count: u32,
+    /// ...percent of the registered workers (cluster-autoscaler's
+    /// `--max-total-unready-percentage`, 45).
+    pub max_total_unready_percentage: f64,
 }
 
 /// What a run may take beyond its drain when `scaling.run_timeout` is unset: the query,
@@ -312,6 +319,9 @@ impl Default for Scaling {
             provision_timeout: Secs::from_secs(900),
             scale_down_unready_time: Secs::from_secs(1200),
             run_timeout: None,
+            // cluster-autoscaler's flags (clusterstate/clusterstate.go IsClusterHealthy).
+            ok_total_unready_count: 3,
+            max_total_unready_percentage: 45.0,
         }
     }
 }
@@ -499,6 +509,13 @@ impl Config {
         }
         if self.scaling.max_step == 0 {
             return Err(invalid("scaling.max_step", "must be at least 1"));
+        }
+        let pct = self.scaling.max_total_unready_percentage;
+        if !(0.0..=100.0).contains(&pct) {
+            return Err(invalid(
+                "scaling.max_total_unready_percentage",
+                format!("{pct} is not a percentage in 0-100"),
+            ));
         }
         self.validate_prometheus()?;
         self.validate_docker()?;
@@ -750,8 +767,49 @@ impl Config {
                 ));
             }
         }
+        kubelet_max_pods(&d.agent_args)
+            .map_err(|(i, why)| invalid(&format!("docker.agent_args[{i}]"), why))?;
         Ok(())
     }
+}
+
+impl Docker {
+    /// The `--max-pods` the workers' kubelet is given in `agent_args`
+    /// (`--kubelet-arg=max-pods=N`), if any: what a new worker's `allocatable.pods` will be.
+    pub fn max_pods(&self) -> Option<u32> {
+        kubelet_max_pods(&self.agent_args).ok().flatten()
+    }
+}
+
+/// `--kubelet-arg=max-pods=N` in k3s agent flags, in each form k3s takes: the value joined
+/// by `=` or the next argument, the kubelet flag with or without its `--` (k3s trims it:
+/// pkg/daemons/config `GetArgs`); the last one wins, as for the kubelet. Err names the
+/// argument (by index) whose value is not a whole number above 0.
+fn kubelet_max_pods(args: &[String]) -> Result<Option<u32>, (usize, String)> {
+    let mut found = None;
+    for (i, a) in args.iter().enumerate() {
+        let (value, at) = match a.strip_prefix("--kubelet-arg=") {
+            Some(v) => (v, i),
+            None if a == "--kubelet-arg" => match args.get(i + 1) {
+                Some(v) => (v.as_str(), i + 1),
+                None => continue,
+            },
+            None => continue,
+        };
+        let Some(n) = value.trim_start_matches("--").strip_prefix("max-pods=") else {
+            continue;
+        };
+        match n.parse::<u32>() {
+            Ok(n) if n > 0 => found = Some(n),
+            _ => {
+                return Err((
+                    at,
+                    format!("max-pods value {n:?} is not a whole number above 0"),
+                ));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// An endpoint as `docker.host` takes it; `tls` only with tcp://.
@@ -953,6 +1011,29 @@ mod tests {
     }
 
     #[test]
+    fn max_pods_is_read_from_the_kubelet_args_in_every_form_k3s_takes() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (a, want) in [
+            (args(&[]), Ok(None)),
+            (args(&["--kubelet-arg=max-pods=20"]), Ok(Some(20))),
+            (args(&["--kubelet-arg", "max-pods=30"]), Ok(Some(30))),
+            (args(&["--kubelet-arg=--max-pods=40"]), Ok(Some(40))),
+            (args(&["--kubelet-arg", "--max-pods=50"]), Ok(Some(50))),
+            (
+                args(&["--kubelet-arg=max-pods=20", "--kubelet-arg=max-pods=60"]),
+                Ok(Some(60)),
+            ),
+            (args(&["--kubelet-arg=pods-per-core=4"]), Ok(None)),
+            (args(&["--node-label=max-pods=9"]), Ok(None)),
+            (args(&["--kubelet-arg"]), Ok(None)),
+            (args(&["--kubelet-arg=max-pods=-1"]), Err(0)),
+            (args(&["--kubelet-arg", "max-pods=x"]), Err(1)),
+        ] {
+            assert_eq!(kubelet_max_pods(&a).map_err(|e| e.0), want, "{a:?}");
+        }
+    }
+
+    #[test]
     fn durations_accept_integers_and_units() {
         let c =
             Config::parse("limits:\n  scale_up_cooldown: 90\n  scale_down_cooldown: 5m\n").unwrap();
@@ -1099,6 +1180,14 @@ mod tests {
             ),
             ("scaling:\n  max_step: 0\n", "scaling.max_step"),
             (
+                "scaling:\n  max_total_unready_percentage: 101\n",
+                "scaling.max_total_unready_percentage",
+            ),
+            (
+                "scaling:\n  max_total_unready_percentage: -1\n",
+                "scaling.max_total_unready_percentage",
+            ),
+            (
                 "scaling:\n  provision_timeout: 0\n",
                 "scaling.provision_timeout",
             ),
@@ -1111,6 +1200,14 @@ mod tests {
                 "scaling.provision_timeout",
             ),
             ("docker:\n  name_prefix: Bad_Name\n", "docker.name_prefix"),
+            (
+                "docker:\n  agent_args: ['--kubelet-arg=max-pods=lots']\n",
+                "docker.agent_args[0]",
+            ),
+            (
+                "docker:\n  agent_args: ['--node-label=a=b', '--kubelet-arg', 'max-pods=0']\n",
+                "docker.agent_args[2]",
+            ),
             ("docker:\n  network: 'a b'\n", "docker.network"),
             (
                 "docker:\n  agent_args: ['--token=abc']\n",

@@ -73,12 +73,14 @@ const DAEMON_TOLERATIONS: [(&str, &str); 6] = [
     ("node.kubernetes.io/unschedulable", "NoSchedule"),
 ];
 
-/// The requests of the DaemonSet pods a new worker like `template` would run: each
-/// DaemonSet whose pod template tolerates its taints and matches its labels (the
-/// DaemonSet controller places its pods with the scheduler's predicates,
-/// pkg/controller/daemon/daemon_controller.go `NodeShouldRunDaemonPod`).
-pub fn daemonset_overhead(sets: &[DaemonSet], template: &ModelNode) -> Resources {
+/// The requests of the DaemonSet pods a new worker like `template` would run, and how
+/// many pods they are (each takes one of its `allocatable.pods`): each DaemonSet whose pod
+/// template tolerates its taints and matches its labels (the DaemonSet controller places
+/// its pods with the scheduler's predicates, pkg/controller/daemon/daemon_controller.go
+/// `NodeShouldRunDaemonPod`).
+pub fn daemonset_overhead(sets: &[DaemonSet], template: &ModelNode) -> (Resources, u32) {
     let mut total = Resources::default();
+    let mut pods = 0;
     for ds in sets {
         let spec = &ds.spec;
         let pod = Pod {
@@ -98,9 +100,10 @@ pub fn daemonset_overhead(sets: &[DaemonSet], template: &ModelNode) -> Resources
         }
         if fits_constraints(&mp, template).is_ok() {
             total = total.plus(mp.requests);
+            pods += 1;
         }
     }
-    total
+    (total, pods)
 }
 
 /// The facts of one run. `nodes` is the Node list the run already has; `pool` names this
@@ -170,7 +173,8 @@ pub fn add_pending(
         },
         None => config_template.clone(),
     };
-    facts.daemonset_overhead = daemonset_overhead(&cluster.daemon_sets()?, &template);
+    (facts.daemonset_overhead, facts.daemonset_pods) =
+        daemonset_overhead(&cluster.daemon_sets()?, &template);
     facts.pending_listed = true;
     Ok(())
 }
@@ -231,13 +235,15 @@ mod tests {
                 json!({"nodeSelector": {"pool": "blue"}, "tolerations": [{"key": "dedicated", "value": "web", "effect": "NoSchedule"}]}),
             ),
         ];
-        let got = daemonset_overhead(&sets, &template);
+        let (got, pods) = daemonset_overhead(&sets, &template);
         assert!((got.cpu - 0.15).abs() < 1e-9, "{got:?}");
         assert_eq!(got.memory, (20u64 << 20) as f64);
+        assert_eq!(pods, 2, "each takes one of the worker's pods");
         // Without the taint, every DaemonSet that selects no other pool runs.
         template.taints.clear();
-        let got = daemonset_overhead(&sets, &template);
+        let (got, pods) = daemonset_overhead(&sets, &template);
         assert!((got.cpu - 0.35).abs() < 1e-9, "{got:?}");
+        assert_eq!(pods, 3);
     }
 
     #[test]

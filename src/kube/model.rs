@@ -382,6 +382,14 @@ pub fn node_facts(n: &Node) -> NodeFacts {
             .collect(),
         unschedulable: spec.and_then(|s| s.unschedulable) == Some(true),
         ready: is_ready(n),
+        max_pods: n
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .and_then(|a| a.get("pods"))
+            .and_then(|q| quantity(&q.0))
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|v| v.round().min(f64::from(u32::MAX)) as u32),
     }
 }
 
@@ -615,6 +623,27 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_nodes_allocatable_pods() {
+        // (status.allocatable.pods, max_pods)
+        for (pods, want) in [
+            (Some("110"), Some(110)),
+            (Some("20"), Some(20)),
+            (Some("1k"), Some(1000)),
+            (Some("many"), None),
+            (None, None),
+        ] {
+            let mut status = json!({"conditions": [{"type": "Ready", "status": "True"}]});
+            if let Some(p) = pods {
+                status["allocatable"] = json!({"cpu": "2", "memory": "4Gi", "pods": p});
+            }
+            let n: Node =
+                serde_json::from_value(json!({"metadata": {"name": "w-1"}, "status": status}))
+                    .unwrap();
+            assert_eq!(node_facts(&n).max_pods, want, "{pods:?}");
+        }
     }
 
     fn pvc(v: Value) -> PersistentVolumeClaim {

@@ -2,7 +2,8 @@
 //! (kube-state-metrics) and, when the API was reached, their labels, taints and cordon; the
 //! pending pods with their constraints; and the template of a new worker of this pool, as
 //! cluster-autoscaler builds a node group's template node (its labels and taints, its
-//! allocatable less what the DaemonSets will run on it).
+//! allocatable less what the DaemonSets will run on it, the pods it may hold less the
+//! DaemonSets' pods).
 
 use super::model::{Effect, Node, NodeFacts, Pod, Resources, Taint};
 use super::snapshot::Snapshot;
@@ -12,6 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 /// The kubelet's default hard eviction threshold (`memory.available<100Mi`) is kept back
 /// from a node's allocatable; k3s does not change it.
 pub const EVICTION_RESERVE_BYTES: f64 = (100u64 << 20) as f64;
+
+/// The kubelet's `--max-pods` when nothing says otherwise (k8s.io/kubelet config v1beta1
+/// defaults: `MaxPods` 110); k3s keeps it.
+pub const DEFAULT_MAX_PODS: u32 = 110;
 
 /// Labels the kubelet and k3s set on every node whose value is the node's own: a template
 /// must not carry them (a pod pinned to one node is not helped by a new one).
@@ -56,12 +61,16 @@ impl ClusterModel {
                 allocatable: res.allocatable,
                 requested: res.requested,
                 ready,
+                pod_count: res.pods.unwrap_or(0),
                 ..Node::default()
             };
             if let Some(f) = fact {
                 node.labels = f.labels.clone();
                 node.taints = f.taints.clone();
                 node.unschedulable = f.unschedulable;
+                // Bounded only where both the bound (the API's) and the pods on it
+                // (kube-state-metrics') are known.
+                node.max_pods = f.max_pods.filter(|_| res.pods.is_some());
             }
             nodes.push(node);
         }
@@ -121,7 +130,10 @@ impl ClusterModel {
 /// lists one (less the per-node labels), else what the config gives it (`--node-label`,
 /// `--node-taint` in `docker.agent_args`, the pool label, the OS); allocatable of a Ready
 /// worker of the pool when known, else `docker.cpus` and `docker.memory` less the eviction
-/// reserve; less the DaemonSets' overhead.
+/// reserve; less the DaemonSets' overhead. It holds at most `--kubelet-arg=max-pods=N`
+/// of `docker.agent_args` (what the new worker will be started with), else the Ready
+/// sibling's `allocatable.pods`, else the kubelet's default; the DaemonSets' pods among
+/// them.
 pub fn template(cfg: &Config, snap: &Snapshot) -> Node {
     let pool = &cfg.docker.pool;
     let sibling = snap.cluster.as_ref().and_then(|f| {
@@ -144,10 +156,15 @@ pub fn template(cfg: &Config, snap: &Snapshot) -> Node {
                 (cfg.docker.memory.0 as f64 - EVICTION_RESERVE_BYTES).max(0.0),
             )
         });
-    let overhead = snap
+    let max_pods = cfg
+        .docker
+        .max_pods()
+        .or_else(|| sibling.and_then(|(_, n)| n.max_pods))
+        .unwrap_or(DEFAULT_MAX_PODS);
+    let (overhead, daemonset_pods) = snap
         .cluster
         .as_ref()
-        .map(|f| f.daemonset_overhead)
+        .map(|f| (f.daemonset_overhead, f.daemonset_pods))
         .unwrap_or_default();
     Node {
         name: format!("{}-new", cfg.docker.name_prefix),
@@ -155,6 +172,8 @@ pub fn template(cfg: &Config, snap: &Snapshot) -> Node {
         labels,
         taints,
         ready: true,
+        max_pods: Some(max_pods),
+        pod_count: daemonset_pods,
         ..Node::default()
     }
 }
@@ -279,12 +298,93 @@ mod tests {
             NodeResources {
                 requested: Resources::new(1.0, 1.0),
                 allocatable: Resources::new(2.0, 1000.0),
+                pods: None,
             },
         );
         let t = template(&cfg, &snap);
         assert_eq!(t.allocatable, Resources::new(1.75, 936.0));
         assert_eq!(t.labels.get("kubernetes.io/arch").unwrap(), "arm64");
         assert!(!t.labels.contains_key("kubernetes.io/hostname"));
+    }
+
+    #[test]
+    fn the_pods_a_new_worker_holds() {
+        let with_sibling = |pods: Option<u32>| {
+            let mut labels = BTreeMap::new();
+            labels.insert(NODE_LABEL_POOL.to_string(), "default".to_string());
+            let mut facts = ClusterFacts {
+                daemonset_pods: 3,
+                ..ClusterFacts::default()
+            };
+            facts.nodes.insert(
+                "w-1".into(),
+                NodeFacts {
+                    labels,
+                    ready: true,
+                    max_pods: pods,
+                    ..NodeFacts::default()
+                },
+            );
+            let mut snap = Snapshot {
+                cluster: Some(facts),
+                ..Snapshot::default()
+            };
+            snap.node_resources.insert(
+                "w-1".into(),
+                NodeResources {
+                    requested: Resources::new(0.0, 0.0),
+                    allocatable: Resources::new(2.0, 1e9),
+                    pods: Some(7),
+                },
+            );
+            snap
+        };
+        let args = |a: &[&str]| {
+            let mut cfg = Config::default();
+            cfg.docker.agent_args = a.iter().map(|s| s.to_string()).collect();
+            cfg
+        };
+        // (agent_args, snapshot, allocatable.pods, DaemonSet pods)
+        let table = [
+            (args(&[]), Snapshot::default(), 110, 0),
+            (
+                args(&["--kubelet-arg=max-pods=20"]),
+                Snapshot::default(),
+                20,
+                0,
+            ),
+            (
+                args(&["--kubelet-arg", "max-pods=30"]),
+                Snapshot::default(),
+                30,
+                0,
+            ),
+            (
+                args(&["--kubelet-arg=--max-pods=40"]),
+                Snapshot::default(),
+                40,
+                0,
+            ),
+            // The Ready sibling's, with the DaemonSets' pods among them.
+            (args(&[]), with_sibling(Some(50)), 50, 3),
+            (args(&[]), with_sibling(None), 110, 3),
+            // What the new worker is started with wins over what a sibling has.
+            (
+                args(&["--kubelet-arg=max-pods=20"]),
+                with_sibling(Some(50)),
+                20,
+                3,
+            ),
+        ];
+        for (cfg, snap, pods, ds) in table {
+            let t = template(&cfg, &snap);
+            assert_eq!(
+                (t.max_pods, t.pod_count),
+                (Some(pods), ds),
+                "{:?}",
+                cfg.docker.agent_args
+            );
+        }
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub fn decide_with(
              (it can once its Docker host is listed)"
         ));
     }
-    let unhealthy = rules::health::unhealthy(&count.workers);
+    let unhealthy = rules::health::guard(&count, &cfg.scaling);
     let timers = rules::unneeded::track(snap, state, cfg, now);
     plan.memory.unneeded_since = timers.unneeded_since;
     plan.memory.unready_since = timers.unready_since;

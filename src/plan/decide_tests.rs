@@ -55,6 +55,7 @@ impl Snap {
             NodeResources {
                 requested: Resources::new(2.0 * util / 100.0, 2.0 * gib * util / 200.0),
                 allocatable: Resources::new(2.0, 2.0 * gib),
+                pods: None,
             },
         );
         self
@@ -414,11 +415,25 @@ fn scale_down_rules_table() {
             "unhealthy",
         ),
         (
-            "unhealthy: 2 of 4 unready (over 45 %)",
+            "healthy: 3 of 6 unready is over 45 % but not over 3 (both must hold)",
             snap()
-                .workers(2)
+                .workers(3)
                 .node("x-1", false, 0.0)
                 .node("x-2", false, 0.0)
+                .node("x-3", false, 0.0)
+                .low(),
+            idle_state(),
+            Action::ScaleDown,
+            "",
+        ),
+        (
+            "unhealthy: 4 of 5 unready (over 3 and over 45 %)",
+            snap()
+                .workers(1)
+                .node("x-1", false, 0.0)
+                .node("x-2", false, 0.0)
+                .node("x-3", false, 0.0)
+                .node("x-4", false, 0.0)
                 .low(),
             idle_state(),
             Action::None,
@@ -711,9 +726,19 @@ fn unready_workers_are_not_capacity_for_min_nodes() {
     let s = snap().workers(3).node("k3s-worker-9", false, 0.0);
     let p = run(&s, &State::fresh(), &c);
     assert_eq!((p.action.clone(), p.count), (Action::ScaleUp, 1), "{p:#?}");
-    // ...but not in an unhealthy cluster (two of four unready): nothing is piled on.
+    // ...and with two of four unready (over 45 %, not over 3: healthy, as
+    // cluster-autoscaler has it), two more.
     let s = snap()
         .workers(2)
+        .node("k3s-worker-8", false, 0.0)
+        .node("k3s-worker-9", false, 0.0);
+    let p = run(&s, &State::fresh(), &c);
+    assert_eq!((p.action.clone(), p.count), (Action::ScaleUp, 2), "{p:#?}");
+    // ...but not in an unhealthy cluster (four of five unready): nothing is piled on.
+    let s = snap()
+        .workers(1)
+        .node("k3s-worker-6", false, 0.0)
+        .node("k3s-worker-7", false, 0.0)
         .node("k3s-worker-8", false, 0.0)
         .node("k3s-worker-9", false, 0.0);
     let p = run(&s, &State::fresh(), &c);
@@ -821,12 +846,13 @@ fn scheduling_aware_cases() {
         "{p:#?}"
     );
 
-    // The health guard holds a scale-up too.
+    // The health guard holds a scale-up too (four of seven unready: over 3 and 45 %).
     let sick = with_pods(
         full()
             .node("x-1", false, 0.0)
             .node("x-2", false, 0.0)
-            .node("x-3", false, 0.0),
+            .node("x-3", false, 0.0)
+            .node("x-4", false, 0.0),
         &six,
     );
     let p = run(&sick, &State::fresh(), &c);

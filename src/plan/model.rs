@@ -4,6 +4,11 @@
 //! node affinity of their volumes), and `fits`, the scheduler's predicates over them. Pure
 //! data, filled by `signals` (resources) and `kube` (constraints).
 //!
+//! A node holds at most `allocatable.pods` pods, DaemonSet pods included, as the scheduler
+//! counts them (noderesources/fit.go `fitsRequest`: `len(nodeInfo.Pods)+1 >
+//! allowedPodNumber` is "Too many pods"; its pod informer leaves out finished pods,
+//! scheduler.go `newPodInformer`).
+//!
 //! Simpler than the scheduler on purpose, and said so where it shows: no topology spread,
 //! no inter-pod affinity beyond required anti-affinity (taken per node), no extended
 //! resources or volume limits. The predicates follow kube-scheduler's plugins
@@ -215,6 +220,12 @@ pub struct Node {
     pub host_ports: Vec<(String, i32)>,
     /// (namespace, labels) of the pods on it, for anti-affinity.
     pub pods: Vec<(String, BTreeMap<String, String>)>,
+    /// `allocatable.pods`: at most this many pods run on it (the kubelet's `--max-pods`);
+    /// None when not known, and then not checked.
+    pub max_pods: Option<u32>,
+    /// The pods on it that count toward `max_pods`: every pod not finished, DaemonSets'
+    /// included.
+    pub pod_count: u32,
 }
 
 impl Node {
@@ -225,6 +236,7 @@ impl Node {
     /// Takes the pod's place on this node in the simulation.
     pub fn add(&mut self, pod: &Pod) {
         self.requested = self.requested.plus(pod.requests);
+        self.pod_count += 1;
         self.host_ports.extend(pod.host_ports.iter().cloned());
         if !pod.labels.is_empty() || !pod.anti_affinity.is_empty() {
             self.pods.push((pod.namespace.clone(), pod.labels.clone()));
@@ -252,6 +264,8 @@ pub struct ClusterFacts {
     pub pending_listed: bool,
     /// What the DaemonSets would run on a new worker of this pool (their pods' requests).
     pub daemonset_overhead: Resources,
+    /// How many pods those are (they count toward the worker's `allocatable.pods`).
+    pub daemonset_pods: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -260,6 +274,8 @@ pub struct NodeFacts {
     pub taints: Vec<Taint>,
     pub unschedulable: bool,
     pub ready: bool,
+    /// `status.allocatable.pods` (the kubelet's `--max-pods`); None when not given.
+    pub max_pods: Option<u32>,
 }
 
 /// Why a pod does not fit a node: the first predicate that failed.
@@ -267,8 +283,19 @@ pub struct NodeFacts {
 pub enum Misfit {
     NotReady,
     Unschedulable,
-    Cpu { need: f64, free: f64 },
-    Memory { need: f64, free: f64 },
+    /// The node already holds `used` pods of the `allowed` (`allocatable.pods`).
+    TooManyPods {
+        used: u32,
+        allowed: u32,
+    },
+    Cpu {
+        need: f64,
+        free: f64,
+    },
+    Memory {
+        need: f64,
+        free: f64,
+    },
     Selector(String),
     Affinity,
     Taint(String),
@@ -283,6 +310,9 @@ impl fmt::Display for Misfit {
         match self {
             Misfit::NotReady => write!(f, "node not Ready"),
             Misfit::Unschedulable => write!(f, "node cordoned"),
+            Misfit::TooManyPods { used, allowed } => {
+                write!(f, "too many pods: {used} of {allowed} allowed on the node")
+            }
             Misfit::Cpu { need, free } => {
                 write!(
                     f,
@@ -385,7 +415,9 @@ pub fn fits_constraints(pod: &Pod, node: &Node) -> Result<(), Misfit> {
     Ok(())
 }
 
+/// Resources: the pod count first (as fit.go checks it), then CPU and memory.
 pub fn fits_resources(pod: &Pod, node: &Node) -> Result<(), Misfit> {
+    fits_pod_count(node, 0)?;
     let free = node.free();
     if pod.requests.cpu > free.cpu + 1e-9 {
         return Err(Misfit::Cpu {
@@ -400,6 +432,27 @@ pub fn fits_resources(pod: &Pod, node: &Node) -> Result<(), Misfit> {
         });
     }
     Ok(())
+}
+
+/// Whether one more pod may go on the node, which holds `added` pods beyond its own
+/// `pod_count` (a what-if view's): fit.go's `len(nodeInfo.Pods)+1 > allowedPodNumber`.
+pub fn fits_pod_count(node: &Node, added: u32) -> Result<(), Misfit> {
+    match node.max_pods {
+        Some(allowed) if node.pod_count + added >= allowed => Err(Misfit::TooManyPods {
+            used: node.pod_count + added,
+            allowed,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a misfit is about room on the node (pods, CPU, memory) rather than a
+/// constraint: room may be found on another node or a new one.
+pub fn is_room(m: &Misfit) -> bool {
+    matches!(
+        m,
+        Misfit::TooManyPods { .. } | Misfit::Cpu { .. } | Misfit::Memory { .. }
+    )
 }
 
 #[cfg(test)]
@@ -586,6 +639,53 @@ mod tests {
                 (got, _) => panic!("{what}: {got:?}, wanted {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn pods_per_node_table() {
+        // (allocatable.pods, pods on it, fits; the misfit's words)
+        for (max, on, want) in [
+            (None, 500, None),
+            (Some(110), 0, None),
+            (Some(110), 109, None),
+            (
+                Some(110),
+                110,
+                Some("too many pods: 110 of 110 allowed on the node"),
+            ),
+            (Some(10), 10, Some("too many pods: 10 of 10 allowed")),
+            (Some(10), 12, Some("too many pods: 12 of 10")),
+            (Some(0), 0, Some("too many pods: 0 of 0")),
+        ] {
+            let n = Node {
+                max_pods: max,
+                pod_count: on,
+                ..node(64.0, 64.0)
+            };
+            match (fits(&pod(0.01, 0.01), &n), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(w)) => assert!(e.to_string().starts_with(w), "{max:?} {on}: {e}"),
+                (got, _) => panic!("{max:?} {on}: {got:?}, wanted {want:?}"),
+            }
+        }
+        // The count is checked before CPU and memory, as fit.go does: a full node says so.
+        let full = Node {
+            max_pods: Some(2),
+            pod_count: 2,
+            ..node(1.0, 1.0)
+        };
+        let e = fits(&pod(4.0, 4.0), &full).unwrap_err();
+        assert!(matches!(e, Misfit::TooManyPods { .. }), "{e}");
+        // A pod placed in the simulation takes a place.
+        let mut n = Node {
+            max_pods: Some(2),
+            ..node(4.0, 8.0)
+        };
+        n.add(&pod(0.1, 0.1));
+        assert!(fits(&pod(0.1, 0.1), &n).is_ok());
+        n.add(&pod(0.1, 0.1));
+        assert!(fits(&pod(0.1, 0.1), &n).is_err());
+        assert_eq!(fits_pod_count(&n, 0), fits_resources(&pod(0.0, 0.0), &n));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! (which pending pods the scheduler will place anyway, which no new worker can run, and
 //! how many new workers the rest need, first-fit-decreasing as cluster-autoscaler's
 //! estimator/binpacking_estimator.go), the scale-down check (do a worker's pods fit on the
-//! others: simulator/cluster.go), and `k3s-scale simulate`.
+//! others: simulator/cluster.go), and `k3s-scale simulate`. Every node, a template one
+//! too, holds at most its `allocatable.pods` (estimator/binpacking_estimator_test.go
+//! "pods-per-node bound binpacking": a template allowing 10 pods, 20 pods -> 2 nodes).
 //!
 //! `Fork` is a cheap what-if view over the nodes, as cluster-autoscaler's ClusterSnapshot:
 //! pods placed in it are kept beside the base nodes, never copied into them, so a check at
@@ -16,6 +18,8 @@ pub struct Fork<'a> {
     base: &'a [Node],
     /// Requests added per node, by index (dense: a float pair per node).
     added: Vec<Resources>,
+    /// Pods added per node, by index (they count toward its `allocatable.pods`).
+    added_pods: Vec<u32>,
     /// Pods placed per node, for host ports and anti-affinity.
     placed: HashMap<usize, Vec<&'a Pod>>,
     /// Nodes left out (the one being removed).
@@ -38,6 +42,7 @@ impl<'a> Fork<'a> {
         Fork {
             base,
             added: vec![Resources::default(); base.len()],
+            added_pods: vec![0; base.len()],
             placed: HashMap::new(),
             removed: Vec::new(),
             bound,
@@ -53,13 +58,20 @@ impl<'a> Fork<'a> {
         self.base[i].free().minus(self.added[i])
     }
 
-    /// Whether the pod fits node `i` in this view. Resources first: they are a few float
-    /// compares, and most nodes fail there when the cluster is full.
+    /// The pods on node `i` in this view (its own and those placed here).
+    pub fn pods(&self, i: usize) -> u32 {
+        self.base[i].pod_count + self.added_pods[i]
+    }
+
+    /// Whether the pod fits node `i` in this view. Room first (the pod count, then CPU
+    /// and memory, as fit.go): a few compares, and most nodes fail there when the cluster
+    /// is full.
     pub fn fits(&self, pod: &Pod, i: usize) -> Result<(), Misfit> {
         let node = &self.base[i];
         if self.removed.contains(&i) {
             return Err(Misfit::NotReady);
         }
+        model::fits_pod_count(node, self.added_pods[i])?;
         let free = self.free(i);
         if !pod.requests.within(free) {
             return Err(if pod.requests.cpu > free.cpu + 1e-9 {
@@ -90,6 +102,7 @@ impl<'a> Fork<'a> {
 
     pub fn place(&mut self, pod: &'a Pod, i: usize) {
         self.added[i] = self.added[i].plus(pod.requests);
+        self.added_pods[i] += 1;
         if !pod.host_ports.is_empty() || !pod.labels.is_empty() || !pod.anti_affinity.is_empty() {
             self.placed.entry(i).or_default().push(pod);
         }
@@ -119,10 +132,10 @@ impl<'a> Fork<'a> {
                     return Ok(i);
                 }
                 Err(m) => {
-                    let constraint = !matches!(m, Misfit::Cpu { .. } | Misfit::Memory { .. });
+                    let constraint = !model::is_room(&m);
                     let keep = match &why {
                         None => true,
-                        Some(Misfit::Cpu { .. } | Misfit::Memory { .. }) => constraint,
+                        Some(w) if model::is_room(w) => constraint,
                         Some(_) => false,
                     };
                     if keep && !(constraint && matches!(m, Misfit::NotReady)) {
@@ -388,7 +401,206 @@ mod tests {
         assert_eq!(fork.place_first_fit(&p2), Err(Misfit::HostPort(80)));
     }
 
+    /// cluster-autoscaler's estimator table (estimator/binpacking_estimator_test.go
+    /// `TestBinpackingEstimate`), the rows this model expresses: every template there
+    /// allows 10 pods. Only the estimator's part: no existing node (CA's estimator never
+    /// places on one; here those are the scheduler's).
+    #[test]
+    fn cluster_autoscalers_binpacking_rows() {
+        const MI: f64 = (1u64 << 20) as f64;
+        let template = |millicores: f64, mib: f64| Node {
+            name: "template".into(),
+            allocatable: Resources::new(millicores / 1000.0, mib * MI),
+            ready: true,
+            max_pods: Some(10),
+            ..Node::default()
+        };
+        let group = |n: usize, millicores: f64, mib: f64, port: Option<i32>| -> Vec<Pod> {
+            (0..n)
+                .map(|i| Pod {
+                    namespace: "universe".into(),
+                    name: format!("estimatee-{millicores}-{i}"),
+                    requests: Resources::new(millicores / 1000.0, mib * MI),
+                    host_ports: port.map(|p| ("TCP".to_string(), p)).into_iter().collect(),
+                    ..Pod::default()
+                })
+                .collect()
+        };
+        // (name, template, pods, max nodes, expected nodes)
+        let rows: Vec<(&str, Node, Vec<Pod>, u32, u32)> = vec![
+            (
+                "simple resource-based binpacking",
+                template(350.0 * 3.0 - 50.0, 2.0 * 1000.0),
+                group(10, 350.0, 1000.0, None),
+                100,
+                5,
+            ),
+            (
+                "pods-per-node bound binpacking",
+                template(10000.0, 20000.0),
+                group(20, 10.0, 100.0, None),
+                100,
+                2,
+            ),
+            (
+                "hostport conflict forces pod-per-node",
+                template(1000.0, 5000.0),
+                group(8, 200.0, 1000.0, Some(5555)),
+                100,
+                8,
+            ),
+            (
+                "limiter cuts binpacking",
+                template(1000.0, 5000.0),
+                group(20, 500.0, 1000.0, None),
+                5,
+                5,
+            ),
+            (
+                "decreasing ordered pods are processed first",
+                template(1000.0, 5000.0),
+                [
+                    group(10, 50.0, 1000.0, None),
+                    group(10, 500.0, 1000.0, None),
+                ]
+                .concat(),
+                5,
+                5,
+            ),
+        ];
+        for (name, t, list, limit, want) in rows {
+            let refs: Vec<&Pod> = list.iter().collect();
+            let e = estimate(&refs, &[], &t, 0, limit, &HashSet::new());
+            assert_eq!(e.new_workers, want, "{name}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn pods_per_node_table() {
+        // Tiny pods (0.01 CPU each): only the pod count bounds them.
+        let tiny = |n: usize| -> Vec<Pod> { (0..n).map(|i| pod(&format!("t{i}"), 0.01)).collect() };
+        let bounded = |name: &str, max: Option<u32>, on: u32| Node {
+            max_pods: max,
+            pod_count: on,
+            allocatable: Resources::new(64.0, 512.0 * GI),
+            ..node(name, 64.0, 0.0)
+        };
+        // (pending, existing nodes (allocatable.pods, pods on it), template's
+        //  allocatable.pods and DaemonSet pods, [schedulable, new workers, unhelpable])
+        type Row = (
+            usize,
+            Vec<(Option<u32>, u32)>,
+            (Option<u32>, u32),
+            [usize; 3],
+        );
+        let table: Vec<Row> = vec![
+            // The case: 40 tiny pods, workers of max-pods=20.
+            (40, vec![], (Some(20), 0), [0, 2, 0]),
+            (41, vec![], (Some(20), 0), [0, 3, 0]),
+            // DaemonSet pods take places on every new worker: 2 of 20 -> 18 each.
+            (40, vec![], (Some(20), 2), [0, 3, 0]),
+            // Unknown bound: as before, one worker takes them all.
+            (200, vec![], (None, 0), [0, 1, 0]),
+            // The kubelet's default: 200 pods need 2 workers of 110.
+            (200, vec![], (Some(110), 0), [0, 2, 0]),
+            // A node with 5 places left takes 5; the rest need a worker.
+            (12, vec![(Some(110), 105)], (Some(110), 0), [5, 1, 0]),
+            // A full node takes none, whatever its CPU; one without a known bound takes all.
+            (12, vec![(Some(110), 110)], (Some(110), 0), [0, 1, 0]),
+            (12, vec![(None, 500)], (Some(110), 0), [12, 0, 0]),
+            // A template its DaemonSets fill: no new worker can run a pod.
+            (3, vec![], (Some(4), 4), [0, 0, 3]),
+        ];
+        for (n, existing, (t_max, t_ds), want) in table {
+            let nodes: Vec<Node> = existing
+                .iter()
+                .enumerate()
+                .map(|(i, (max, on))| bounded(&format!("w{i}"), *max, *on))
+                .collect();
+            let template = bounded("template", t_max, t_ds);
+            let list = tiny(n);
+            let refs: Vec<&Pod> = list.iter().collect();
+            let e = estimate(&refs, &nodes, &template, 0, 100, &HashSet::new());
+            let got = [
+                e.schedulable.len(),
+                e.new_workers as usize,
+                e.unhelpable.len(),
+            ];
+            assert_eq!(
+                got, want,
+                "{n} pods on {existing:?}, template {t_max:?}/{t_ds}"
+            );
+            for (_, why) in &e.unhelpable {
+                assert!(
+                    matches!(
+                        why,
+                        Misfit::TooManyPods {
+                            used: 4,
+                            allowed: 4
+                        }
+                    ),
+                    "its own reason: {why}"
+                );
+            }
+        }
+        // Scale-down: a worker's pods fit elsewhere only where places are left.
+        let nodes = vec![bounded("cand", Some(110), 3), bounded("o1", Some(110), 108)];
+        let list = tiny(3);
+        let refs: Vec<&Pod> = list.iter().collect();
+        let (_, _, why) = fit_elsewhere(&refs, &nodes, 0).unwrap_err();
+        assert_eq!(
+            why,
+            Misfit::TooManyPods {
+                used: 110,
+                allowed: 110
+            }
+        );
+        assert!(fit_elsewhere(&refs[..2], &nodes, 0).is_ok());
+    }
+
     proptest! {
+        /// Placement never puts more pods on a node than its `allocatable.pods`, on
+        /// existing nodes (the Fork) and on booting and new workers (the estimate).
+        #[test]
+        fn placement_never_exceeds_allocatable_pods(
+            existing in proptest::collection::vec((0u32..12, 0u32..14), 0..6),
+            t_max in 1u32..12,
+            t_ds in 0u32..4,
+            upcoming in 0u32..3,
+            cpus in proptest::collection::vec(0.0f64..1.0, 0..60),
+        ) {
+            let nodes: Vec<Node> = existing.iter().enumerate().map(|(i, (max, on))| Node {
+                max_pods: Some(*max),
+                pod_count: *on,
+                ..node(&format!("n{i}"), 8.0, 0.0)
+            }).collect();
+            let list: Vec<Pod> = cpus.iter().enumerate()
+                .map(|(i, c)| Pod { requests: Resources::new(*c, 0.0), ..pod(&format!("p{i}"), 0.0) })
+                .collect();
+            let mut fork = Fork::new(&nodes);
+            for p in &list {
+                let _ = fork.place_first_fit(p);
+            }
+            for (i, n) in nodes.iter().enumerate() {
+                let max = n.max_pods.unwrap();
+                prop_assert!(fork.pods(i) <= max.max(n.pod_count), "node {i}: {} pods of {max}", fork.pods(i));
+            }
+            let template = Node {
+                max_pods: Some(t_max),
+                pod_count: t_ds,
+                ..node("t", 8.0, 0.0)
+            };
+            let refs: Vec<&Pod> = list.iter().collect();
+            let e = estimate(&refs, &nodes, &template, upcoming, 1000, &HashSet::new());
+            let per_worker = t_max.saturating_sub(t_ds) as usize;
+            prop_assert!(e.on_upcoming.len() <= upcoming as usize * per_worker);
+            prop_assert!(e.on_new.len() <= e.new_workers as usize * per_worker);
+            prop_assert_eq!(
+                e.schedulable.len() + e.on_upcoming.len() + e.on_new.len() + e.unhelpable.len(),
+                list.len()
+            );
+        }
+
         #[test]
         fn placement_never_overcommits(
             free in proptest::collection::vec(0.0f64..4.0, 0..6),

@@ -38,6 +38,10 @@ pub struct Snapshot {
 pub struct NodeResources {
     pub requested: Resources,
     pub allocatable: Resources,
+    /// The pods on it that count toward its `allocatable.pods` (placed, not finished);
+    /// None when not known (the bound is then not checked). Its `allocatable.pods` comes
+    /// from the API's Node (`ClusterFacts`).
+    pub pods: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -123,6 +123,7 @@ mod tests {
                 })
                 .unwrap_or_default(),
             unschedulable: false,
+            max_pods: None,
             ready,
         }
     }

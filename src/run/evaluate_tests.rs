@@ -69,6 +69,7 @@ fn idle_snapshot(workers: &[String], util: f64) -> Snapshot {
             NodeResources {
                 requested: Resources::new(2.0 * util / 100.0, 2.0 * gib * util / 100.0),
                 allocatable: Resources::new(2.0, 2.0 * gib),
+                pods: None,
             },
         );
     }

@@ -1,6 +1,7 @@
 //! Reading Prometheus's answer to the one query into a `Snapshot`: series by their `signal`
 //! label, and the utilisation signals worked out from the per-node requests and
-//! allocatable (promql.rs says why they are not asked for one by one).
+//! allocatable (promql.rs says why they are not asked for one by one); with them the pods
+//! on each node.
 
 use crate::plan::model::{Pod, Resources};
 use crate::plan::snapshot::{NodeResources, NodeSample, Snapshot};
@@ -70,15 +71,17 @@ pub(crate) fn api_error(body: &[u8]) -> Option<String> {
     ))
 }
 
-/// CPU and memory, in that order, for the per-node parts.
-type PerResource = [Option<f64>; 2];
+/// CPU, memory and pods, in that order, for the per-node parts (`pods`: the pods on the
+/// node, in `node_requests`; an allocatable `pods` series, which the default query does
+/// not ask for, is not read).
+type PerResource = [Option<f64>; 3];
+/// CPU and memory requests of one unschedulable pod.
+type PodRequests = [Option<f64>; 2];
+const RESOURCES: [&str; 3] = ["cpu", "memory", "pods"];
+const PODS: usize = 2;
 
 fn resource_index(resource: Option<&str>) -> Option<usize> {
-    match resource {
-        Some("cpu") => Some(0),
-        Some("memory") => Some(1),
-        _ => None,
-    }
+    RESOURCES.iter().position(|r| Some(*r) == resource)
 }
 
 /// Reads a `/api/v1/query` answer into a snapshot. Series are matched by their `signal`
@@ -132,7 +135,7 @@ struct Read<'d> {
     requests: HashMap<&'d str, PerResource>,
     allocatable: HashMap<&'d str, PerResource>,
     /// Unschedulable pods by (namespace, pod): DaemonSet-owned, and requests.
-    pods: BTreeMap<(&'d str, &'d str), (bool, PerResource)>,
+    pods: BTreeMap<(&'d str, &'d str), (bool, PodRequests)>,
     pod_requests: Vec<((&'d str, &'d str), usize, f64)>,
 }
 
@@ -214,7 +217,9 @@ impl<'d> Read<'d> {
             return Err(PromError::Malformed(match resource {
                 None => format!("signal {signal}: a series without a `resource` label"),
                 Some(r) => {
-                    format!("signal {signal}: resource {r:?}, expected \"cpu\" or \"memory\"")
+                    format!(
+                        "signal {signal}: resource {r:?}, expected \"cpu\", \"memory\" or \"pods\""
+                    )
                 }
             }));
         };
@@ -223,9 +228,9 @@ impl<'d> Read<'d> {
         } else {
             &mut self.allocatable
         };
-        let slot = &mut map.entry(node).or_insert([None; 2])[i];
+        let slot = &mut map.entry(node).or_insert([None; 3])[i];
         if slot.is_some() {
-            let resource = ["cpu", "memory"][i];
+            let resource = RESOURCES[i];
             return Err(duplicate(
                 signal,
                 &format!("{node} and resource {resource}"),
@@ -260,7 +265,7 @@ impl<'d> Read<'d> {
                 )));
             }
         } else {
-            let Some(i) = resource_index(s.metric.resource.as_deref()) else {
+            let Some(i) = resource_index(s.metric.resource.as_deref()).filter(|i| *i < PODS) else {
                 return Err(PromError::Malformed(format!(
                     "signal {signal}: pod {ns}/{pod} without resource cpu or memory"
                 )));
@@ -357,7 +362,7 @@ fn duplicate(signal: &str, node: &str) -> PromError {
 fn unschedulable<'a>(
     snap: &Snapshot,
     defaulted: &[&str],
-    mut pods: BTreeMap<(&'a str, &'a str), (bool, PerResource)>,
+    mut pods: BTreeMap<(&'a str, &'a str), (bool, PodRequests)>,
     requests: Vec<((&'a str, &'a str), usize, f64)>,
 ) -> Result<Option<Vec<Pod>>, PromError> {
     let Some(count) = snap.pending_pods else {
@@ -400,23 +405,27 @@ fn unschedulable<'a>(
 }
 
 /// Requested and allocatable of each node for which all four figures are known numbers
-/// (a placed pod's requests of a resource nobody requests anywhere count as 0).
+/// (a placed pod's requests of a resource nobody requests anywhere count as 0), with the
+/// pods on it (a node without a pod count has no pod while some node has one; with none
+/// anywhere, the count is unknown).
 fn node_resources(
     requests: &HashMap<&str, PerResource>,
     allocatable: &HashMap<&str, PerResource>,
 ) -> BTreeMap<String, NodeResources> {
-    let seen = [0, 1].map(|i| requests.values().any(|r| r[i].is_some()));
+    let seen = [0, 1, PODS].map(|i| requests.values().any(|r| r[i].is_some()));
     allocatable
         .iter()
         .filter_map(|(node, a)| {
-            let req = requests.get(node).copied().unwrap_or([None; 2]);
-            let r = [0, 1].map(|i| req[i].or(seen[i].then_some(0.0)));
+            let req = requests.get(node).copied().unwrap_or([None; 3]);
+            let r = [0, 1, PODS].map(|i| req[i].or(seen[i].then_some(0.0)));
             let ok = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0);
+            let pods = ok(r[PODS]).map(|v| v.round().min(f64::from(u32::MAX)) as u32);
             Some((
                 node.to_string(),
                 NodeResources {
                     requested: Resources::new(ok(r[0])?, ok(r[1])?),
                     allocatable: Resources::new(ok(a[0])?, ok(a[1])?),
+                    pods,
                 },
             ))
         })
@@ -633,6 +642,42 @@ mod tests {
     }
 
     #[test]
+    fn each_nodes_pods_come_with_the_per_node_parts() {
+        let with = |extra: &[String]| {
+            let mut parts = per_node_parts();
+            parts.extend(extra.iter().cloned());
+            parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap()
+        };
+        let snap = with(&[
+            r("node_requests", "w-1", "pods", "12"),
+            r("node_requests", "w-3", "pods", "NaN"),
+            r("node_requests", "server", "pods", "9"),
+        ]);
+        let pods = |n: &str| snap.node_resources[n].pods;
+        assert_eq!(pods("w-1"), Some(12));
+        // No pod on w-2 (the count has no series for it) while other nodes have some: 0.
+        assert_eq!(pods("w-2"), Some(0));
+        assert_eq!(pods("w-3"), None, "not a number: unknown");
+        // The utilisation is read as before.
+        assert!(near(snap.cpu, 50.0), "{:?}", snap.cpu);
+        // No pod count anywhere (the series may not be collected): unknown, not 0.
+        let snap = with(&[]);
+        assert_eq!(snap.node_resources["w-1"].pods, None);
+        // An allocatable pods series (an override's) is not read, and not an error.
+        let snap = with(&[r("node_allocatable", "w-1", "pods", "110")]);
+        assert_eq!(snap.node_resources["w-1"].pods, None);
+        // A pods series twice is malformed, as any other.
+        let twice = [
+            r("node_requests", "w-1", "pods", "3"),
+            r("node_requests", "w-1", "pods", "3"),
+        ];
+        let mut parts = per_node_parts();
+        parts.extend(twice);
+        let e = parse_response(&body(&parts.join(",")), &SIGNAL_NAMES).unwrap_err();
+        assert!(e.to_string().contains("node w-1 and resource pods"), "{e}");
+    }
+
+    #[test]
     fn overrides_are_never_filled_in() {
         // cpu and pending_cpu_cores overridden, and their queries found nothing.
         let defaulted: Vec<&str> = SIGNAL_NAMES
@@ -733,7 +778,7 @@ mod tests {
             ),
             (
                 body(&r("node_requests", "w-1", "gpu", "1")),
-                "expected \"cpu\" or \"memory\"",
+                "expected \"cpu\", \"memory\" or \"pods\"",
             ),
             (
                 body(&[s("pending_pods", None, "NaN"), s("pending_pods", None, "0")].join(",")),

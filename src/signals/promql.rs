@@ -57,9 +57,20 @@ fn pending_requests(resource: &str) -> String {
 /// included) is unknown rather than 0 %, as are requests without a `node` label; a Ready
 /// node without allocatable makes the average unknown rather than leaving its allocatable
 /// out. The averages follow a `node_ready` override (it names the workers, e.g. one pool's).
+///
+/// `node_requests` also carries each node's pods (`resource="pods"`): those the scheduler
+/// counts against its `allocatable.pods`, every placed pod not finished (its pod informer
+/// leaves out Succeeded and Failed pods: kube-scheduler's scheduler.go `newPodInformer`),
+/// each pod once (`group by` its identity). That reads each placed pod's `kube_pod_info`
+/// and two of its phase series more, in the same one query, and adds one series per node
+/// to the answer. The bound itself, `allocatable.pods`, comes with the Node list the run
+/// has anyway (kube/model.rs), not as another series per node.
 pub const NODE_REQUESTS: &str = "node_requests";
 pub const NODE_ALLOCATABLE: &str = "node_allocatable";
-const REQUESTS: &str = r#"sum by (node, resource) (max without (instance, job) (kube_pod_container_resource_requests{resource=~"cpu|memory",node!=""}) and on(namespace, pod) (kube_pod_status_phase{phase=~"Pending|Running"} == 1))"#;
+const REQUESTS: &str = concat!(
+    r#"sum by (node, resource) (max without (instance, job) (kube_pod_container_resource_requests{resource=~"cpu|memory",node!=""}) and on(namespace, pod) (kube_pod_status_phase{phase=~"Pending|Running"} == 1))"#,
+    r#" or label_replace(count by (node) (group by (namespace, pod, node) (kube_pod_info{node!=""}) unless on(namespace, pod) (kube_pod_status_phase{phase=~"Succeeded|Failed"} == 1)), "resource", "pods", "", "")"#
+);
 const ALLOCATABLE: &str =
     r#"max by (node, resource) (kube_node_status_allocatable{resource=~"cpu|memory"})"#;
 
@@ -178,6 +189,20 @@ mod tests {
         let combined = combined_query(&q.parts);
         assert!(combined.contains(r#"label_replace((vector(42)), "signal", "cpu", "", "")"#));
         assert_eq!(combined.matches(r#", "signal", ""#).count(), q.parts.len());
+    }
+
+    #[test]
+    fn the_per_node_parts_carry_each_nodes_pods() {
+        // The pods on each node the scheduler counts (not finished, each once), as
+        // resource "pods" of node_requests; allocatable.pods is the API's.
+        assert!(ALLOCATABLE.contains(r#"resource=~"cpu|memory"}"#));
+        assert!(REQUESTS.contains(
+            r#"count by (node) (group by (namespace, pod, node) (kube_pod_info{node!=""})"#
+        ));
+        assert!(REQUESTS.contains(
+            r#"unless on(namespace, pod) (kube_pod_status_phase{phase=~"Succeeded|Failed"} == 1)"#
+        ));
+        assert!(REQUESTS.ends_with(r#""resource", "pods", "", "")"#));
     }
 
     #[test]

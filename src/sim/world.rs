@@ -31,6 +31,8 @@ pub struct SimNode {
     pub created: Duration,
     pub ready_at: Duration,
     pub requested: Resources,
+    /// Pods bound to it (they count toward the template's `allocatable.pods`).
+    pub pods: u32,
     pub gone: bool,
 }
 
@@ -86,6 +88,7 @@ impl World {
                 created: Duration::ZERO,
                 ready_at: Duration::ZERO,
                 requested: Resources::default(),
+                pods: 0,
                 gone: false,
             });
         }
@@ -129,6 +132,7 @@ impl World {
             {
                 let n = &mut self.nodes[i];
                 n.requested = n.requested.minus(p.pod.requests);
+                n.pods -= 1;
                 p.node = None;
             }
         }
@@ -173,6 +177,7 @@ impl World {
             p.first_bound.get_or_insert(t);
             let n = &mut self.nodes[wi];
             n.requested = n.requested.plus(p.pod.requests);
+            n.pods += 1;
         }
     }
 
@@ -189,6 +194,8 @@ impl World {
                     labels: self.template.labels.clone(),
                     taints: self.template.taints.clone(),
                     ready: true,
+                    max_pods: self.template.max_pods,
+                    pod_count: n.pods,
                     ..Node::default()
                 });
                 index.push(i);
@@ -238,6 +245,7 @@ impl World {
                 NodeResources {
                     requested: n.requested,
                     allocatable: alloc,
+                    pods: Some(n.pods),
                 },
             );
             used = used.plus(n.requested);
@@ -292,6 +300,7 @@ impl World {
                         taints: self.template.taints.clone(),
                         unschedulable: false,
                         ready: true,
+                        max_pods: self.template.max_pods,
                     },
                 );
             }
@@ -313,6 +322,7 @@ impl World {
             created: self.t,
             ready_at: self.t + self.join_time,
             requested: Resources::default(),
+            pods: 0,
             gone: false,
         });
     }
@@ -325,6 +335,7 @@ impl World {
         };
         self.nodes[i].gone = true;
         self.nodes[i].requested = Resources::default();
+        self.nodes[i].pods = 0;
         let mut evicted = Vec::new();
         for p in &mut self.pods {
             if p.node == Some(i) {

@@ -1,7 +1,8 @@
 //! A kubelet stand-in for the scenario tests, the way KWOK fakes kubelets: a thread that
 //! watches the real Docker engine for running managed containers of one pool and, for
 //! each new one, registers a Ready Node in the API stand-in (name = container name,
-//! labels from the container's `--node-label` agent flags, allocatable = the worker size)
+//! labels from the container's `--node-label` agent flags, allocatable = the worker size,
+//! allocatable pods = its `--kubelet-arg=max-pods=N`, else the kubelet's 110)
 //! and the k3s node-password secret, as a joining k3s agent would. When a registered
 //! worker's container stops running, its Node's Ready condition turns Unknown, as the node
 //! lifecycle controller does once the kubelet stops posting status (after 40 s in a real
@@ -194,6 +195,8 @@ struct Running {
     id: String,
     name: String,
     labels: BTreeMap<String, String>,
+    /// allocatable.pods: `--kubelet-arg=max-pods=N` of its command, else 110.
+    max_pods: u32,
 }
 
 fn register_new(
@@ -230,12 +233,12 @@ fn register_new(
         };
         if up && !c.no_rejoin && api.node(&name).is_none() && running_now() {
             // The agent runs on and its Node is gone: it registers again (module doc).
-            let labels = containers
+            let (labels, max_pods) = containers
                 .iter()
                 .find(|r| r.name == name)
-                .map(|r| r.labels.clone())
-                .unwrap_or_default();
-            api.add_node(node(&name, &labels, size));
+                .map(|r| (r.labels.clone(), r.max_pods))
+                .unwrap_or((BTreeMap::new(), DEFAULT_MAX_PODS));
+            api.add_node(node(&name, &labels, max_pods, size));
             api.add_secret("kube-system", &format!("{name}.node-password.k3s"));
             c.lost.remove(&name);
             c.rejoined.push(name.clone());
@@ -260,7 +263,7 @@ fn register_new(
             continue;
         }
         entry.2 = true;
-        api.add_node(node(&r.name, &r.labels, size));
+        api.add_node(node(&r.name, &r.labels, r.max_pods, size));
         api.add_secret("kube-system", &format!("{}.node-password.k3s", r.name));
         c.joined.push(r.name.clone());
     }
@@ -285,10 +288,14 @@ fn set_ready(api: &ApiServer, name: &str, status: &str) {
     api.add_node(node);
 }
 
+/// The kubelet's `--max-pods` default.
+const DEFAULT_MAX_PODS: u32 = 110;
+
 /// The Node a k3s agent registers: Ready, its labels, the worker's allocatable.
 fn node(
     name: &str,
     labels: &BTreeMap<String, String>,
+    max_pods: u32,
     size: &NodeSize,
 ) -> k8s_openapi::api::core::v1::Node {
     let mut all = labels.clone();
@@ -297,7 +304,7 @@ fn node(
     let resources = json!({
         "cpu": format!("{}m", size.cpu_millis),
         "memory": size.memory.to_string(),
-        "pods": "110",
+        "pods": max_pods.to_string(),
     });
     serde_json::from_value(json!({
         "metadata": {"name": name, "labels": all},
@@ -328,6 +335,27 @@ fn node_labels(command: &str) -> BTreeMap<String, String> {
     out
 }
 
+/// `--kubelet-arg=max-pods=N` (or `--kubelet-arg max-pods=N`) of an agent command line,
+/// else the kubelet's default.
+fn max_pods(command: &str) -> u32 {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let mut out = DEFAULT_MAX_PODS;
+    for (i, w) in words.iter().enumerate() {
+        let value = match w.strip_prefix("--kubelet-arg=") {
+            Some(v) => Some(v),
+            None if *w == "--kubelet-arg" => words.get(i + 1).copied(),
+            None => None,
+        };
+        if let Some(n) = value
+            .and_then(|v| v.trim_start_matches("--").strip_prefix("max-pods="))
+            .and_then(|n| n.parse().ok())
+        {
+            out = n;
+        }
+    }
+    out
+}
+
 /// Running managed containers of `pool`, listed over the Docker socket.
 fn list_running(socket: &Path, pool: &str) -> Result<Vec<Running>, String> {
     let filters = json!({
@@ -349,6 +377,7 @@ fn list_running(socket: &Path, pool: &str) -> Result<Vec<Running>, String> {
             Some(Running {
                 id: c["Id"].as_str()?.to_string(),
                 labels: node_labels(c["Command"].as_str().unwrap_or("")),
+                max_pods: max_pods(c["Command"].as_str().unwrap_or("")),
                 name,
             })
         })

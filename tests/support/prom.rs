@@ -136,6 +136,8 @@ struct Node {
     cordoned: bool,
     cpu: f64,
     memory: f64,
+    /// allocatable.pods (the kubelet's `--max-pods`).
+    pods: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -182,6 +184,8 @@ pub struct Cluster {
 /// What a node offers when `alloc` is not given: a small k3s-in-Docker worker.
 pub const DEFAULT_NODE_CPU: f64 = 2.0;
 pub const DEFAULT_NODE_MEMORY: f64 = 4.0 * GIB;
+/// allocatable.pods when `max_pods` is not given: the kubelet's default.
+pub const DEFAULT_NODE_PODS: f64 = 110.0;
 
 impl Cluster {
     pub fn new() -> Cluster {
@@ -200,6 +204,7 @@ impl Cluster {
             cordoned: false,
             cpu: DEFAULT_NODE_CPU,
             memory: DEFAULT_NODE_MEMORY,
+            pods: DEFAULT_NODE_PODS,
         });
         self.last = Last::Node;
         self
@@ -247,6 +252,12 @@ impl Cluster {
         let n = self.last_node();
         n.cpu = cpu;
         n.memory = memory;
+        self
+    }
+
+    /// allocatable.pods of the node (the kubelet's `--max-pods`).
+    pub fn max_pods(mut self, pods: u32) -> Cluster {
+        self.last_node().pods = f64::from(pods);
         self
     }
 
@@ -371,7 +382,7 @@ impl Cluster {
             for (resource, unit, v) in [
                 ("cpu", "core", n.cpu),
                 ("memory", "byte", n.memory),
-                ("pods", "integer", 110.0),
+                ("pods", "integer", n.pods),
             ] {
                 out.push(ksm(
                     "kube_node_status_allocatable",

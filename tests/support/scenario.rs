@@ -51,6 +51,9 @@ pub struct Knobs {
     pub drain_timeout: &'static str,
     /// `kubernetes.skip_nodes_with_system_pods`.
     pub skip_nodes_with_system_pods: bool,
+    /// More `docker.agent_args` after the scenario's node label (e.g.
+    /// `--kubelet-arg=max-pods=20`, which the kubelet stand-in follows).
+    pub agent_args: &'static [&'static str],
 }
 
 impl Default for Knobs {
@@ -68,6 +71,7 @@ impl Default for Knobs {
             docker_timeout: "20s",
             drain_timeout: "2s",
             skip_nodes_with_system_pods: true,
+            agent_args: &[],
         }
     }
 }
@@ -236,7 +240,7 @@ docker:
   pool: {pool}
   server_url: https://127.0.0.1:6443
   token_file: {dir}/k3s-token
-  agent_args: ["--node-label=scenario=yes"]
+  agent_args: ["--node-label=scenario=yes"{agent_args}]
   cpus: {cpus}
   memory: {memory}
   stop_timeout: 2s
@@ -271,6 +275,11 @@ state:
             kubeconfig = self.api.kubeconfig().display(),
             drain = k.drain_timeout,
             system_pods = k.skip_nodes_with_system_pods,
+            agent_args = k
+                .agent_args
+                .iter()
+                .map(|a| format!(", {a:?}"))
+                .collect::<String>(),
         )
     }
 
@@ -679,7 +688,11 @@ fn ksm_node(c: Cluster, n: &Node) -> Cluster {
     }
     let alloc = status.allocatable.unwrap_or_default();
     let q = |k: &str| alloc.get(k).map_or(0.0, |v| quantity(&v.0));
-    c.alloc(q("cpu"), q("memory"))
+    let c = c.alloc(q("cpu"), q("memory"));
+    match alloc.get("pods") {
+        Some(p) => c.max_pods(quantity(&p.0) as u32),
+        None => c,
+    }
 }
 
 fn ksm_pod(c: Cluster, p: &Pod) -> Cluster {

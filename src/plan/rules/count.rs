@@ -25,6 +25,11 @@ pub struct Count {
     pub capacity: u32,
     /// Workers that may still be added before `max_nodes`.
     pub room: u32,
+    /// Registered workers not Ready yet that are still provisioning (within
+    /// `provision_timeout`): cluster-autoscaler's NotStarted nodes, which its health guard
+    /// counts among the nodes but not among the unready (clusterstate.go
+    /// updateReadinessStats).
+    pub starting: u32,
 }
 
 pub fn count(
@@ -52,6 +57,11 @@ pub fn count(
         .filter(|p| !nodes.contains_key(&p.name))
         .count() as u32;
     let still_provisioning = (state.provisioning.len() - joined.len() - overdue.len()) as u32;
+    let starting = state
+        .provisioning
+        .iter()
+        .filter(|p| nodes.get(&p.name).is_some_and(|n| !n.ready) && !overdue.contains(&p.name))
+        .count() as u32;
     let ready = nodes.values().filter(|n| n.ready).count() as u32;
     let unready = nodes.len() as u32 - ready;
     let workers = WorkerCounts {
@@ -66,6 +76,7 @@ pub fn count(
         workers,
         joined,
         overdue,
+        starting,
     }
 }
 
@@ -108,52 +119,53 @@ mod tests {
         cfg.scaling.provision_timeout = crate::config::units::Secs::from_secs(900);
         // Every row is counted at 1,000 s: a worker started at 0 s is past the 900 s
         // provision timeout, one started at 500 s is not.
-        // (nodes, provisioning, ready, unready, provisioning, total, capacity, room, joined)
+        // (nodes, provisioning, ready, unready, provisioning, total, capacity, room, starting,
+        //  joined)
         type Row<'a> = (
             &'a [(&'a str, bool)],
             &'a [&'a str],
-            [u32; 6],
+            [u32; 7],
             &'a [&'a str],
         );
         let table: &[Row] = &[
-            (&[], &[], [0, 0, 0, 0, 0, 5], &[]),
+            (&[], &[], [0, 0, 0, 0, 0, 5, 0], &[]),
             (
                 &[("w-1", true), ("w-2", false)],
                 &[],
-                [1, 1, 0, 2, 1, 3],
+                [1, 1, 0, 2, 1, 3, 0],
                 &[],
             ),
             // Booting, not yet registered: counts toward both limits.
-            (&[("w-1", true)], &["w-2@500"], [1, 0, 1, 2, 2, 3], &[]),
+            (&[("w-1", true)], &["w-2@500"], [1, 0, 1, 2, 2, 3, 0], &[]),
             // Registered but not Ready: still provisioning, counted once.
             (
                 &[("w-1", true), ("w-2", false)],
                 &["w-2@500"],
-                [1, 1, 1, 2, 2, 3],
+                [1, 1, 1, 2, 2, 3, 1],
                 &[],
             ),
             // Ready: joined, no longer provisioning, however long it took.
             (
                 &[("w-1", true), ("w-2", true)],
                 &["w-2"],
-                [2, 0, 0, 2, 2, 3],
+                [2, 0, 0, 2, 2, 3, 0],
                 &["w-2"],
             ),
             // Booting past the provision timeout (its host could not be listed, so
             // reconcile could not remove it): toward max_nodes only.
-            (&[("w-1", true)], &["w-2"], [1, 0, 0, 2, 1, 3], &[]),
+            (&[("w-1", true)], &["w-2"], [1, 0, 0, 2, 1, 3, 0], &[]),
             // Registered, not Ready, past the timeout: unready, not provisioning.
             (
                 &[("w-1", true), ("w-2", false)],
                 &["w-2"],
-                [1, 1, 0, 2, 1, 3],
+                [1, 1, 0, 2, 1, 3, 0],
                 &[],
             ),
             // One of each: only the one in time is waited for.
             (
                 &[("w-1", true)],
                 &["w-2", "w-3@500"],
-                [1, 0, 1, 3, 2, 2],
+                [1, 0, 1, 3, 2, 2, 0],
                 &[],
             ),
             // Over max_nodes: no room, never negative.
@@ -166,7 +178,7 @@ mod tests {
                     ("e", true),
                 ],
                 &["f@500"],
-                [5, 0, 1, 6, 6, 0],
+                [5, 0, 1, 6, 6, 0, 0],
                 &[],
             ),
         ];
@@ -179,6 +191,7 @@ mod tests {
                 c.workers.total,
                 c.capacity,
                 c.room,
+                c.starting,
             ];
             assert_eq!(got, *want, "{n:?} {p:?}");
             assert_eq!(c.joined, *joined, "{n:?} {p:?}");

@@ -63,6 +63,7 @@ mod tests {
             overdue: Vec::new(),
             capacity: ready + provisioning,
             room: max.saturating_sub(total),
+            starting: 0,
         }
     }
 

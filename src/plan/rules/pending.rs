@@ -169,6 +169,9 @@ fn against_template(m: &Misfit) -> String {
             bytes(*need),
             bytes(*free)
         ),
+        Misfit::TooManyPods { used, allowed } => format!(
+            "a new worker allows {allowed} pods (allocatable.pods) and its DaemonSets take {used}"
+        ),
         other => format!("{other} on a new worker"),
     }
 }
@@ -182,8 +185,12 @@ fn truncate<V>(map: &mut BTreeMap<String, V>) {
 /// What the scale-up asked for: used by the report and by `Config`-free callers.
 pub fn describe(p: &Pending, cfg: &Config, model: &ClusterModel) -> String {
     let t = &model.template.allocatable;
+    let pods = match model.template.max_pods {
+        Some(max) => format!(" / {} pods", max.saturating_sub(model.template.pod_count)),
+        None => String::new(),
+    };
     format!(
-        "{} pending pod(s) need {} new worker(s) of {} CPU / {} allocatable (first-fit-decreasing{})",
+        "{} pending pod(s) need {} new worker(s) of {} CPU / {}{pods} allocatable (first-fit-decreasing{})",
         p.for_pods.len(),
         p.new_workers,
         num(t.cpu),
@@ -249,6 +256,7 @@ mod tests {
             overdue: Vec::new(),
             capacity: 1 + provisioning,
             room: 10,
+            starting: 0,
         }
     }
 
@@ -314,6 +322,38 @@ mod tests {
             p.unhelpable,
             ["pod d/big: requests 16 CPU, a worker allocates 4"]
         );
+    }
+
+    #[test]
+    fn pods_per_node_bound_the_workers_and_say_so() {
+        let snap = snap_with(&[("w-0", true)]);
+        let tiny: Vec<Pod> = (0..40).map(|i| pod(&format!("t{i}"), 0.01)).collect();
+        // (template's allocatable.pods, its DaemonSet pods, new workers, unhelpable)
+        for (max, ds, workers, unhelpable) in
+            [(20, 0, 2, 0), (20, 4, 3, 0), (110, 0, 1, 0), (4, 4, 0, 40)]
+        {
+            let mut m = model(tiny.clone(), &[]);
+            m.template.max_pods = Some(max);
+            m.template.pod_count = ds;
+            let p = classify(&m, &snap, &count(0), &State::default(), NOW);
+            assert_eq!(
+                (p.new_workers, p.unhelpable.len()),
+                (workers, unhelpable),
+                "{max}/{ds}"
+            );
+            if unhelpable > 0 {
+                assert_eq!(
+                    p.unhelpable[0],
+                    "pod d/t0: a new worker allows 4 pods (allocatable.pods) and its DaemonSets take 4"
+                );
+            } else {
+                let why = describe(&p, &Config::default(), &m);
+                assert!(
+                    why.contains(&format!("/ {} pods allocatable", max - ds)),
+                    "{why}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -346,6 +346,7 @@ mod tests {
             overdue: Vec::new(),
             capacity: ready + provisioning,
             room: 10,
+            starting: 0,
         };
         let fresh = State::default();
         let st = |f: fn(&mut State, Timestamp)| {

@@ -228,6 +228,7 @@ mod tests {
             overdue: Vec::new(),
             capacity: 2 + provisioning,
             room,
+            starting: 0,
         };
         let recent = State {
             last_scale_up: Some(Timestamp::from_secs(100_000 - 1)),

@@ -112,6 +112,7 @@ mod tests {
                 NodeResources {
                     requested: Resources::new(used, used),
                     allocatable: Resources::new(4.0, 8.0),
+                    pods: None,
                 },
             );
         }
