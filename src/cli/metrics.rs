@@ -287,7 +287,8 @@ fn docker_hosts(o: &mut Out, report: &Report) {
         o.family(
             "docker_host_up",
             "gauge",
-            "1 when the last run could list this pool's workers on the Docker host, 0 when it              could not (its workers are then neither placed on, repaired nor removed).",
+            "1 when the last run could list this pool's workers on the Docker host, 0 when it \
+             could not (its workers are then neither placed on, repaired nor removed).",
         );
         for h in &report.docker_hosts {
             o.sample("docker_host_up", &[("host", &h.name)], flag(h.up));
