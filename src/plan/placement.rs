@@ -221,25 +221,22 @@ fn repels(pod: &Pod, other: &Pod) -> bool {
 /// The order first-fit-decreasing takes pods in: the largest share of a worker first
 /// (CPU and memory together), then by name so the result never depends on input order.
 pub fn decreasing(pods: &mut [&Pod], unit: Resources) {
-    let score = |p: &Pod| {
-        let c = if unit.cpu > 0.0 {
-            p.requests.cpu / unit.cpu
-        } else {
-            0.0
-        };
-        let m = if unit.memory > 0.0 {
-            p.requests.memory / unit.memory
-        } else {
-            0.0
-        };
-        c + m
-    };
-    pods.sort_by(|a, b| {
-        score(b)
-            .total_cmp(&score(a))
+    let share = |need: f64, of: f64| if of > 0.0 { need / of } else { 0.0 };
+    let mut scored: Vec<(f64, &Pod)> = pods
+        .iter()
+        .map(|p| {
+            let score = share(p.requests.cpu, unit.cpu) + share(p.requests.memory, unit.memory);
+            (score, *p)
+        })
+        .collect();
+    scored.sort_by(|(sa, a), (sb, b)| {
+        sb.total_cmp(sa)
             .then_with(|| a.namespace.cmp(&b.namespace))
             .then_with(|| a.name.cmp(&b.name))
     });
+    for (slot, (_, p)) in pods.iter_mut().zip(scored) {
+        *slot = p;
+    }
 }
 
 /// What scale-up sizing found for the pending pods.
@@ -276,7 +273,7 @@ pub fn estimate(
     let mut existing = Fork::new(nodes);
     let mut rest = Vec::new();
     for p in order {
-        if not_existing.contains(&p.key()) {
+        if !not_existing.is_empty() && not_existing.contains(&p.key()) {
             rest.push(p);
             continue;
         }
@@ -287,6 +284,7 @@ pub fn estimate(
     }
     let booting = upcoming as usize;
     let mut bins = Bins::new(template, booting);
+    bins.labels_read = rest.iter().any(|p| !p.anti_affinity.is_empty());
     for p in rest {
         if let Err(m) = model::fits(p, template) {
             out.unhelpable.push((p.key(), m));
@@ -316,6 +314,9 @@ struct Bins<'t> {
     template: &'t Node,
     nodes: Vec<Node>,
     index: RoomIndex,
+    /// Whether a pod to place has anti-affinity, the one predicate that reads the labels
+    /// of the pods on a worker: without one they are not copied onto it.
+    labels_read: bool,
 }
 
 impl<'t> Bins<'t> {
@@ -326,6 +327,7 @@ impl<'t> Bins<'t> {
             template,
             nodes,
             index,
+            labels_read: true,
         }
     }
 
@@ -349,7 +351,14 @@ impl<'t> Bins<'t> {
     }
 
     fn add(&mut self, i: usize, pod: &Pod) {
-        self.nodes[i].add(pod);
+        let node = &mut self.nodes[i];
+        if self.labels_read {
+            node.add(pod);
+        } else {
+            node.requested = node.requested.plus(pod.requests);
+            node.pod_count += 1;
+            node.host_ports.extend(pod.host_ports.iter().cloned());
+        }
         self.index.set(i, bin_room(&self.nodes[i]));
     }
 }
