@@ -186,6 +186,110 @@ fn main() {
     drop(body);
     fit_check(&snap, &cfg);
     candidate_choice(&snap, &cfg);
+    ca_estimate();
+    fragmented_existing();
+}
+
+fn median_ms(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64() * 1e3
+}
+
+/// cluster-autoscaler's `BenchmarkBinpackingEstimate` (estimator/binpacking_estimator_test.go):
+/// 50,000 pods of 50 m / 100 MiB and 1,000 of 95 m / 190 MiB onto templates of 1,000 m /
+/// 5,000 MiB allowing 100 pods, at most 3,000 nodes; CA expects 2,595 nodes.
+fn ca_estimate() {
+    use k3s_scale::plan::model::{Node as ModelNode, Pod as ModelPod, Resources};
+    use k3s_scale::plan::placement::estimate;
+    const MI: f64 = 1048576.0;
+    let template = ModelNode {
+        name: "template".into(),
+        allocatable: Resources::new(1.0, 5000.0 * MI),
+        ready: true,
+        max_pods: Some(100),
+        ..ModelNode::default()
+    };
+    let labels: BTreeMap<String, String> = [("app".to_string(), "estimatee".to_string())].into();
+    let group = |n: usize, millicores: f64, mib: f64| -> Vec<ModelPod> {
+        (0..n)
+            .map(|i| ModelPod {
+                namespace: "universe".into(),
+                name: format!("estimatee-{millicores}-{i}"),
+                requests: Resources::new(millicores / 1000.0, mib * MI),
+                labels: labels.clone(),
+                ..ModelPod::default()
+            })
+            .collect()
+    };
+    let pods = [group(50_000, 50.0, 100.0), group(1_000, 95.0, 190.0)].concat();
+    let refs: Vec<&ModelPod> = pods.iter().collect();
+    let none = std::collections::HashSet::new();
+    let (mut t, mut nodes) = (Vec::new(), 0);
+    for _ in 0..CHOICE_ROUNDS {
+        let t0 = Instant::now();
+        let e = estimate(&refs, &[], &template, 0, 3000, &none);
+        t.push(t0.elapsed());
+        assert_eq!(e.on_new.len(), 51_000);
+        nodes = e.new_workers;
+    }
+    println!(
+        "estimate 51000 pods onto templates: median {:.2} ms, {nodes} nodes",
+        median_ms(t)
+    );
+}
+
+/// 5,000 existing 4-core / 16 GiB nodes whose free room is fragmented: every other node
+/// has 1.5 cores free but 0.5 GiB, the others 8 GiB but 0.25 cores. 1,000 pending pods of
+/// 1 core / 1 GiB fit none of them, though the most free CPU and the most free memory
+/// (each on some node) would hold one: each pod is checked against the existing nodes,
+/// then goes to new workers.
+fn fragmented_existing() {
+    use k3s_scale::plan::model::{Node as ModelNode, Pod as ModelPod, Resources};
+    use k3s_scale::plan::placement::estimate;
+    const GI: f64 = 1073741824.0;
+    let nodes: Vec<ModelNode> = (0..NODES)
+        .map(|i| {
+            let (cpu, mem) = if i % 2 == 0 { (2.5, 15.5) } else { (3.75, 8.0) };
+            ModelNode {
+                name: format!("k3s-worker-{i}"),
+                allocatable: Resources::new(4.0, 16.0 * GI),
+                requested: Resources::new(cpu, mem * GI),
+                ready: true,
+                max_pods: Some(110),
+                pod_count: 30,
+                ..ModelNode::default()
+            }
+        })
+        .collect();
+    // A new worker: 4 cores / 16 GiB, one DaemonSet pod of 0.1 core / 0.1 GiB.
+    let template = ModelNode {
+        name: "template".into(),
+        requested: Resources::new(0.1, 0.1 * GI),
+        pod_count: 1,
+        ..nodes[0].clone()
+    };
+    let pods: Vec<ModelPod> = (0..UNSCHEDULABLE)
+        .map(|i| ModelPod {
+            namespace: format!("ns-{}", i % NAMESPACES),
+            name: format!("burst-{i}"),
+            requests: Resources::new(1.0, GI),
+            ..ModelPod::default()
+        })
+        .collect();
+    let refs: Vec<&ModelPod> = pods.iter().collect();
+    let none = std::collections::HashSet::new();
+    let (mut t, mut count) = (Vec::new(), 0);
+    for _ in 0..ROUNDS {
+        let t0 = Instant::now();
+        let e = estimate(&refs, &nodes, &template, 0, 10_000, &none);
+        t.push(t0.elapsed());
+        assert!(e.schedulable.is_empty());
+        count = e.new_workers;
+    }
+    println!(
+        "existing 5000 fragmented nodes, 1000 pending: median {:.2} ms, {count} nodes",
+        median_ms(t)
+    );
 }
 
 /// The scale-down check of one candidate with 110 pods against the 4,999 other nodes: do

@@ -15,6 +15,7 @@ pub mod model;
 pub mod names;
 pub mod placement;
 pub mod reconcile;
+pub mod room_index;
 pub mod rules;
 pub mod snapshot;
 pub mod sources;

@@ -8,9 +8,13 @@
 //!
 //! `Fork` is a cheap what-if view over the nodes, as cluster-autoscaler's ClusterSnapshot:
 //! pods placed in it are kept beside the base nodes, never copied into them, so a check at
-//! 5,000 nodes costs what it places, not a copy of the cluster.
+//! 5,000 nodes costs what it places, not a copy of the cluster. Both it and the new workers
+//! of an estimate find the first node with room through a `RoomIndex` (by free room), not
+//! a scan, and remember requests that fit no node's room; the node chosen is the one a
+//! scan would choose (`tests::indexed_placement_is_the_scans`).
 
 use super::model::{self, Misfit, Node, Pod, Resources};
+use super::room_index::RoomIndex;
 use std::collections::{HashMap, HashSet};
 
 /// A what-if view: the base nodes plus what was placed on them here.
@@ -28,7 +32,15 @@ pub struct Fork<'a> {
     /// them, so a bound taken once stays one): a pod over it fits nowhere, without a scan
     /// of every node. At 5,000 full nodes this is what keeps a burst's sizing cheap.
     bound: Resources,
+    /// The nodes by free room (only those that may take one more pod).
+    index: RoomIndex,
+    /// Requests that fit no node's room (room only shrinks, so they never will): a pod
+    /// asking at least as much of both is turned away without a search. Kept short.
+    nowhere: Vec<Resources>,
 }
+
+/// At most this many requests are remembered as fitting nowhere: a few pod shapes.
+const NOWHERE_KEPT: usize = 16;
 
 impl<'a> Fork<'a> {
     pub fn new(base: &'a [Node]) -> Fork<'a> {
@@ -39,6 +51,10 @@ impl<'a> Fork<'a> {
             .fold(Resources::new(f64::MIN, f64::MIN), |m, f| {
                 Resources::new(m.cpu.max(f.cpu), m.memory.max(f.memory))
             });
+        let index = RoomIndex::new(
+            base.iter()
+                .map(|n| model::fits_pod_count(n, 0).ok().map(|_| n.free())),
+        );
         Fork {
             base,
             added: vec![Resources::default(); base.len()],
@@ -46,12 +62,27 @@ impl<'a> Fork<'a> {
             placed: HashMap::new(),
             removed: Vec::new(),
             bound,
+            index,
+            nowhere: Vec::new(),
         }
     }
 
     /// Leaves a node out of the view (the scale-down candidate).
     pub fn remove(&mut self, index: usize) {
         self.removed.push(index);
+        if index < self.index.len() {
+            self.index.set(index, None);
+        }
+    }
+
+    /// Node `i`'s room for one more pod in this view, None if it takes none.
+    fn room(&self, i: usize) -> Option<Resources> {
+        if self.removed.contains(&i) {
+            return None;
+        }
+        model::fits_pod_count(&self.base[i], self.added_pods[i])
+            .ok()
+            .map(|_| self.free(i))
     }
 
     pub fn free(&self, i: usize) -> Resources {
@@ -103,48 +134,75 @@ impl<'a> Fork<'a> {
     pub fn place(&mut self, pod: &'a Pod, i: usize) {
         self.added[i] = self.added[i].plus(pod.requests);
         self.added_pods[i] += 1;
+        self.index.set(i, self.room(i));
         if !pod.host_ports.is_empty() || !pod.labels.is_empty() || !pod.anti_affinity.is_empty() {
             self.placed.entry(i).or_default().push(pod);
         }
     }
 
     /// Places the pod on the first node it fits; the index, or the reason it fits none
-    /// (a constraint where some node had room, else the resource).
+    /// (a constraint where some node had room, else the resource), as a scan of every
+    /// node in order gives them.
     pub fn place_first_fit(&mut self, pod: &'a Pod) -> Result<usize, Misfit> {
-        if !pod.requests.within(self.bound) {
-            return Err(if pod.requests.cpu > self.bound.cpu + 1e-9 {
-                Misfit::Cpu {
-                    need: pod.requests.cpu,
-                    free: self.bound.cpu.max(0.0),
-                }
-            } else {
-                Misfit::Memory {
-                    need: pod.requests.memory,
-                    free: self.bound.memory.max(0.0),
-                }
-            });
+        if let Some(m) = self.over_bound(pod) {
+            return Err(m);
         }
         let mut why: Option<Misfit> = None;
-        for i in 0..self.base.len() {
+        let known_nowhere = self.nowhere.iter().any(|n| n.within(pod.requests));
+        let mut next = if known_nowhere {
+            None
+        } else {
+            self.index.first_from(0, pod.requests)
+        };
+        let any_room = next.is_some();
+        while let Some(i) = next {
             match self.fits(pod, i) {
                 Ok(()) => {
                     self.place(pod, i);
                     return Ok(i);
                 }
+                // Nodes with room fail on constraints only; the first one named is kept.
                 Err(m) => {
-                    let constraint = !model::is_room(&m);
-                    let keep = match &why {
-                        None => true,
-                        Some(w) if model::is_room(w) => constraint,
-                        Some(_) => false,
-                    };
-                    if keep && !(constraint && matches!(m, Misfit::NotReady)) {
+                    if why.is_none() && !matches!(m, Misfit::NotReady) {
                         why = Some(m);
                     }
                 }
             }
+            next = self.index.first_from(i + 1, pod.requests);
         }
-        Err(why.unwrap_or(Misfit::NotReady))
+        if !any_room && !known_nowhere && self.nowhere.len() < NOWHERE_KEPT {
+            self.nowhere.push(pod.requests);
+        }
+        Err(why
+            .or_else(|| self.first_room_misfit(pod))
+            .unwrap_or(Misfit::NotReady))
+    }
+
+    /// A pod over the most free CPU or memory of any node fits nowhere, and says so.
+    fn over_bound(&self, pod: &Pod) -> Option<Misfit> {
+        if pod.requests.within(self.bound) {
+            return None;
+        }
+        Some(if pod.requests.cpu > self.bound.cpu + 1e-9 {
+            Misfit::Cpu {
+                need: pod.requests.cpu,
+                free: self.bound.cpu.max(0.0),
+            }
+        } else {
+            Misfit::Memory {
+                need: pod.requests.memory,
+                free: self.bound.memory.max(0.0),
+            }
+        })
+    }
+
+    /// The room misfit of the first node (not left out) without room for the pod: what a
+    /// scan names when no node with room turned the pod away on a constraint.
+    fn first_room_misfit(&self, pod: &Pod) -> Option<Misfit> {
+        (0..self.base.len())
+            .filter(|i| !self.removed.contains(i))
+            .filter(|&i| !self.room(i).is_some_and(|r| pod.requests.within(r)))
+            .find_map(|i| self.fits(pod, i).err())
     }
 }
 
@@ -163,25 +221,22 @@ fn repels(pod: &Pod, other: &Pod) -> bool {
 /// The order first-fit-decreasing takes pods in: the largest share of a worker first
 /// (CPU and memory together), then by name so the result never depends on input order.
 pub fn decreasing(pods: &mut [&Pod], unit: Resources) {
-    let score = |p: &Pod| {
-        let c = if unit.cpu > 0.0 {
-            p.requests.cpu / unit.cpu
-        } else {
-            0.0
-        };
-        let m = if unit.memory > 0.0 {
-            p.requests.memory / unit.memory
-        } else {
-            0.0
-        };
-        c + m
-    };
-    pods.sort_by(|a, b| {
-        score(b)
-            .total_cmp(&score(a))
+    let share = |need: f64, of: f64| if of > 0.0 { need / of } else { 0.0 };
+    let mut scored: Vec<(f64, &Pod)> = pods
+        .iter()
+        .map(|p| {
+            let score = share(p.requests.cpu, unit.cpu) + share(p.requests.memory, unit.memory);
+            (score, *p)
+        })
+        .collect();
+    scored.sort_by(|(sa, a), (sb, b)| {
+        sb.total_cmp(sa)
             .then_with(|| a.namespace.cmp(&b.namespace))
             .then_with(|| a.name.cmp(&b.name))
     });
+    for (slot, (_, p)) in pods.iter_mut().zip(scored) {
+        *slot = p;
+    }
 }
 
 /// What scale-up sizing found for the pending pods.
@@ -218,7 +273,7 @@ pub fn estimate(
     let mut existing = Fork::new(nodes);
     let mut rest = Vec::new();
     for p in order {
-        if not_existing.contains(&p.key()) {
+        if !not_existing.is_empty() && not_existing.contains(&p.key()) {
             rest.push(p);
             continue;
         }
@@ -227,24 +282,21 @@ pub fn estimate(
             Err(_) => rest.push(p),
         }
     }
-    let mut bins: Vec<Node> = (0..upcoming).map(|_| template.clone()).collect();
     let booting = upcoming as usize;
+    let mut bins = Bins::new(template, booting);
+    bins.labels_read = rest.iter().any(|p| !p.anti_affinity.is_empty());
     for p in rest {
         if let Err(m) = model::fits(p, template) {
             out.unhelpable.push((p.key(), m));
             continue;
         }
-        let slot = bins.iter().position(|b| model::fits(p, b).is_ok());
-        let slot = match slot {
+        let slot = match bins.first_fit(p) {
             Some(i) => Some(i),
-            None if (bins.len() - booting) < limit as usize => {
-                bins.push(template.clone());
-                Some(bins.len() - 1)
-            }
+            None if (bins.nodes.len() - booting) < limit as usize => Some(bins.open()),
             None => None,
         };
         if let Some(i) = slot {
-            bins[i].add(p);
+            bins.add(i, p);
             if i < booting {
                 out.on_upcoming.push(p.key());
             } else {
@@ -252,8 +304,68 @@ pub fn estimate(
             }
         }
     }
-    out.new_workers = (bins.len() - booting) as u32;
+    out.new_workers = (bins.nodes.len() - booting) as u32;
     out
+}
+
+/// The booting and new workers of an estimate, each a copy of the template with what was
+/// placed on it, indexed by free room.
+struct Bins<'t> {
+    template: &'t Node,
+    nodes: Vec<Node>,
+    index: RoomIndex,
+    /// Whether a pod to place has anti-affinity, the one predicate that reads the labels
+    /// of the pods on a worker: without one they are not copied onto it.
+    labels_read: bool,
+}
+
+impl<'t> Bins<'t> {
+    fn new(template: &'t Node, booting: usize) -> Bins<'t> {
+        let nodes = vec![template.clone(); booting];
+        let index = RoomIndex::new(nodes.iter().map(bin_room));
+        Bins {
+            template,
+            nodes,
+            index,
+            labels_read: true,
+        }
+    }
+
+    /// The first worker the pod fits (room first, through the index, then every predicate).
+    fn first_fit(&self, pod: &Pod) -> Option<usize> {
+        let mut next = self.index.first_from(0, pod.requests);
+        while let Some(i) = next {
+            if model::fits(pod, &self.nodes[i]).is_ok() {
+                return Some(i);
+            }
+            next = self.index.first_from(i + 1, pod.requests);
+        }
+        None
+    }
+
+    /// Opens a new worker; its index.
+    fn open(&mut self) -> usize {
+        self.nodes.push(self.template.clone());
+        self.index.push(bin_room(self.template));
+        self.nodes.len() - 1
+    }
+
+    fn add(&mut self, i: usize, pod: &Pod) {
+        let node = &mut self.nodes[i];
+        if self.labels_read {
+            node.add(pod);
+        } else {
+            node.requested = node.requested.plus(pod.requests);
+            node.pod_count += 1;
+            node.host_ports.extend(pod.host_ports.iter().cloned());
+        }
+        self.index.set(i, bin_room(&self.nodes[i]));
+    }
+}
+
+/// A worker's room for one more pod, None once it holds its `allocatable.pods`.
+fn bin_room(node: &Node) -> Option<Resources> {
+    model::fits_pod_count(node, 0).ok().map(|_| node.free())
 }
 
 /// Whether every pod fits on the other nodes once node `removed` is gone: Ok, or the first
@@ -556,6 +668,177 @@ mod tests {
             }
         );
         assert!(fit_elsewhere(&refs[..2], &nodes, 0).is_ok());
+    }
+
+    /// The placement before the room index, kept as the oracle: every node scanned in
+    /// order for the existing nodes, every worker in order for the new ones.
+    mod oracle {
+        use super::super::*;
+
+        pub fn place_first_fit<'a>(fork: &mut Fork<'a>, pod: &'a Pod) -> Result<usize, Misfit> {
+            if let Some(m) = fork.over_bound(pod) {
+                return Err(m);
+            }
+            let mut why: Option<Misfit> = None;
+            for i in 0..fork.base.len() {
+                match fork.fits(pod, i) {
+                    Ok(()) => {
+                        fork.place(pod, i);
+                        return Ok(i);
+                    }
+                    Err(m) => {
+                        let constraint = !model::is_room(&m);
+                        let keep = match &why {
+                            None => true,
+                            Some(w) if model::is_room(w) => constraint,
+                            Some(_) => false,
+                        };
+                        if keep && !(constraint && matches!(m, Misfit::NotReady)) {
+                            why = Some(m);
+                        }
+                    }
+                }
+            }
+            Err(why.unwrap_or(Misfit::NotReady))
+        }
+
+        pub fn estimate(
+            pending: &[&Pod],
+            nodes: &[Node],
+            template: &Node,
+            upcoming: u32,
+            limit: u32,
+        ) -> Estimate {
+            let mut out = Estimate::default();
+            let mut order: Vec<&Pod> = pending.to_vec();
+            decreasing(&mut order, template.allocatable);
+            let mut existing = Fork::new(nodes);
+            let mut rest = Vec::new();
+            for p in order {
+                match place_first_fit(&mut existing, p) {
+                    Ok(_) => out.schedulable.push(p.key()),
+                    Err(_) => rest.push(p),
+                }
+            }
+            let mut bins: Vec<Node> = (0..upcoming).map(|_| template.clone()).collect();
+            let booting = upcoming as usize;
+            for p in rest {
+                if let Err(m) = model::fits(p, template) {
+                    out.unhelpable.push((p.key(), m));
+                    continue;
+                }
+                let slot = match bins.iter().position(|b| model::fits(p, b).is_ok()) {
+                    Some(i) => Some(i),
+                    None if (bins.len() - booting) < limit as usize => {
+                        bins.push(template.clone());
+                        Some(bins.len() - 1)
+                    }
+                    None => None,
+                };
+                if let Some(i) = slot {
+                    bins[i].add(p);
+                    if i < booting {
+                        out.on_upcoming.push(p.key());
+                    } else {
+                        out.on_new.push(p.key());
+                    }
+                }
+            }
+            out.new_workers = (bins.len() - booting) as u32;
+            out
+        }
+    }
+
+    /// A random node for the equivalence test: free room in quarters (ties and exact
+    /// fits), a pod bound, and now and then not ready, cordoned, tainted or a port taken.
+    fn any_node() -> impl Strategy<Value = Node> {
+        (
+            (0u32..12, 0u32..12),
+            proptest::option::of(0u32..8),
+            0u32..6,
+            (0u32..10, 0u32..10, 0u32..10, 0u32..10),
+        )
+            .prop_map(|((c, m), max, on, (ready, cordon, taint, port))| {
+                let mut n = Node {
+                    name: "n".into(),
+                    allocatable: Resources::new(3.0, 3.0 * GI),
+                    requested: Resources::new(3.0 - c as f64 * 0.25, (3.0 - m as f64 * 0.25) * GI),
+                    ready: ready > 0,
+                    unschedulable: cordon == 0,
+                    max_pods: max,
+                    pod_count: on,
+                    ..Node::default()
+                };
+                if taint == 0 {
+                    n.taints.push(Taint {
+                        key: "pool".into(),
+                        value: "blue".into(),
+                        effect: Effect::NoSchedule,
+                    });
+                }
+                if port == 0 {
+                    n.host_ports.push(("TCP".into(), 80));
+                }
+                n
+            })
+    }
+
+    /// A random pod: requests in quarters, now and then a host port or anti-affinity to
+    /// its own kind (both make a node that has room turn it away).
+    fn any_pod() -> impl Strategy<Value = (u32, u32, u32, u32)> {
+        (0u32..10, 0u32..10, 0u32..8, 0u32..8)
+    }
+
+    fn make_pod(i: usize, (c, m, port, anti): (u32, u32, u32, u32)) -> Pod {
+        let mut p = Pod {
+            namespace: "d".into(),
+            name: format!("p{i:03}"),
+            requests: Resources::new(c as f64 * 0.25, m as f64 * 0.25 * GI),
+            ..Pod::default()
+        };
+        if port == 0 {
+            p.host_ports.push(("TCP".into(), 80));
+        }
+        if anti == 0 {
+            p.labels.insert("app".into(), "solo".into());
+            p.anti_affinity.push(crate::plan::model::AntiAffinity {
+                selector: vec![crate::plan::model::Requirement {
+                    key: "app".into(),
+                    op: crate::plan::model::Op::In,
+                    values: vec!["solo".into()],
+                }],
+                namespaces: vec![],
+            });
+        }
+        p
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The indexed placement chooses the node the plain scan chooses, pod by pod, with
+        /// the same reason when none fits, on the existing nodes (one left out, as the
+        /// scale-down check does) and in a whole estimate onto booting and new workers.
+        #[test]
+        fn indexed_placement_is_the_scans(
+            nodes in proptest::collection::vec(any_node(), 0..12),
+            shapes in proptest::collection::vec(any_pod(), 0..40),
+            removed in 0usize..16,
+            template in any_node(),
+            upcoming in 0u32..3,
+            limit in 0u32..12,
+        ) {
+            let list: Vec<Pod> = shapes.into_iter().enumerate().map(|(i, s)| make_pod(i, s)).collect();
+            let (mut new, mut old) = (Fork::new(&nodes), Fork::new(&nodes));
+            new.remove(removed);
+            old.remove(removed);
+            for p in &list {
+                prop_assert_eq!(new.place_first_fit(p), oracle::place_first_fit(&mut old, p), "{}", p.name);
+            }
+            let template = Node { ready: true, unschedulable: false, ..template };
+            let refs: Vec<&Pod> = list.iter().collect();
+            let got = estimate(&refs, &nodes, &template, upcoming, limit, &HashSet::new());
+            prop_assert_eq!(got, oracle::estimate(&refs, &nodes, &template, upcoming, limit));
+        }
     }
 
     proptest! {
