@@ -21,7 +21,7 @@ use k3s_scale::docker::{
 };
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -1092,11 +1092,7 @@ fn tls_server(dir: &std::path::Path) -> TlsServer {
         "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nOK",
     )
     .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let child = Command::new("openssl")
         .current_dir(dir.join("www"))
         .args([
