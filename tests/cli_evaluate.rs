@@ -11,11 +11,11 @@ use k3s_scale::state::time::Timestamp;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use support::apiserver::{ApiServer, Fault};
 use support::prom::{BadServer, Cluster, CountingProxy, GIB, Misbehaviour, PromServer};
-use support::{Run, TempDir, k3s_scale};
+use support::{ChildGuard, Run, TempDir, k3s_scale};
 
 /// A temp dir with a config pointing at `url`; state and lock go under `state/`.
 struct Setup {
@@ -138,16 +138,6 @@ impl Setup {
         }
         out.sort();
         out
-    }
-}
-
-/// A spawned process killed (by PID) and reaped if the test ends before it does.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -718,7 +708,7 @@ fn a_second_run_exits_3_while_the_first_holds_the_lock_and_not_after_it_died() {
     // The same state and lock, but a Prometheus that refuses at once.
     let refused = BadServer::start(Misbehaviour::Refuse);
     let quick = s.another_config(&refused.url());
-    let mut first = ChildGuard(
+    let mut first = ChildGuard::new(
         s.command(&["evaluate"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -730,7 +720,7 @@ fn a_second_run_exits_3_while_the_first_holds_the_lock_and_not_after_it_died() {
     let second = s.run_with(&quick, &["evaluate"]);
     assert_eq!(second.code, 3, "{second:?}");
     assert!(
-        second.stderr.contains(&format!("(PID {})", first.0.id())),
+        second.stderr.contains(&format!("(PID {})", first.pid())),
         "names the holder: {second:?}"
     );
     assert!(
@@ -742,8 +732,9 @@ fn a_second_run_exits_3_while_the_first_holds_the_lock_and_not_after_it_died() {
     assert_eq!(dry.code, 4, "{dry:?}");
 
     // kill -9 the holder: the kernel drops its flock, so no stale lock is left behind.
-    first.0.kill().unwrap();
-    first.0.wait().unwrap();
+    let mut holder = first.0.take().expect("running");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
     let third = s.run_with(&quick, &["evaluate"]);
     assert_eq!(
         third.code, 4,

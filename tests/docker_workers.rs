@@ -9,9 +9,7 @@
 #[path = "support/docker.rs"]
 mod docker_support;
 // Every real run also lists the pool's Nodes (reconcile): the Kubernetes stand-in answers.
-#[allow(dead_code)]
-#[path = "support/apiserver.rs"]
-mod apiserver;
+mod support;
 
 use docker_support::{
     OWNER_LABEL, Pool, daemon_socket, docker, docker_ok, exists, host_capacity, inspect,
@@ -23,7 +21,7 @@ use k3s_scale::docker::{
 };
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -31,17 +29,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_k3s-scale");
-
 // ---------------------------------------------------------------------------------------
 // A Prometheus stand-in: answers every /api/v1/query with a canned vector, so `evaluate`
 // and `up` can count the workers. (The real Prometheus is tested in the Prometheus tests.)
 
-struct FakeProm {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
+/// Stops (and joins its thread) on drop.
+type FakeProm = support::http::Acceptor;
 
 fn prom_body(nodes: &[&str]) -> String {
     let now = std::time::SystemTime::now()
@@ -69,26 +62,10 @@ fn prom_body(nodes: &[&str]) -> String {
 }
 
 fn fake_prom(nodes: &[&str]) -> FakeProm {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let body = prom_body(nodes);
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let handle = std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            if stop2.load(Ordering::SeqCst) {
-                break;
-            }
-            if let Ok(s) = stream {
-                let _ = answer(s, &body);
-            }
-        }
-    });
-    FakeProm {
-        port,
-        stop,
-        handle: Some(handle),
-    }
+    support::http::Acceptor::start(move |s| {
+        let _ = answer(s, &body);
+    })
 }
 
 fn answer(mut s: TcpStream, body: &str) -> std::io::Result<()> {
@@ -122,16 +99,6 @@ fn answer(mut s: TcpStream, body: &str) -> std::io::Result<()> {
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
-}
-
-impl Drop for FakeProm {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -174,7 +141,7 @@ struct World {
     pool: Pool,
     prom: FakeProm,
     token: String,
-    api: apiserver::ApiServer,
+    api: support::apiserver::ApiServer,
 }
 
 impl World {
@@ -188,7 +155,7 @@ impl World {
             pool,
             prom: fake_prom(nodes),
             token,
-            api: apiserver::ApiServer::start(),
+            api: support::apiserver::ApiServer::start(),
         }
     }
 
@@ -262,17 +229,8 @@ kubernetes:
 
     /// Runs the binary; returns (exit code, stdout, stderr).
     fn run(&self, config: &PathBuf, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = support::bin();
         cmd.arg("--config").arg(config).args(args);
-        for v in [
-            "K3S_TOKEN",
-            "K3S_SCALE_CONFIG",
-            "RUST_LOG",
-            "DOCKER_TLS_VERIFY",
-            "DOCKER_CERT_PATH",
-        ] {
-            cmd.env_remove(v);
-        }
         cmd.envs(env.iter().copied());
         let out = cmd.output().expect("run k3s-scale");
         (
@@ -840,53 +798,14 @@ fn a_hung_daemon_does_not_hang_the_run() {
 }
 
 /// Forwards 127.0.0.1:port to the daemon's unix socket: a real Docker over tcp://.
-struct TcpProxy {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
+type TcpProxy = support::http::Acceptor;
 
 fn tcp_proxy(socket: PathBuf) -> TcpProxy {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let handle = std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            if stop2.load(Ordering::SeqCst) {
-                break;
-            }
-            let Ok(client) = conn else { continue };
-            let Ok(upstream) = std::os::unix::net::UnixStream::connect(&socket) else {
-                continue;
-            };
-            let (mut c1, mut u1) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut c1, &mut u1);
-                let _ = u1.shutdown(std::net::Shutdown::Write);
-            });
-            let (mut c2, mut u2) = (client, upstream);
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut u2, &mut c2);
-                let _ = c2.shutdown(std::net::Shutdown::Write);
-            });
+    support::http::Acceptor::start(move |client| {
+        if let Ok(upstream) = std::os::unix::net::UnixStream::connect(&socket) {
+            support::http::pipe(client, upstream);
         }
-    });
-    TcpProxy {
-        port,
-        stop,
-        handle: Some(handle),
-    }
-}
-
-impl Drop for TcpProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
+    })
 }
 
 #[test]
@@ -1173,11 +1092,7 @@ fn tls_server(dir: &std::path::Path) -> TlsServer {
         "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nOK",
     )
     .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let child = Command::new("openssl")
         .current_dir(dir.join("www"))
         .args([

@@ -7,17 +7,16 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::TempDir;
+use support::http::{Acceptor, read_message};
+use support::{BIN, TempDir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_k3s-scale");
 /// Bounded memory: the answer cap is 16 MiB; the rest of the process needs a few MiB.
 const MAX_PEAK_RSS_KIB: u64 = 64 * 1024;
 const GNU_TIME: &str = "/usr/bin/time";
@@ -36,53 +35,24 @@ enum Answer {
 }
 
 struct FakeProm {
-    port: u16,
-    stop: Arc<AtomicBool>,
+    acceptor: Acceptor,
     sent: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl FakeProm {
     fn start(how: Answer) -> FakeProm {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let (stop2, sent2) = (stop.clone(), sent.clone());
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let sent = sent2.clone();
-                std::thread::spawn(move || {
-                    let _ = answer(conn, how, &sent);
-                });
-            }
+        let sent2 = sent.clone();
+        let acceptor = Acceptor::start(move |conn| {
+            let _ = answer(conn, how, &sent2);
         });
-        FakeProm {
-            port,
-            stop,
-            sent,
-            thread: Some(thread),
-        }
+        FakeProm { acceptor, sent }
     }
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.acceptor.port)
     }
     fn sent_mib(&self) -> f64 {
         self.sent.load(Ordering::SeqCst) as f64 / (1 << 20) as f64
-    }
-}
-
-impl Drop for FakeProm {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -95,21 +65,9 @@ fn answer(conn: TcpStream, how: Answer, sent: &AtomicU64) -> std::io::Result<()>
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     conn.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut r = BufReader::new(conn.try_clone()?);
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap_or(0);
-        }
-        if line == "\r\n" {
-            break;
-        }
+    if read_message(&mut r)?.is_none() {
+        return Ok(());
     }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
     let mut w = conn;
     let mut chunk = String::from(START);
     while chunk.len() < 64 * 1024 {

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 use support::apiserver::{ApiServer, Fault};
 use support::objects::{node, pdb, pod};
@@ -16,7 +16,7 @@ const QUICK: Duration = Duration::from_millis(100);
 fn run(server: &ApiServer, args: &[&str]) -> Output {
     let cfg = server.dir().join("config.yaml");
     std::fs::write(&cfg, support::config_yaml(server, support::DRAIN, "")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_k3s-scale"))
+    support::bin()
         .arg("--config")
         .arg(&cfg)
         .args(args)
@@ -176,7 +176,7 @@ fn drain_of_a_missing_node_or_a_bad_name_is_a_usage_error() {
 fn run_with_drain(server: &ApiServer, drain: &str, args: &[&str]) -> Output {
     let cfg = server.dir().join("config.yaml");
     std::fs::write(&cfg, support::config_yaml(server, drain, "")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_k3s-scale"))
+    support::bin()
         .arg("--config")
         .arg(&cfg)
         .args(args)

@@ -3,14 +3,12 @@
 //! is roff that names the commands and the exit codes.
 
 mod ops_support;
+mod support;
 
 use std::process::Command;
 
 fn k3s_scale(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_k3s-scale"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = support::bin().args(args).output().unwrap();
     (
         out.status.code().unwrap(),
         String::from_utf8(out.stdout).unwrap(),
@@ -109,7 +107,7 @@ fn generated_text_survives_a_reader_that_stops_early() {
             "-c",
             &format!(
                 "{} completions zsh | true; echo \"status=${{PIPESTATUS[0]}}\"",
-                env!("CARGO_BIN_EXE_k3s-scale")
+                support::BIN
             ),
         ])
         .output()

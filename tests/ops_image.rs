@@ -6,6 +6,7 @@
 //! image present locally, the real build runs too.
 
 mod ops_support;
+mod support;
 
 use ops_support::*;
 use std::path::{Path, PathBuf};
@@ -272,11 +273,11 @@ fn dockerfile_builds_with_stand_in_bases_and_the_image_runs_its_loop() {
     let stripped = Command::new("strip")
         .arg("-o")
         .arg(&bin)
-        .arg(env!("CARGO_BIN_EXE_k3s-scale"))
+        .arg(support::BIN)
         .status()
         .is_ok_and(|s| s.success());
     if !stripped {
-        std::fs::copy(env!("CARGO_BIN_EXE_k3s-scale"), &bin).unwrap();
+        std::fs::copy(support::BIN, &bin).unwrap();
     }
     let cargo = work.join("cargo");
     write_executable(

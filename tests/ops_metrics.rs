@@ -2,18 +2,16 @@
 //! left out rather than zeroed, counters taken from the state, atomic 0644 writes, and the
 //! real binary writing it after runs that succeed and runs that fail.
 
-#[allow(dead_code)]
-#[path = "support/apiserver.rs"]
-mod apiserver;
 mod ops_support;
+mod support;
 
 use k3s_scale::cli::metrics::{self, RunRecord};
 use k3s_scale::plan::decide::Action;
 use k3s_scale::run::report::Report;
 use k3s_scale::state::lock::RunLock;
 use ops_support::*;
-use std::process::Command;
 use std::time::Duration;
+use support::apiserver;
 
 fn render(report: &Report, state: Option<&k3s_scale::state::State>, exit_code: u8) -> String {
     let cfg = default_config();
@@ -289,13 +287,13 @@ metrics:
         ncpu = node(&cpu.to_string()),
         nmem = node("20"),
     );
-    let path = dir.join(&format!("config-{pending}-{cpu}-{}.yaml", prom_url.len()));
+    let path = dir.join(format!("config-{pending}-{cpu}-{}.yaml", prom_url.len()));
     std::fs::write(&path, text).unwrap();
     path
 }
 
 fn evaluate(config: &std::path::Path, extra: &[&str]) -> (u8, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_k3s-scale"))
+    let out = support::bin()
         .arg("--config")
         .arg(config)
         .args(extra)

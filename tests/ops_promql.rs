@@ -3,6 +3,7 @@
 //! queried the way the dashboard queries it.
 
 mod ops_support;
+mod support;
 
 use k3s_scale::cli::metrics::{self, RunRecord};
 use ops_support::*;

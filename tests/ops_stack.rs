@@ -4,6 +4,7 @@
 //! `systemd-analyze verify` reads them, and the cron entry.
 
 mod ops_support;
+mod support;
 
 use k3s_scale::config::Config;
 use ops_support::*;
@@ -642,7 +643,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
     }
     // verify insists that ExecStart's binary exists: point it at the one cargo built.
     let dir = TempDir::new("systemd");
-    let bin = env!("CARGO_BIN_EXE_k3s-scale");
+    let bin = support::BIN;
     let svc = unit("k3s-scale.service").replace("/usr/local/bin/k3s-scale", bin);
     std::fs::write(dir.join("k3s-scale.service"), svc).unwrap();
     std::fs::write(dir.join("k3s-scale.timer"), unit("k3s-scale.timer")).unwrap();

@@ -4,6 +4,7 @@
 //! and deploy-workloads.sh drives kubectl (or `docker exec` into the server) as it says.
 
 mod ops_support;
+mod support;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use ops_support::*;
@@ -166,7 +167,7 @@ fn recorder(dir: &TempDir, name: &str, exit: i32) {
         "#!/bin/sh\necho \"${{0##*/}} $*\" >> \"{log}\"\ncat >> \"{log}.stdin\"\nexit {exit}\n",
         log = dir.join("calls.log").display()
     );
-    let p = dir.join(&format!("bin/{name}"));
+    let p = dir.join(format!("bin/{name}"));
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, script).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -181,7 +182,7 @@ fn tools(dir: &TempDir) {
             .map(|d| std::path::Path::new(d).join(t))
             .find(|p| p.exists())
             .unwrap_or_else(|| panic!("{t} not found"));
-        let _ = std::os::unix::fs::symlink(target, dir.join(&format!("bin/{t}")));
+        let _ = std::os::unix::fs::symlink(target, dir.join(format!("bin/{t}")));
     }
 }
 

@@ -3,57 +3,44 @@
 //! config), the built binary with a clean environment, a delaying and recording HTTP proxy,
 //! a Docker socket proxy that injects faults (delay, hang, dropped connection), the
 //! invariant "k3s-scale knows every container and Node of its pool", and a seeded PRNG.
-//! The suites include it next to `support` (tests/support/mod.rs) and `docker_support`
+//! The binary, the child guard, HTTP reading and the TCP acceptor are tests/support's;
+//! the suites include it next to `support` (tests/support/mod.rs) and `docker_support`
 //! (tests/support/docker.rs), which it builds on.
 #![allow(dead_code)]
 
-use crate::docker_support::{Pool, daemon_socket, docker, docker_ok, privileged_runs, write_file};
+use crate::docker_support::{
+    Pool, clear_privileged, daemon_socket, docker, docker_ok, privileged_runs, write_file,
+};
+// Each suite uses part of it.
 use crate::support::Run;
 use crate::support::apiserver::ApiServer;
+use crate::support::http::http_get;
+use crate::support::http::{Acceptor, SOCKET_TIMEOUT, header_in, read_message};
 use crate::support::objects::{node, pod};
-use crate::support::prom::{Cluster, PromServer, http_get};
+use crate::support::prom::{Cluster, PromServer};
+#[allow(unused_imports)]
+pub use crate::support::{BIN, ChildGuard, bin};
 use k3s_scale::state::State;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_k3s-scale");
 /// The Node label a worker registers with (`--node-label`); reconcile finds the pool's
 /// Nodes by it.
 pub const NODE_POOL_LABEL: &str = "k3s-scale.io/pool";
 /// Prometheus finds a sample up to 5 minutes old (its lookback); the backfilled data is
 /// reloaded before it gets that old, so a long loop never loses it.
 const PROM_DATA_FRESH_FOR: Duration = Duration::from_secs(200);
-/// Socket limit inside the proxies: they serve tests on loopback, so anything slower than
-/// this is a stuck peer.
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------
 // The binary.
-
-/// The built binary with an environment that cannot leak into the run.
-pub fn bin() -> Command {
-    let mut c = Command::new(BIN);
-    for v in [
-        "K3S_SCALE_CONFIG",
-        "RUST_LOG",
-        "KUBECONFIG",
-        "DOCKER_HOST",
-        "DOCKER_TLS_VERIFY",
-        "DOCKER_CERT_PATH",
-        "K3S_TOKEN",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
 
 /// Runs the binary to its end.
 pub fn run(config: &Path, args: &[&str]) -> Run {
@@ -77,36 +64,6 @@ pub fn spawn(config: &Path, args: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn k3s-scale")
-}
-
-/// A child process killed (SIGKILL, by PID) and reaped if the test ends first.
-pub struct ChildGuard(pub Option<Child>);
-
-impl ChildGuard {
-    pub fn new(c: Child) -> ChildGuard {
-        ChildGuard(Some(c))
-    }
-    pub fn pid(&self) -> u32 {
-        self.0.as_ref().expect("running").id()
-    }
-    /// kill -9 and reap; the exit status says whether it had ended already.
-    pub fn kill9(&mut self) -> std::process::ExitStatus {
-        let mut c = self.0.take().expect("running");
-        let _ = c.kill();
-        c.wait().expect("reap")
-    }
-    pub fn wait(&mut self) -> std::process::ExitStatus {
-        self.0.take().expect("running").wait().expect("reap")
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -530,7 +487,7 @@ impl Rig {
 }
 
 // ---------------------------------------------------------------------------------------
-// Minimal HTTP/1.1 reading, for the proxies.
+// What the HTTP proxy records.
 
 /// One request: head (request line and headers, as text) and body.
 #[derive(Clone, Debug)]
@@ -542,84 +499,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    }
-}
-
-/// Reads one request with a Content-Length body; None on EOF.
-fn read_one(r: &mut impl BufRead) -> std::io::Result<Option<(String, Vec<u8>)>> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let end = line == "\r\n" || line == "\n";
-        head.push_str(&line);
-        if end {
-            break;
-        }
-    }
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok(Some((head, body)))
-}
-
-/// Accepts TCP connections on a thread until dropped; a thread per connection.
-struct TcpAcceptor {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl TcpAcceptor {
-    fn start(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> TcpAcceptor {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let handle = Arc::new(handle);
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let _ = conn.set_read_timeout(Some(SOCKET_TIMEOUT));
-                let _ = conn.set_write_timeout(Some(SOCKET_TIMEOUT));
-                let h = handle.clone();
-                std::thread::spawn(move || h(conn));
-            }
-        });
-        TcpAcceptor {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TcpAcceptor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        header_in(&self.head, name)
     }
 }
 
@@ -630,7 +510,7 @@ impl Drop for TcpAcceptor {
 /// `Connection: close` both ways) and records it: a slow Prometheus or apiserver, and a
 /// witness of the headers a client sent.
 pub struct HttpProxy {
-    acceptor: TcpAcceptor,
+    acceptor: Acceptor,
     seen: Arc<Mutex<Vec<Seen>>>,
     answered: Arc<Mutex<Vec<Instant>>>,
     delay: Arc<Mutex<Duration>>,
@@ -643,7 +523,7 @@ impl HttpProxy {
         let delay = Arc::new(Mutex::new(delay));
         let (seen2, answered2, delay2) = (seen.clone(), answered.clone(), delay.clone());
         let upstream = upstream.to_string();
-        let acceptor = TcpAcceptor::start(move |client| {
+        let acceptor = Acceptor::start(move |client| {
             let _ = proxy_http(client, &upstream, &seen2, &answered2, &delay2);
         });
         HttpProxy {
@@ -694,7 +574,7 @@ fn proxy_http(
     delay: &Mutex<Duration>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
-    let Some((head, body)) = read_one(&mut reader)? else {
+    let Some((head, body)) = read_message(&mut reader)? else {
         return Ok(());
     };
     seen.lock().unwrap().push(Seen {
@@ -769,7 +649,7 @@ pub struct DockerSeen {
 
 /// A unix-socket pass-through to the Docker daemon that applies `DockerRule`s and records
 /// every request. Like `docker_support::DockerProxy` it clears `Privileged` in create
-/// bodies when this daemon cannot run privileged containers.
+/// bodies (the same `docker_support::clear_privileged`) when this daemon cannot run privileged containers.
 pub struct DockerFaults {
     path: PathBuf,
     stop: Arc<AtomicBool>,
@@ -931,7 +811,7 @@ fn docker_connection(client: UnixStream, up: UnixStream, ctx: &ConnCtx) {
         Err(_) => return,
     });
     let mut up_w = up;
-    while let Ok(Some((head, body))) = read_one(&mut reader) {
+    while let Ok(Some((head, body))) = read_message(&mut reader) {
         let line = head.lines().next().unwrap_or("").to_string();
         let fault = {
             let rules = ctx.rules.lock().unwrap();
@@ -973,25 +853,8 @@ fn docker_connection(client: UnixStream, up: UnixStream, ctx: &ConnCtx) {
             Some(DockerFault::Delay(d)) => std::thread::sleep(d),
             None => {}
         }
-        let (head, body) = if ctx.clear_privileged
-            && line.starts_with("POST ")
-            && line.contains("/containers/create")
-        {
-            let mut v: Value = serde_json::from_slice(&body).expect("create body is JSON");
-            v["HostConfig"]["Privileged"] = Value::Bool(false);
-            let body = serde_json::to_vec(&v).unwrap();
-            let head: String = head
-                .split("\r\n")
-                .map(|l| {
-                    if l.to_ascii_lowercase().starts_with("content-length:") {
-                        format!("content-length: {}", body.len())
-                    } else {
-                        l.to_string()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\r\n");
-            (head, body)
+        let (head, body) = if ctx.clear_privileged {
+            clear_privileged(head, body)
         } else {
             (head, body)
         };

@@ -1,15 +1,17 @@
-//! Shared helpers for the ops_* tests: a real Prometheus on 127.0.0.1 with an empty TSDB,
-//! temp folders that clean up after themselves, the repository's files, a small HTTP server
-//! that serves a metrics file for Prometheus to scrape, and sample reports and states.
+//! Higher-level helpers of the ops_* tests, built on tests/support (temp dirs, ports, the
+//! Prometheus launcher, HTTP): a Prometheus with the repository's config and rules, the
+//! repository's files, a small HTTP server that serves a metrics file for Prometheus to
+//! scrape, and sample reports and states.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::support::http::{Acceptor, http_get};
+use crate::support::prom::PromServer;
 
 use k3s_scale::config::Config;
 use k3s_scale::plan::decide::{Action, WorkerCounts};
@@ -17,21 +19,12 @@ use k3s_scale::run::report::Report;
 use k3s_scale::state::State;
 use k3s_scale::state::time::Timestamp;
 
-/// How long Prometheus may take to become ready; it is ready in well under a second here.
-const PROMETHEUS_READY_DEADLINE: Duration = Duration::from_secs(30);
+// The shared pieces, under the names the ops suites use; each suite uses part of them.
+#[allow(unused_imports)]
+pub use crate::support::{TempDir, free_port, unique};
+
 /// Per-request limit for the test's HTTP calls to Prometheus.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A unique name for this process and call: labels and folders never collide.
-pub fn unique(what: &str) -> String {
-    format!(
-        "k3s-scale-ops-{what}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,101 +44,28 @@ pub fn have(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A temp folder removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(what: &str) -> TempDir {
-        let p = std::env::temp_dir().join(unique(what));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-    pub fn join(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A port free right now on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed (by its PID, through `Child::kill`) and reaped on drop.
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A real Prometheus on 127.0.0.1 with an empty TSDB in a temp folder; killed on drop
-/// (fields drop in order: the process before its folder).
+/// A real Prometheus (the one launcher, `support::prom::PromServer`) with an empty TSDB
+/// and the test's config and rule files; killed and its folder removed on drop.
 pub struct TestPrometheus {
-    child: KillOnDrop,
+    server: PromServer,
     pub port: u16,
-    pub dir: TempDir,
 }
 
 impl TestPrometheus {
     /// Starts Prometheus with `config` (YAML) written next to copies of `files`
     /// (name, contents), so a config can refer to rule files by relative path.
     pub fn start(config: &str, files: &[(&str, &str)]) -> TestPrometheus {
-        let dir = TempDir::new("prometheus");
-        for (name, text) in files {
-            std::fs::write(dir.join(name), text).unwrap();
-        }
-        let cfg = dir.join("prometheus.yml");
-        std::fs::write(&cfg, config).unwrap();
-        // A port picked free can be taken before Prometheus binds it: try a few.
-        for _attempt in 0..3 {
-            let port = free_port();
-            let log = dir.join("prometheus.log");
-            let mut child = KillOnDrop(
-                Command::new("prometheus")
-                    .arg(format!("--config.file={}", cfg.display()))
-                    .arg(format!(
-                        "--storage.tsdb.path={}",
-                        dir.join("data").display()
-                    ))
-                    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                    .arg("--log.level=warn")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-                    .spawn()
-                    .expect("start prometheus (Debian package `prometheus`)"),
-            );
-            if wait_ready(&mut child.0, port) {
-                return TestPrometheus { child, port, dir };
-            }
-            eprintln!(
-                "prometheus on port {port} did not become ready; retrying\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        panic!("prometheus did not start");
+        let server = PromServer::start_configured(config, files);
+        let port = server.port();
+        TestPrometheus { server, port }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.0.id()
+        self.server.pid().expect("running")
     }
 
     /// Runs an instant query; returns the whole JSON answer (status may be "error").
@@ -164,44 +84,10 @@ impl TestPrometheus {
     }
 
     pub fn get_json(&self, path: &str) -> serde_json::Value {
-        let (status, body) = http_get(self.port, path).expect("GET prometheus");
+        let (status, body) = http_get(&self.server.addr(), path).expect("GET prometheus");
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap()
     }
-}
-
-fn wait_ready(child: &mut Child, port: u16) -> bool {
-    let deadline = Instant::now() + PROMETHEUS_READY_DEADLINE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        if http_get(port, "/-/ready").is_ok_and(|(status, _)| status == 200) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-/// A plain HTTP/1.0 GET on 127.0.0.1 (status, body).
-pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(HTTP_TIMEOUT))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    Ok((status, body))
 }
 
 /// Serves the current contents of a shared string as `/metrics` on 127.0.0.1, the way
@@ -209,56 +95,33 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
 pub struct MetricsServer {
     pub port: u16,
     pub body: Arc<Mutex<String>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl MetricsServer {
     pub fn start(initial: String) -> MetricsServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let body = Arc::new(Mutex::new(initial));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (b, st) = (body.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !st.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((mut conn, _)) => {
-                        let _ = conn.set_nonblocking(false);
-                        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                        let mut buf = [0u8; 4096];
-                        let _ = conn.read(&mut buf);
-                        let text = b.lock().unwrap().clone();
-                        let _ = write!(
-                            conn,
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                            text.len()
-                        );
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
+        let b = body.clone();
+        let acceptor = Acceptor::start(move |mut conn| {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let text = b.lock().unwrap().clone();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
         });
         MetricsServer {
-            port,
+            port: acceptor.port,
             body,
-            stop,
-            thread: Some(thread),
+            _acceptor: acceptor,
         }
     }
 
     pub fn set(&self, text: String) {
         *self.body.lock().unwrap() = text;
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

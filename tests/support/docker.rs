@@ -517,31 +517,44 @@ fn proxy_connection(client: UnixStream, up: UnixStream, requests: Arc<Mutex<Vec<
             });
             *awaiting.lock().unwrap() = Some(log.len() - 1);
         }
-        let (head, body) = if head.starts_with("POST ") && head.contains("/containers/create") {
-            let mut v: Value = serde_json::from_slice(&body).expect("create body is JSON");
-            v["HostConfig"]["Privileged"] = Value::Bool(false);
-            let body = serde_json::to_vec(&v).unwrap();
-            let head: String = head
-                .split("\r\n")
-                .map(|l| {
-                    if l.to_ascii_lowercase().starts_with("content-length:") {
-                        format!("content-length: {}", body.len())
-                    } else {
-                        l.to_string()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\r\n");
-            (head, body)
-        } else {
-            (head, body)
-        };
+        let (head, body) = clear_privileged(head, body);
         if up_w.write_all(head.as_bytes()).is_err() || up_w.write_all(&body).is_err() {
             break;
         }
     }
     let _ = up_w.shutdown(std::net::Shutdown::Write);
     let _ = back.join();
+}
+
+/// A container-create request (head, body) with `HostConfig.Privileged` set to false and
+/// Content-Length fixed; any other request unchanged. The one rewrite both Docker proxies
+/// (this one and hardening_support's fault injector) apply on a daemon that cannot start
+/// privileged containers.
+pub fn clear_privileged(head: String, body: Vec<u8>) -> (String, Vec<u8>) {
+    if !(head.starts_with("POST ")
+        && head
+            .lines()
+            .next()
+            .unwrap_or("")
+            .contains("/containers/create"))
+    {
+        return (head, body);
+    }
+    let mut v: Value = serde_json::from_slice(&body).expect("create body is JSON");
+    v["HostConfig"]["Privileged"] = Value::Bool(false);
+    let body = serde_json::to_vec(&v).unwrap();
+    let head: String = head
+        .split("\r\n")
+        .map(|l| {
+            if l.to_ascii_lowercase().starts_with("content-length:") {
+                format!("content-length: {}", body.len())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    (head, body)
 }
 
 // TLS certificates for the TLS tests (the docker CLI's file names).

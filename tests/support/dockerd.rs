@@ -272,16 +272,7 @@ impl TlsDoor {
                 let Ok(upstream) = TcpStream::connect(("127.0.0.1", TLS_PORT)) else {
                     continue;
                 };
-                let (mut c1, mut u1) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c1, &mut u1);
-                    let _ = u1.shutdown(std::net::Shutdown::Write);
-                });
-                let (mut c2, mut u2) = (client, upstream);
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut u2, &mut c2);
-                    let _ = c2.shutdown(std::net::Shutdown::Write);
-                });
+                crate::support::http::pipe(client, upstream);
             }
         });
         TlsDoor {

@@ -1,18 +1,23 @@
-//! Shared test support for the integration suites: per-test temp dirs, free loopback
-//! ports, running the built binary; `prom` holds the real-Prometheus harness, `apiserver`
-//! the Kubernetes API stand-in (a simulator), `objects` Kubernetes object builders and
-//! `containers` an in-memory `WorkerContainers`.
+//! The one test support tree of every test binary: unique names, per-test temp dirs, free
+//! loopback ports, the built binary (path and clean environment), a child guard; `http`
+//! the one HTTP reader, TCP acceptor and byte pipe, `prom` the real-Prometheus launcher and
+//! harness, `apiserver` the Kubernetes API stand-in (a simulator), `objects` Kubernetes
+//! object builders and `containers` an in-memory `WorkerContainers`. `docker.rs` (the
+//! Docker harness and its one proxy), `dockerd.rs`, `kubelet.rs` and `scenario.rs` are
+//! included by path where a suite needs them; tests/ops_support and
+//! tests/hardening_support build their higher-level helpers on this tree.
 //! Each suite uses part of it, so unused items are expected here.
 #![allow(dead_code)]
 
 pub mod apiserver;
 pub mod containers;
+pub mod http;
 pub mod objects;
 pub mod prom;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -62,17 +67,62 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The built `k3s-scale` binary, with an environment that cannot leak into the run:
-/// no config from $K3S_SCALE_CONFIG or the working directory, no RUST_LOG.
-pub fn k3s_scale(cwd: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_k3s-scale"));
-    c.current_dir(cwd)
-        .env_remove("K3S_SCALE_CONFIG")
-        .env_remove("RUST_LOG")
-        .env_remove("KUBECONFIG")
-        .env_remove("DOCKER_HOST")
-        .env_remove("K3S_TOKEN");
+/// The built `k3s-scale` binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_k3s-scale");
+
+/// The built binary with an environment that cannot leak into the run: no config from
+/// $K3S_SCALE_CONFIG, no RUST_LOG, no kubeconfig, Docker host or token from the caller.
+pub fn bin() -> Command {
+    let mut c = Command::new(BIN);
+    for v in [
+        "K3S_SCALE_CONFIG",
+        "RUST_LOG",
+        "KUBECONFIG",
+        "DOCKER_HOST",
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_CERT_PATH",
+        "K3S_TOKEN",
+    ] {
+        c.env_remove(v);
+    }
     c
+}
+
+/// `bin()` run in `cwd` (no config from the working directory either).
+pub fn k3s_scale(cwd: &Path) -> Command {
+    let mut c = bin();
+    c.current_dir(cwd);
+    c
+}
+
+/// A child process killed (SIGKILL, by PID) and reaped if the test ends first.
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    pub fn new(c: Child) -> ChildGuard {
+        ChildGuard(Some(c))
+    }
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+    /// kill -9 and reap; the exit status says whether it had ended already.
+    pub fn kill9(&mut self) -> std::process::ExitStatus {
+        let mut c = self.0.take().expect("running");
+        let _ = c.kill();
+        c.wait().expect("reap")
+    }
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.0.take().expect("running").wait().expect("reap")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// What a finished run left: exit code and its output as text.

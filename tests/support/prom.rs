@@ -4,16 +4,16 @@
 //! Also a counting proxy (how many queries a run sends) and a misbehaving server
 //! (refuses, hangs, 500, garbage, cut-off body) for the failure paths.
 
+use super::http::{Acceptor, Request, SOCKET_TIMEOUT, http_get, read_request};
 use super::{TempDir, free_port};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How far before "now" samples are stamped. An instant query sees a series' newest sample
@@ -29,9 +29,6 @@ const READY_POLL: Duration = Duration::from_millis(10);
 const PORT_TRIES: usize = 5;
 /// Pause between restart attempts on the same port.
 const RESTART_PAUSE: Duration = Duration::from_millis(200);
-/// Socket read/write limit inside the proxy and the misbehaving server: they serve tests
-/// on loopback, so anything slower than this is a stuck peer, not a slow one.
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const MIB: f64 = 1024.0 * 1024.0;
 pub const GIB: f64 = 1024.0 * MIB;
@@ -460,18 +457,30 @@ pub struct PromServer {
 impl PromServer {
     /// Backfills the samples and starts Prometheus on a free port; returns once it is ready.
     pub fn start(samples: &[Sample]) -> PromServer {
-        PromServer::start_with(|s| s.backfill(samples))
+        PromServer::start_with(PROMETHEUS_YML, |s| s.backfill(samples))
     }
 
     /// Backfills OpenMetrics text whose samples carry their own timestamps (a day of
     /// history for `simulate --from-prometheus`) and starts Prometheus on it.
     pub fn start_history(openmetrics: &str) -> PromServer {
-        PromServer::start_with(|s| s.backfill_text(openmetrics))
+        PromServer::start_with(PROMETHEUS_YML, |s| s.backfill_text(openmetrics))
     }
 
-    fn start_with(fill: impl FnOnce(&mut PromServer)) -> PromServer {
+    /// Starts Prometheus with an empty TSDB and `config` (YAML) written next to copies of
+    /// `files` (name, contents), so a config can name rule files by relative path and
+    /// scrape targets of its own.
+    pub fn start_configured(config: &str, files: &[(&str, &str)]) -> PromServer {
+        PromServer::start_with(config, |s| {
+            for (name, text) in files {
+                std::fs::write(s.dir.join(name), text).expect("write a Prometheus file");
+            }
+            s.backfill(&[]);
+        })
+    }
+
+    fn start_with(config: &str, fill: impl FnOnce(&mut PromServer)) -> PromServer {
         let dir = TempDir::new("prometheus");
-        std::fs::write(dir.join("prometheus.yml"), PROMETHEUS_YML).expect("write prometheus.yml");
+        std::fs::write(dir.join("prometheus.yml"), config).expect("write prometheus.yml");
         let mut server = PromServer {
             dir,
             port: 0,
@@ -539,6 +548,10 @@ impl PromServer {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -647,139 +660,6 @@ impl PromServer {
 impl Drop for PromServer {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Minimal HTTP/1.1 on std sockets, for the proxy and the misbehaving server.
-
-/// One HTTP/1.1 request as read off a socket.
-#[derive(Clone, Debug)]
-pub struct Request {
-    pub method: String,
-    /// Path and query string, as sent.
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
-    }
-}
-
-/// Reads one request (head, then a Content-Length body); `None` on a clean EOF.
-fn read_request(r: &mut impl BufRead) -> std::io::Result<Option<Request>> {
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Ok(None);
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    assert!(
-        header("transfer-encoding").is_none(),
-        "chunked request bodies are not supported by this test server"
-    );
-    let len: usize = header("content-length")
-        .map(|v| v.parse().expect("numeric Content-Length"))
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok(Some(Request {
-        method,
-        target,
-        headers,
-        body,
-    }))
-}
-
-/// A plain GET over a fresh connection: (status, body). Only for small answers that come
-/// with a Content-Length (readiness checks).
-pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(SOCKET_TIMEOUT))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// Accepts connections on a thread until dropped; `handle` runs on a thread per connection.
-struct Acceptor {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Acceptor {
-    fn start(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> Acceptor {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local addr").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let handle = Arc::new(handle);
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let _ = conn.set_read_timeout(Some(SOCKET_TIMEOUT));
-                let _ = conn.set_write_timeout(Some(SOCKET_TIMEOUT));
-                let h = handle.clone();
-                std::thread::spawn(move || h(conn));
-            }
-        });
-        Acceptor {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Acceptor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept so the thread sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
