@@ -811,8 +811,9 @@ fn scheduling_aware_cases() {
         &c,
     );
     assert_eq!(p.action, Action::None, "oversized pod: no scale-up: {p:#?}");
+    let shown: Vec<String> = p.unhelpable.iter().map(ToString::to_string).collect();
     assert_eq!(
-        p.unhelpable,
+        shown,
         ["pod shop/cache-0: requests 16 CPU, a worker allocates 4"]
     );
 

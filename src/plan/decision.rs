@@ -6,6 +6,26 @@ use crate::state::time::Timestamp;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// A pending pod no worker can help, and why: the pod's key is data (Events go to it), the
+/// reason text. Shown as `pod ns/name: why`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unhelpable {
+    pub pod: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Unhelpable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pod {}: {}", self.pod, self.why)
+    }
+}
+
+impl Serialize for Unhelpable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -36,7 +56,7 @@ pub struct Plan {
     /// Pending pods no worker can help, each with why: they neither scale up nor hold a
     /// scale-down.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unhelpable: Vec<String>,
+    pub unhelpable: Vec<Unhelpable>,
     /// Unneeded workers kept, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<Kept>,

@@ -47,17 +47,13 @@ pub fn notices(
             warning: false,
         });
     }
-    // `pod ns/name: why`, as the pending rule words it.
     let mut unhelpable = Vec::new();
     for u in &plan.unhelpable {
-        let Some((key, why)) = u.strip_prefix("pod ").and_then(|r| r.split_once(": ")) else {
-            continue;
-        };
-        unhelpable.push(key.to_string());
+        unhelpable.push(u.pod.clone());
         out.push(Notice {
-            about: About::Pods(vec![key.to_string()]),
+            about: About::Pods(vec![u.pod.clone()]),
             reason: "NotTriggerScaleUp",
-            message: format!("pod didn't trigger scale-up: {why}"),
+            message: format!("pod didn't trigger scale-up: {}", u.why),
             warning: false,
         });
     }

@@ -89,7 +89,7 @@ impl Report {
         self.blocked_by = plan.blocked_by.clone();
         self.workers = plan.workers.clone();
         self.candidates = plan.candidates.clone();
-        self.unhelpable = plan.unhelpable.clone();
+        self.unhelpable = plan.unhelpable.iter().map(ToString::to_string).collect();
         self.notes = plan.notes.clone();
         self.unremovable
             .extend(plan.kept.iter().map(|k| Unremovable {

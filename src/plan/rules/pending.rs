@@ -8,6 +8,7 @@
 use super::count::Count;
 use crate::config::Config;
 use crate::plan::cluster::ClusterModel;
+use crate::plan::decision::Unhelpable;
 use crate::plan::model::{Misfit, Pod, bytes, num};
 use crate::plan::placement;
 use crate::plan::snapshot::Snapshot;
@@ -39,8 +40,8 @@ pub struct Pending {
     pub waiting: usize,
     /// Pods that fit an existing node: the scheduler will place them.
     pub schedulable: usize,
-    /// Pods scale-up cannot help, each `pod ns/name: why`.
-    pub unhelpable: Vec<String>,
+    /// Pods scale-up cannot help, each with why.
+    pub unhelpable: Vec<Unhelpable>,
     /// Pods a worker (existing, booting or new) can help: these block a scale-down.
     pub helpable: usize,
     pub fits_since: BTreeMap<String, Timestamp>,
@@ -71,8 +72,10 @@ pub fn classify(
         out.fits_since.insert(key.clone(), since);
     }
     for (key, why) in &e.unhelpable {
-        out.unhelpable
-            .push(format!("pod {key}: {}", against_template(why)));
+        out.unhelpable.push(Unhelpable {
+            pod: key.clone(),
+            why: against_template(why),
+        });
     }
     out.schedulable = e.schedulable.len();
     out.waiting = e.on_upcoming.len();
@@ -116,19 +119,25 @@ fn still_counted<'a>(
         let key = p.key();
         if let Some(until) = state.pod_backoff.get(&key).filter(|u| now < **u) {
             out.pod_backoff.insert(key.clone(), *until);
-            out.unhelpable.push(format!(
-                "pod {key}: still pending after a worker for it joined; not a reason to scale up until {until}"
-            ));
+            out.unhelpable.push(Unhelpable {
+                pod: key.clone(),
+                why: format!(
+                    "still pending after a worker for it joined; not a reason to scale up until {until}"
+                ),
+            });
             continue;
         }
         if let Some(workers) = state.scaled_for.get(&key) {
             if workers.iter().all(|w| ready(w)) {
                 let until = now.plus(POD_BACKOFF);
                 out.pod_backoff.insert(key.clone(), until);
-                out.unhelpable.push(format!(
-                    "pod {key}: still pending after a worker for it joined ({}); not a reason to scale up until {until}",
-                    workers.join(", ")
-                ));
+                out.unhelpable.push(Unhelpable {
+                    pod: key.clone(),
+                    why: format!(
+                        "still pending after a worker for it joined ({}); not a reason to scale up until {until}",
+                        workers.join(", ")
+                    ),
+                });
                 continue;
             }
             if workers.iter().all(|w| exists(w)) {
@@ -210,6 +219,10 @@ mod tests {
     use crate::plan::model::{Node, Resources};
     use crate::state::Provisioning;
     use std::collections::BTreeMap;
+
+    fn shown(u: &[Unhelpable]) -> Vec<String> {
+        u.iter().map(ToString::to_string).collect()
+    }
 
     const GI: f64 = (1u64 << 30) as f64;
     const NOW: Timestamp = Timestamp::from_secs(2_000_000);
@@ -319,7 +332,7 @@ mod tests {
         let m = model(vec![pod("big", 16.0)], &[]);
         let p = classify(&m, &snap, &count(0), &State::default(), NOW);
         assert_eq!(
-            p.unhelpable,
+            shown(&p.unhelpable),
             ["pod d/big: requests 16 CPU, a worker allocates 4"]
         );
     }
@@ -343,7 +356,7 @@ mod tests {
             );
             if unhelpable > 0 {
                 assert_eq!(
-                    p.unhelpable[0],
+                    p.unhelpable[0].to_string(),
                     "pod d/t0: a new worker allows 4 pods (allocatable.pods) and its DaemonSets take 4"
                 );
             } else {
@@ -395,7 +408,11 @@ mod tests {
         let p = classify(&m, &joined, &count(0), &st, NOW);
         assert_eq!(p.new_workers, 0);
         assert_eq!(p.pod_backoff.get("d/a"), Some(&NOW.plus(POD_BACKOFF)));
-        assert!(p.unhelpable[0].contains("still pending after a worker for it joined"));
+        assert!(
+            p.unhelpable[0]
+                .to_string()
+                .contains("still pending after a worker for it joined")
+        );
         // Past the back-off it counts again.
         st.scaled_for.clear();
         st.pod_backoff = p.pod_backoff;
