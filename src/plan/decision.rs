@@ -63,6 +63,10 @@ pub struct Plan {
     /// How the decision was made, where the reader should know (resources only, say).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The pending-pods rule asked for workers (whether or not something held them back):
+    /// the pods it counted are told why when no worker starts.
+    #[serde(skip)]
+    pub pending_fired: bool,
     /// What the state remembers for the next run.
     #[serde(skip)]
     pub memory: Memory,
@@ -109,6 +113,7 @@ impl Plan {
             unhelpable: Vec::new(),
             kept: Vec::new(),
             notes: Vec::new(),
+            pending_fired: false,
             memory: Memory::default(),
         }
     }

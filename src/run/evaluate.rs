@@ -57,13 +57,7 @@ pub fn notices(
             warning: false,
         });
     }
-    // The pending-pods rule's reason: "N pending pod(s) need M new worker(s) ..." with the
-    // cluster model, "pending_pods N >= T" without it (plan/rules/scale_up.rs).
-    let pending_fired = plan
-        .reasons
-        .iter()
-        .any(|r| r.starts_with("pending_pods") || r.contains(" pending pod(s) need "));
-    if !scaled_up && pending_fired && !plan.blocked_by.is_empty() {
+    if !scaled_up && plan.pending_fired && !plan.blocked_by.is_empty() {
         out.push(Notice {
             about: About::PendingPods { except: unhelpable },
             reason: "NotTriggerScaleUp",

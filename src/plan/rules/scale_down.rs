@@ -63,11 +63,13 @@ pub fn apply(
     }
     // An unready worker is no capacity: removing it never takes the pool below min_nodes.
     let only_unready = !candidates.is_empty() && candidates.iter().all(|c| due.unready.contains(c));
-    let mut blocked = blockers(count, unhealthy, state, cfg, now);
-    if only_unready {
-        blocked.retain(|b| !b.starts_with("at min_nodes"));
-    }
-    plan.blocked_by.extend(blocked);
+    let floor = if only_unready {
+        Floor::Ignored
+    } else {
+        Floor::Holds
+    };
+    plan.blocked_by
+        .extend(blockers_with(count, unhealthy, state, cfg, now, floor));
     if candidates.is_empty() {
         plan.blocked_by.push(
             "no removable worker (all permanent, not Ready, or utilisation unknown)".to_string(),
@@ -203,10 +205,29 @@ pub fn blockers(
     cfg: &Config,
     now: Timestamp,
 ) -> Vec<String> {
+    blockers_with(count, unhealthy, state, cfg, now, Floor::Holds)
+}
+
+/// Whether `limits.min_nodes` holds a scale-down back: not when only unready workers
+/// would go (they are no capacity, so removing them never takes the pool below it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Floor {
+    Holds,
+    Ignored,
+}
+
+fn blockers_with(
+    count: &Count,
+    unhealthy: Option<&str>,
+    state: &State,
+    cfg: &Config,
+    now: Timestamp,
+    floor: Floor,
+) -> Vec<String> {
     let limits = &cfg.limits;
     let scaling = &cfg.scaling;
     let mut blocked = Vec::new();
-    if count.capacity <= limits.min_nodes {
+    if floor == Floor::Holds && count.capacity <= limits.min_nodes {
         blocked.push(format!(
             "at min_nodes {} ({} Ready or booting workers)",
             limits.min_nodes, count.capacity

@@ -56,12 +56,21 @@ pub fn apply(
         }
         return false;
     }
+    plan.pending_fired = by_pods > 0
+        || (pending.is_none()
+            && snap
+                .pending_pods
+                .is_some_and(|p| p >= f64::from(cfg.thresholds.pending_pods)));
     plan.reasons.extend(reasons);
     plan.low_since = None;
-    let mut blocked = blockers(count, state, cfg, now);
-    if by_pods >= want || !waits {
-        blocked.retain(|b| !b.contains("still provisioning"));
-    }
+    // Booting workers hold back only what they may yet satisfy (utilisation, pods counted
+    // without the model), not pods the model says no booting worker fits.
+    let booting = if by_pods >= want || !waits {
+        Booting::Ignored
+    } else {
+        Booting::Waits
+    };
+    let mut blocked = blockers_with(count, state, cfg, now, booting);
     if let Some(why) = unhealthy {
         // cluster-autoscaler stops every action, scale-up too, in a sick cluster.
         blocked.push(format!("{why}; no scale-up either"));
@@ -129,6 +138,23 @@ pub fn wanted(snap: &Snapshot, ready: u32, cfg: &Config) -> (u32, Vec<String>) {
 
 /// What holds a wanted scale-up back, each with its reason.
 pub fn blockers(count: &Count, state: &State, cfg: &Config, now: Timestamp) -> Vec<String> {
+    blockers_with(count, state, cfg, now, Booting::Waits)
+}
+
+/// Whether workers still provisioning hold a scale-up back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Booting {
+    Waits,
+    Ignored,
+}
+
+fn blockers_with(
+    count: &Count,
+    state: &State,
+    cfg: &Config,
+    now: Timestamp,
+    booting: Booting,
+) -> Vec<String> {
     let mut blocked = Vec::new();
     if count.room == 0 {
         blocked.push(format!(
@@ -137,7 +163,7 @@ pub fn blockers(count: &Count, state: &State, cfg: &Config, now: Timestamp) -> V
         ));
     }
     let provisioning = count.workers.provisioning;
-    if provisioning > 0 {
+    if provisioning > 0 && booting == Booting::Waits {
         blocked.push(format!(
             "{provisioning} worker(s) still provisioning; waiting for them to be Ready"
         ));
