@@ -835,3 +835,34 @@ fn the_function_scan_counts_lines_and_skips_literals_and_tests() {
     let found = functions(&without_tests(&code_only(code)));
     assert_eq!(found, [("a".to_string(), 1, 5), ("b".to_string(), 11, 1)]);
 }
+
+/// `println!` and `print!` panic on a closed stdout: only src/cli/stdout.rs writes to it.
+#[test]
+fn nothing_else_in_src_prints_to_stdout() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    let mut wrong = Vec::new();
+    for f in &all {
+        if f.ends_with("cli/stdout.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            // `eprintln!` and `eprint!` (stderr) are fine.
+            if ["println!", "print!", "stdout()"]
+                .iter()
+                .any(|m| code.matches(m).count() > code.matches(&format!("e{m}")).count())
+            {
+                wrong.push(format!("{}:{}: {line}", f.display(), i + 1));
+            }
+        }
+    }
+    assert!(all.len() > 20, "the scan looked at {} files", all.len());
+    assert!(
+        wrong.is_empty(),
+        "prints outside cli/stdout.rs:\n{}",
+        wrong.join("\n")
+    );
+}

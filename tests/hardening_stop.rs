@@ -53,14 +53,8 @@ fn start(cfg: &Path, args: &[&str]) -> ChildGuard {
     )
 }
 
-fn finish(mut child: ChildGuard) -> Run {
-    let out = child
-        .0
-        .take()
-        .expect("running")
-        .wait_with_output()
-        .expect("reap");
-    Run::from_output(out)
+fn finish(child: ChildGuard) -> Run {
+    Run::from_output(child_output(child))
 }
 
 /// `kill -SIG pid`: the signal systemd (`systemctl stop`), `timeout` or Ctrl-C sends.
@@ -93,6 +87,23 @@ fn idle_for_an_hour() -> State {
         next_worker_index: 2,
         ..State::fresh()
     }
+}
+
+/// A running worker container with its Node, idle in Prometheus, drains of up to 30 s,
+/// Kubernetes calls of up to `kube_timeout`.
+fn idle_worker(kube_timeout: &'static str) -> (Rig, String, LiveProm, std::path::PathBuf) {
+    let mut rig = Rig::new();
+    let worker = rig.worker(1);
+    let prom = LiveProm::start(idle_cluster(&worker));
+    let cfg = rig.config(&Knobs {
+        prom_url: prom.url(),
+        drain_timeout: "30s",
+        kube_timeout,
+        ..Knobs::default()
+    });
+    rig.run_worker_container(1);
+    rig.add_worker_node(&worker);
+    (rig, worker, prom, cfg)
 }
 
 /// Starts the run for three workers with each container create held back `hold`.
@@ -202,16 +213,7 @@ fn run_timeout_ends_the_start_loop_with_exit_5_naming_the_step() {
 /// and no scale-down back-off, exit 8.
 #[test]
 fn sigint_mid_drain_before_any_eviction_uncordons() {
-    let mut rig = Rig::new();
-    let worker = rig.worker(1);
-    let prom = LiveProm::start(idle_cluster(&worker));
-    let cfg = rig.config(&Knobs {
-        prom_url: prom.url(),
-        drain_timeout: "30s",
-        ..Knobs::default()
-    });
-    rig.run_worker_container(1);
-    rig.add_worker_node(&worker);
+    let (rig, worker, _prom, cfg) = idle_worker("2s");
     let pods = rig.add_pods(&worker, 2, Duration::from_millis(50));
     rig.write_state(&idle_for_an_hour());
     rig.api.fault(Fault::status("POST", "/eviction", 429));
@@ -247,16 +249,7 @@ fn sigint_mid_drain_before_any_eviction_uncordons() {
 /// the next run, which keeps the node, repairs the unfinished drain by uncordoning it.
 #[test]
 fn sigterm_after_evictions_leaves_the_drain_for_the_next_runs_repair() {
-    let mut rig = Rig::new();
-    let worker = rig.worker(1);
-    let prom = LiveProm::start(idle_cluster(&worker));
-    let cfg = rig.config(&Knobs {
-        prom_url: prom.url(),
-        drain_timeout: "30s",
-        ..Knobs::default()
-    });
-    rig.run_worker_container(1);
-    rig.add_worker_node(&worker);
+    let (rig, worker, _prom, cfg) = idle_worker("2s");
     rig.add_pods(&worker, 2, Duration::from_secs(5));
     rig.write_state(&idle_for_an_hour());
     let child = start(&cfg, &["evaluate", "--output", "json"]);
@@ -296,17 +289,7 @@ fn sigterm_after_evictions_leaves_the_drain_for_the_next_runs_repair() {
 /// at once with 128 + 15, as the default action would (the operator insists).
 #[test]
 fn a_second_signal_ends_the_run_at_once() {
-    let mut rig = Rig::new();
-    let worker = rig.worker(1);
-    let prom = LiveProm::start(idle_cluster(&worker));
-    let cfg = rig.config(&Knobs {
-        prom_url: prom.url(),
-        drain_timeout: "30s",
-        kube_timeout: "20s",
-        ..Knobs::default()
-    });
-    rig.run_worker_container(1);
-    rig.add_worker_node(&worker);
+    let (rig, worker, _prom, cfg) = idle_worker("20s");
     rig.add_pods(&worker, 1, Duration::from_millis(50));
     rig.write_state(&idle_for_an_hour());
     rig.api
@@ -344,16 +327,7 @@ fn child_output(mut child: ChildGuard) -> std::process::Output {
 /// recorded, exit 8.
 #[test]
 fn sigterm_stops_drain_node_cleanly() {
-    let mut rig = Rig::new();
-    let worker = rig.worker(1);
-    let prom = LiveProm::start(idle_cluster(&worker));
-    let cfg = rig.config(&Knobs {
-        prom_url: prom.url(),
-        drain_timeout: "30s",
-        ..Knobs::default()
-    });
-    rig.run_worker_container(1);
-    rig.add_worker_node(&worker);
+    let (rig, worker, _prom, cfg) = idle_worker("2s");
     rig.add_pods(&worker, 2, Duration::from_millis(50));
     rig.api.fault(Fault::status("POST", "/eviction", 429));
     let child = start(&cfg, &["drain", &worker, "--output", "json"]);
